@@ -1,0 +1,173 @@
+"""Train the fmnist-ofa supernet: sandwich rule with in-place distillation (BigNAS).
+
+One command, deterministic seed, resumable:
+    /usr/bin/python3 models/fmnist-ofa/train.py [--epochs N] [--data .cache/fmnist] [--out models/fmnist-ofa/checkpoints]
+
+Each step trains the largest subnet on the labels (label smoothing 0.1), then the smallest and
+`--random` random subnets on the largest subnet's soft predictions; gradients are summed, one SGD
+step. A checkpoint is written every `--ckpt-every` steps and at each epoch end; rerunning the same
+command resumes from the newest one.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from supernet import Supernet, load_arch, max_config, min_config, sample_config  # noqa: E402
+
+
+def load_data(d):
+    images = np.fromfile(os.path.join(d, "images.u8"), dtype=np.uint8).reshape(-1, 1, 28, 28)
+    labels = np.fromfile(os.path.join(d, "labels.u8"), dtype=np.uint8).astype(np.int64)
+    split = np.fromfile(os.path.join(d, "split.u8"), dtype=np.uint8)
+    return images, labels, split
+
+
+def augment(x, gen):
+    """Random 2-pixel-shift crop (zero padding) and horizontal flip, per sample."""
+    n = x.shape[0]
+    padded = F.pad(x, (2, 2, 2, 2))
+    dx = torch.randint(0, 5, (n,), generator=gen)
+    dy = torch.randint(0, 5, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out = torch.empty_like(x)
+    for i in range(n):
+        img = padded[i, :, dy[i] : dy[i] + 28, dx[i] : dx[i] + 28]
+        out[i] = torch.flip(img, dims=[2]) if flip[i] else img
+    return out
+
+
+def evaluate(model, cfg, calib, images, labels, batch=500):
+    stats = model.recalibrate(calib, cfg)
+    correct = 0
+    for i in range(0, images.shape[0], batch):
+        logits = model.forward_with_stats(images[i : i + batch], cfg, stats)
+        correct += (logits.argmax(1) == labels[i : i + batch]).sum().item()
+    return correct / images.shape[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default=os.path.join(HERE, "arch.json"))
+    ap.add_argument("--data", default=".cache/fmnist")
+    ap.add_argument("--out", default=os.path.join(HERE, "checkpoints"))
+    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.08)
+    ap.add_argument("--wd", type=float, default=3e-5)
+    ap.add_argument("--random", type=int, default=1, help="random subnets per step besides max and min")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ckpt-every", type=int, default=200)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    arch = load_arch(args.arch)
+    images, labels, split = load_data(args.data)
+    train_idx = np.nonzero(split == 0)[0]
+    val_idx = np.nonzero(split == 1)[0]
+    x_train = torch.from_numpy(images[train_idx]).float() / 255.0
+    y_train = torch.from_numpy(labels[train_idx])
+    x_val = torch.from_numpy(images[val_idx]).float() / 255.0
+    y_val = torch.from_numpy(labels[val_idx])
+    calib_rng = np.random.RandomState(args.seed)
+    x_calib = x_train[torch.from_numpy(calib_rng.choice(len(train_idx), 2000, replace=False))]
+
+    model = Supernet(arch)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or ".m" in n or n.endswith("bias") else decay).append(p)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr, momentum=0.9, nesterov=True,
+    )
+    steps_per_epoch = len(train_idx) // args.batch
+    total = steps_per_epoch * args.epochs
+    warm = min(300, total // 10)
+
+    def lr_at(step):
+        if step < warm:
+            return args.lr * (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
+        return 0.5 * args.lr * (1 + np.cos(np.pi * t))
+
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(args.out, "last.pt")
+    step = 0
+    history = []
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        history = ck.get("history", [])
+        print("resumed at step %d / %d" % (step, total), flush=True)
+
+    def save():
+        tmp = ckpt_path + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "history": history, "args": vars(args), "arch": arch}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    max_cfg, min_cfg = max_config(arch), min_config(arch)
+    t0 = time.time()
+    seen = 0
+    model.train()
+    while step < total:
+        epoch = step // steps_per_epoch
+        # Per-epoch permutation and per-step subnet choices derive from (seed, epoch, step): resumable.
+        perm = torch.from_numpy(np.random.RandomState(args.seed * 1000 + epoch).permutation(len(train_idx)))
+        k = step % steps_per_epoch
+        idx = perm[k * args.batch : (k + 1) * args.batch]
+        gen = torch.Generator().manual_seed(args.seed * 7919 + step)
+        x = augment(x_train[idx], gen)
+        y = y_train[idx]
+        rng = random.Random(args.seed * 104729 + step)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        logits = model(x, max_cfg)
+        loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+        loss.backward()
+        soft = F.softmax(logits.detach(), dim=1)
+        for cfg in [min_cfg] + [sample_config(arch, rng) for _ in range(args.random)]:
+            out = model(x, cfg)
+            kd = -(soft * F.log_softmax(out, dim=1)).sum(1).mean()
+            kd.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        seen += x.shape[0]
+        if step % 50 == 0:
+            el = time.time() - t0
+            print("step %d/%d epoch %d loss %.4f lr %.4f  %.1f img/s" % (
+                step, total, epoch, loss.item(), lr_at(step), seen / el), flush=True)
+        if step % args.ckpt_every == 0:
+            save()
+        if step % steps_per_epoch == 0 or step == total:
+            acc_max = evaluate(model, max_cfg, x_calib, x_val, y_val)
+            acc_min = evaluate(model, min_cfg, x_calib, x_val, y_val)
+            history.append({"step": step, "epoch": epoch + 1, "val_max": acc_max, "val_min": acc_min,
+                            "elapsed_s": time.time() - t0})
+            print("epoch %d val max %.4f min %.4f" % (epoch + 1, acc_max, acc_min), flush=True)
+            save()
+        if args.max_steps and step >= args.max_steps:
+            save()
+            break
+    with open(os.path.join(args.out, "history.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

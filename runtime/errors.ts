@@ -1,0 +1,37 @@
+/**
+ * Errors with stable codes. Tests and HTTP boundaries look at `code`, never the message.
+ */
+export type ErrorCode =
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_ARCH_INVALID'
+  | 'ERR_FAMILY_UNKNOWN'
+  | 'ERR_PACKAGE_MISSING'
+  | 'ERR_PACKAGE_MANIFEST'
+  | 'ERR_PACKAGE_DIGEST'
+  | 'ERR_PACKAGE_SIZE'
+  | 'ERR_PACKAGE_TENSOR'
+  | 'ERR_SESSION'
+  | 'ERR_INPUT'
+  | 'ERR_PREDICTOR_INVALID'
+  | 'ERR_LATENCY_TABLE_INVALID'
+  | 'ERR_PROFILE_INVALID'
+  | 'ERR_BUDGET_INFEASIBLE'
+  | 'ERR_BUDGET_INVALID'
+  | 'ERR_SWAP'
+  | 'ERR_HEALTH_CHECK'
+  | 'ERR_USAGE';
+
+export class NestswapError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'NestswapError';
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+export function isNestswapError(e: unknown, code?: ErrorCode): e is NestswapError {
+  return e instanceof NestswapError && (code === undefined || e.code === code);
+}

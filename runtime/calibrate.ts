@@ -1,0 +1,99 @@
+/**
+ * BatchNorm recalibration the way Once-for-All does it (set_running_statistics): forward the
+ * package's calibration images in batches, normalising with each batch's own mean and (biased)
+ * variance, and average the per-batch statistics weighted by batch size.
+ *
+ * Statistics are cached by (weights digest, subnet id) so calibration stays off the swap path.
+ */
+import { pack, unpack } from 'msgpackr';
+import { buildSubnet, type BnStats, type SubnetWeights } from './materialize.js';
+import type { SupernetPackage } from './package.js';
+import { ModelSession, type Backend } from './session.js';
+import type { SubnetConfig } from './space.js';
+
+export type BnStatsMap = Map<string, BnStats>;
+
+/** Where calibrated statistics persist (memory by default; the agent adds a disk store). */
+export interface StatsStore {
+  get(key: string): Promise<BnStatsMap | undefined>;
+  set(key: string, stats: BnStatsMap): Promise<void>;
+}
+
+export class MemoryStatsStore implements StatsStore {
+  private readonly map = new Map<string, BnStatsMap>();
+  constructor(private readonly capacity = 256) {}
+  async get(key: string): Promise<BnStatsMap | undefined> {
+    const v = this.map.get(key);
+    if (v) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+  async set(key: string, stats: BnStatsMap): Promise<void> {
+    this.map.set(key, stats);
+    while (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value!);
+  }
+}
+
+/** Stable binary form of statistics (msgpack), for disk stores and the registry. */
+export function encodeStats(stats: BnStatsMap): Uint8Array {
+  const obj: Record<string, [Float32Array, Float32Array]> = {};
+  for (const [k, v] of stats) obj[k] = [v.mean, v.var];
+  return pack(obj);
+}
+
+export function decodeStats(bytes: Uint8Array): BnStatsMap {
+  const obj = unpack(bytes) as Record<string, [Float32Array, Float32Array]>;
+  const out: BnStatsMap = new Map();
+  for (const [k, [mean, variance]] of Object.entries(obj)) out.set(k, { mean: new Float32Array(mean), var: new Float32Array(variance) });
+  return out;
+}
+
+export function statsKey(pkg: SupernetPackage, cfg: SubnetConfig, images: number): string {
+  return `${pkg.weightsDigest.slice(0, 16)}/${pkg.space.id(cfg)}/n${images}`;
+}
+
+export interface CalibrateOptions {
+  /** How many calibration images to use (default: all the package holds, OFA uses 2,000). */
+  images?: number;
+  /** Batch size (default: the package's, OFA uses 200). */
+  batch?: number;
+  threads?: number;
+}
+
+export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, backend: Backend, opts: CalibrateOptions = {}): Promise<BnStatsMap> {
+  const pkg = weights.pkg;
+  const c = pkg.manifest.calibration;
+  const total = Math.min(opts.images ?? c.count, c.count);
+  const batch = Math.min(opts.batch ?? c.batch, total);
+  const graph = buildSubnet(weights, cfg, { mode: 'calibrate' });
+  const session = await ModelSession.create(backend, graph.bytes, opts.threads ? { threads: opts.threads } : {});
+  try {
+    const per = c.shape.reduce((a, b) => a * b, 1);
+    const sums = new Map<string, { mean: Float64Array; var: Float64Array }>();
+    const input = new Float32Array(batch * per);
+    for (let start = 0; start < total; start += batch) {
+      const n = Math.min(batch, total - start);
+      const view = n === batch ? input : input.subarray(0, n * per);
+      const src = pkg.calibration.subarray(start * per, (start + n) * per);
+      for (let i = 0; i < src.length; i++) view[i] = src[i]! * c.scale;
+      const out = await session.run(view, [n, ...c.shape], graph.outputNames);
+      for (const bn of graph.bnNames) {
+        const m = out[`${bn}:mean`]!.data;
+        const v = out[`${bn}:var`]!.data;
+        let s = sums.get(bn);
+        if (!s) sums.set(bn, (s = { mean: new Float64Array(m.length), var: new Float64Array(v.length) }));
+        for (let j = 0; j < m.length; j++) {
+          s.mean[j]! += m[j]! * n;
+          s.var[j]! += v[j]! * n;
+        }
+      }
+    }
+    const stats: BnStatsMap = new Map();
+    for (const [bn, s] of sums) stats.set(bn, { mean: Float32Array.from(s.mean, (x) => x / total), var: Float32Array.from(s.var, (x) => x / total) });
+    return stats;
+  } finally {
+    await session.release();
+  }
+}

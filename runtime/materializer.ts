@@ -1,0 +1,86 @@
+/**
+ * The materializer service: validated config in, deployable ONNX out, with BN statistics
+ * recalibrated once per subnet and cached.
+ */
+import { calibrateBn, MemoryStatsStore, statsKey, type BnStatsMap, type CalibrateOptions, type StatsStore } from './calibrate.js';
+import { countMacs, countParams } from './cost.js';
+import { buildSubnet, SubnetWeights, type BnMode } from './materialize.js';
+import type { SupernetPackage } from './package.js';
+import type { Backend } from './session.js';
+import type { SubnetConfig } from './space.js';
+
+export interface MaterializeOptions {
+  /** Recalibrate BN statistics on the package's calibration set (default true). */
+  calibrate?: boolean;
+  /** 'fold' (default) or 'unfold' to keep BatchNormalization nodes. */
+  bn?: Exclude<BnMode, 'calibrate'>;
+  calibration?: CalibrateOptions;
+}
+
+export interface MaterializedSubnet {
+  subnetId: string;
+  config: SubnetConfig;
+  bytes: Uint8Array;
+  calibrated: boolean;
+  /** true when the statistics came from the cache */
+  statsCached: boolean;
+  params: number;
+  macs: number;
+  buildMs: number;
+  calibrationMs: number;
+}
+
+export class Materializer {
+  readonly weights: SubnetWeights;
+  readonly stats: StatsStore;
+  private readonly inflight = new Map<string, Promise<BnStatsMap>>();
+
+  constructor(
+    readonly pkg: SupernetPackage,
+    readonly backend: Backend,
+    stats: StatsStore = new MemoryStatsStore(),
+  ) {
+    this.weights = new SubnetWeights(pkg);
+    this.stats = stats;
+  }
+
+  /** Calibrated statistics for a subnet: from the store, or computed once (concurrent callers share it). */
+  async statistics(cfg: SubnetConfig, opts: CalibrateOptions = {}): Promise<{ stats: BnStatsMap; cached: boolean }> {
+    const key = statsKey(this.pkg, cfg, Math.min(opts.images ?? this.pkg.manifest.calibration.count, this.pkg.manifest.calibration.count));
+    const hit = await this.stats.get(key);
+    if (hit) return { stats: hit, cached: true };
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = calibrateBn(this.weights, cfg, this.backend, opts).then(async (s) => {
+        await this.stats.set(key, s);
+        return s;
+      });
+      this.inflight.set(key, p);
+      p.finally(() => this.inflight.delete(key)).catch(() => undefined);
+    }
+    return { stats: await p, cached: false };
+  }
+
+  async materialize(config: SubnetConfig, opts: MaterializeOptions = {}): Promise<MaterializedSubnet> {
+    const cfg = this.pkg.space.parse(config);
+    const calibrate = opts.calibrate ?? true;
+    let stats: BnStatsMap | undefined;
+    let cached = false;
+    const t0 = performance.now();
+    if (calibrate) ({ stats, cached } = await this.statistics(cfg, opts.calibration));
+    const t1 = performance.now();
+    const built = buildSubnet(this.weights, cfg, stats ? { mode: opts.bn ?? 'fold', stats } : { mode: opts.bn ?? 'fold' });
+    const t2 = performance.now();
+    return {
+      subnetId: this.pkg.space.id(cfg),
+      config: cfg,
+      bytes: built.bytes,
+      calibrated: calibrate,
+      statsCached: cached,
+      params: countParams(this.pkg.arch, cfg),
+      macs: countMacs(this.pkg.arch, cfg),
+      buildMs: t2 - t1,
+      calibrationMs: t1 - t0,
+    };
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * A small ONNX graph builder: named values, initializers as raw little-endian bytes, and a
+ * serializer to ModelProto bytes (opset 17, IR 8).
+ */
+import { AttributeType, DataType, ModelProto } from './proto.js';
+
+export const OPSET = 17;
+export const IR_VERSION = 8;
+
+type AttrValue = number | number[] | string | { floats: number[] } | { int: number } | { float: number };
+
+interface Node {
+  op_type: string;
+  input: string[];
+  output: string[];
+  name: string;
+  attribute: Record<string, unknown>[];
+}
+
+interface Initializer {
+  name: string;
+  dims: number[];
+  data_type: number;
+  raw_data: Uint8Array;
+}
+
+export interface ValueInfo {
+  name: string;
+  dims: (number | string)[];
+  elemType?: number;
+}
+
+function attribute(name: string, v: AttrValue): Record<string, unknown> {
+  if (typeof v === 'string') return { name, type: AttributeType.STRING, s: new TextEncoder().encode(v) };
+  if (Array.isArray(v)) return { name, type: AttributeType.INTS, ints: v };
+  if (typeof v === 'number') return Number.isInteger(v) ? { name, type: AttributeType.INT, i: v } : { name, type: AttributeType.FLOAT, f: v };
+  if ('floats' in v) return { name, type: AttributeType.FLOATS, floats: v.floats };
+  if ('int' in v) return { name, type: AttributeType.INT, i: v.int };
+  return { name, type: AttributeType.FLOAT, f: v.float };
+}
+
+function bytesOf(a: Float32Array | BigInt64Array | Int32Array): Uint8Array {
+  // Typed arrays are little-endian on every platform onnxruntime ships for.
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export class GraphBuilder {
+  private readonly nodes: Node[] = [];
+  private readonly inits: Initializer[] = [];
+  private readonly names = new Set<string>();
+  private counter = 0;
+
+  constructor(readonly name: string) {}
+
+  /** A fresh value name with a readable prefix. */
+  fresh(prefix: string): string {
+    let n = `${prefix}`;
+    while (this.names.has(n)) n = `${prefix}_${++this.counter}`;
+    this.names.add(n);
+    return n;
+  }
+
+  floatTensor(prefix: string, data: Float32Array, dims: number[]): string {
+    const name = this.fresh(prefix);
+    this.inits.push({ name, dims, data_type: DataType.FLOAT, raw_data: bytesOf(data) });
+    return name;
+  }
+
+  int64Tensor(prefix: string, data: number[]): string {
+    const name = this.fresh(prefix);
+    this.inits.push({ name, dims: [data.length], data_type: DataType.INT64, raw_data: bytesOf(BigInt64Array.from(data.map(BigInt))) });
+    return name;
+  }
+
+  scalar(prefix: string, value: number): string {
+    return this.floatTensor(prefix, Float32Array.of(value), []);
+  }
+
+  /** Adds a node; returns its (first) output name. */
+  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outName?: string, nOut = 1): string {
+    const outs: string[] = [];
+    for (let i = 0; i < nOut; i++) outs.push(i === 0 && outName ? this.claim(outName) : this.fresh(`${opType.toLowerCase()}`));
+    this.nodes.push({
+      op_type: opType,
+      input: inputs,
+      output: outs,
+      name: `${opType}_${this.nodes.length}`,
+      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+    });
+    return outs[0]!;
+  }
+
+  private claim(name: string): string {
+    if (this.names.has(name)) throw new Error(`value name '${name}' already used`);
+    this.names.add(name);
+    return name;
+  }
+
+  reserve(name: string): string {
+    return this.claim(name);
+  }
+
+  /** Serializes to ONNX ModelProto bytes. */
+  build(inputs: ValueInfo[], outputs: ValueInfo[], metadata: Record<string, string> = {}): Uint8Array {
+    const vi = (v: ValueInfo) => ({
+      name: v.name,
+      type: {
+        tensor_type: {
+          elem_type: v.elemType ?? DataType.FLOAT,
+          shape: { dim: v.dims.map((d) => (typeof d === 'string' ? { dim_param: d } : { dim_value: d })) },
+        },
+      },
+    });
+    const model = {
+      ir_version: IR_VERSION,
+      opset_import: [{ domain: '', version: OPSET }],
+      producer_name: 'nestswap',
+      producer_version: '0.1.0',
+      graph: {
+        name: this.name,
+        node: this.nodes,
+        initializer: this.inits,
+        input: inputs.map(vi),
+        output: outputs.map(vi),
+      },
+      metadata_props: Object.entries(metadata).map(([key, value]) => ({ key, value })),
+    };
+    return ModelProto.encode(ModelProto.fromObject(model)).finish();
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * One session interface over onnxruntime-node and onnxruntime-web. Backends plug in as an `Ort`
+ * module object (the onnxruntime-common API both packages export); options that change speed are
+ * explicit and recorded, because latency profiles depend on them.
+ */
+import type * as OrtApi from 'onnxruntime-common';
+import { NestswapError } from './errors.js';
+
+export type Ort = Pick<typeof OrtApi, 'InferenceSession' | 'Tensor' | 'env'>;
+
+export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
+
+export interface SessionOptions {
+  /** Execution provider, e.g. 'cpu' (node), 'wasm' (web), 'webgpu'. */
+  ep: string;
+  /** Intra-op threads; 0 or undefined = the runtime's default. */
+  threads?: number;
+  graphOptimizationLevel?: GraphOptimizationLevel;
+}
+
+export interface RecordedSessionOptions {
+  backend: string;
+  ep: string;
+  threads: number;
+  graphOptimizationLevel: GraphOptimizationLevel;
+  ortVersion: string;
+}
+
+export interface Backend {
+  /** 'node' or 'web' */
+  readonly name: string;
+  readonly ort: Ort;
+  readonly version: string;
+  readonly defaultEp: string;
+}
+
+export class ModelSession implements AsyncDisposable {
+  private released = false;
+  private constructor(
+    private readonly inner: OrtApi.InferenceSession,
+    private readonly ort: Ort,
+    readonly options: RecordedSessionOptions,
+  ) {}
+
+  static async create(backend: Backend, bytes: Uint8Array, opts: Partial<SessionOptions> = {}): Promise<ModelSession> {
+    const ep = opts.ep ?? backend.defaultEp;
+    const level = opts.graphOptimizationLevel ?? 'all';
+    const o: OrtApi.InferenceSession.SessionOptions = {
+      executionProviders: [ep],
+      graphOptimizationLevel: level,
+    };
+    if (opts.threads && opts.threads > 0) o.intraOpNumThreads = opts.threads;
+    let inner: OrtApi.InferenceSession;
+    try {
+      inner = await backend.ort.InferenceSession.create(bytes, o);
+    } catch (cause) {
+      throw new NestswapError('ERR_SESSION', `onnxruntime-${backend.name} could not create a session with execution provider '${ep}': ${(cause as Error).message}`, { cause });
+    }
+    return new ModelSession(inner, backend.ort, {
+      backend: backend.name,
+      ep,
+      threads: opts.threads ?? 0,
+      graphOptimizationLevel: level,
+      ortVersion: backend.version,
+    });
+  }
+
+  get inputNames(): readonly string[] {
+    return this.inner.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.inner.outputNames;
+  }
+
+  /** Runs with one float32 input; returns the requested float32 outputs by name. */
+  async run(input: Float32Array, dims: readonly number[], outputs: readonly string[] = this.inner.outputNames): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+    if (this.released) throw new NestswapError('ERR_SESSION', 'Session already released.');
+    const feeds = { [this.inner.inputNames[0]!]: new this.ort.Tensor('float32', input, dims) };
+    const res = await this.inner.run(feeds, outputs as string[]);
+    const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+    for (const name of outputs) {
+      const t = res[name]!;
+      out[name] = { data: t.data as Float32Array, dims: t.dims };
+    }
+    return out;
+  }
+
+  /** Runs and returns the first output's data. */
+  async runFirst(input: Float32Array, dims: readonly number[]): Promise<{ data: Float32Array; dims: readonly number[] }> {
+    const name = this.inner.outputNames[0]!;
+    return (await this.run(input, dims, [name]))[name]!;
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.inner.release();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}

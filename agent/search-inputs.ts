@@ -1,0 +1,70 @@
+/**
+ * Node-side inputs of the search: latency-table directories and ONNX accuracy-predictor files
+ * (runtime/ stays free of fs and onnxruntime-node).
+ */
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { NestswapError } from '../runtime/errors.js';
+import {
+  latencyTableFileName,
+  parseLatencyTable,
+  resolutionOfFileName,
+  serializeLatencyTable,
+  type LatencyTable,
+  type LatencyTables,
+} from '../runtime/latency-table.js';
+import { encoderForPredictor, onnxAccuracyPredictor, type AccuracyPredictor } from '../runtime/search/predictors.js';
+import type { ArchEncoder, Space } from '../runtime/space.js';
+
+/** Reads every `<r>_lookup_table.yaml` of a directory. */
+export async function readLatencyTableDir(dir: string): Promise<Map<number, LatencyTable>> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (cause) {
+    throw new NestswapError('ERR_LATENCY_TABLE_INVALID', `Cannot read latency table directory '${dir}': ${(cause as Error).message}`, { cause });
+  }
+  const tables = new Map<number, LatencyTable>();
+  for (const name of names.sort()) {
+    const r = resolutionOfFileName(name);
+    if (r === undefined) continue;
+    tables.set(r, parseLatencyTable(await readFile(join(dir, name), 'utf8'), r, join(dir, name)));
+  }
+  if (tables.size === 0) throw new NestswapError('ERR_LATENCY_TABLE_INVALID', `No <resolution>_lookup_table.yaml files in '${dir}'.`);
+  return tables;
+}
+
+/** Writes one file per resolution (atomically: temp file + rename). */
+export async function writeLatencyTableDir(dir: string, tables: LatencyTables): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [r, t] of tables) {
+    const path = join(dir, latencyTableFileName(r));
+    await writeFile(`${path}.tmp`, serializeLatencyTable(t));
+    await rename(`${path}.tmp`, path);
+  }
+}
+
+/**
+ * Loads an ONNX accuracy predictor; its input width decides the resolution list (the space's own,
+ * or one of `candidateLists`, e.g. the latency tables' resolutions).
+ */
+export async function loadOnnxAccuracyPredictor(
+  path: string,
+  space: Space,
+  candidateLists: readonly (readonly number[])[] = [],
+): Promise<{ predictor: AccuracyPredictor; encoder: ArchEncoder }> {
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(path);
+  } catch (cause) {
+    throw new NestswapError('ERR_PREDICTOR_INVALID', `Cannot load accuracy predictor '${path}' as an ONNX model: ${(cause as Error).message}`, { cause });
+  }
+  const meta = session.inputMetadata[0];
+  const last = meta?.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
+  if (typeof last !== 'number')
+    throw new NestswapError('ERR_PREDICTOR_INVALID', `Accuracy predictor '${path}' must declare its input as float32 [N, n_dim] with a fixed n_dim.`);
+  const encoder = encoderForPredictor(space, last, candidateLists);
+  const predictor = await onnxAccuracyPredictor(session, encoder.nDim, ort.Tensor, `accuracy predictor '${path}'`);
+  return { predictor, encoder };
+}

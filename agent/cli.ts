@@ -1,0 +1,70 @@
+/**
+ * The `nestswap` command line: a thin shell over the programmatic API. Each command lives in
+ * agent/commands/<name>.ts (or registry/commands/) and is imported only when used.
+ */
+import { isNestswapError } from '../runtime/errors.js';
+
+interface CommandInfo {
+  summary: string;
+  load: () => Promise<{ run(argv: string[]): Promise<number> }>;
+}
+
+const COMMANDS: Readonly<Record<string, CommandInfo>> = Object.freeze({
+  demo: { summary: 'end-to-end demo: registry + agent + queries + live inference + remote switch', load: () => import('./commands/demo.js') },
+  space: { summary: 'print the search space of a supernet package (size, min, max, samples)', load: () => import('./commands/space.js') },
+  materialize: { summary: 'turn (supernet, subnet config) into a standalone ONNX model', load: () => import('./commands/materialize.js') },
+  predict: { summary: 'predicted accuracy, latency, memory, MACs and params of a subnet', load: () => import('./commands/predict.js') },
+  device: { summary: 'discover this device: CPU, memory, GPUs, NPUs, battery, usable execution providers', load: () => import('./commands/device.js') },
+  profile: { summary: 'profile this device: latency lookup table + calibration + validation', load: () => import('./commands/profile.js') },
+  search: { summary: 'find the best subnet under a latency / memory / MACs budget (or its Pareto front)', load: () => import('./commands/search.js') },
+  agent: { summary: 'run the device agent: choose, serve and hot-swap subnets (standalone or with a registry)', load: () => import('./commands/agent.js') },
+  registry: { summary: 'run the registry server (HTTP + WebSocket, SQLite storage)', load: () => import('../registry/commands/registry.js') },
+  publish: { summary: 'publish a supernet package to a registry', load: () => import('../registry/commands/publish.js') },
+  devices: { summary: 'list the devices enrolled in a registry', load: () => import('../registry/commands/devices.js') },
+  query: { summary: 'ask a registry for the best subnet for a device and budget', load: () => import('../registry/commands/query.js') },
+  switch: { summary: 'push a subnet or a budget to a device through the registry', load: () => import('../registry/commands/switch.js') },
+  'init-model': { summary: 'generate a bundled untrained supernet package (ofa-mbv3-w1.0)', load: () => import('./commands/init-model.js') },
+});
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  const lines = Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`);
+  return `Usage: nestswap <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun 'nestswap <command> --help' for a command's options.\n`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name ? 0 : 2;
+  }
+  if (name === '--version') {
+    process.stdout.write('0.1.0\n');
+    return 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`nestswap: unknown command '${name}'. Should be one of: ${Object.keys(COMMANDS).join(', ')}.\n`);
+    return 2;
+  }
+  try {
+    const mod = await cmd.load();
+    return await mod.run(rest);
+  } catch (err) {
+    return reportError(err);
+  }
+}
+
+/** Prints an error for a person (and its code for scripts); returns the exit code. */
+export function reportError(err: unknown): number {
+  if (isNestswapError(err)) {
+    process.stderr.write(`nestswap: ${err.message} [${err.code}]\n`);
+    return err.code === 'ERR_USAGE' ? 2 : 1;
+  }
+  if (err instanceof Error && 'code' in err && typeof (err as { code: unknown }).code === 'string' && (err as { code: string }).code.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`nestswap: ${err.message} [ERR_USAGE]\n`);
+    return 2;
+  }
+  process.stderr.write(`nestswap: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 1;
+}

@@ -111,7 +111,8 @@ interface ConvSpec {
   bias?: Float32Array;
 }
 
-class SubnetGraphBuilder {
+/** Emits the parts of a subnet graph; exported so profilers can build single parts (stem, one block, head). */
+export class SubnetGraphBuilder {
   readonly g: GraphBuilder;
   readonly bnNames: string[] = [];
   readonly bnOutputs: { name: string; channels: number }[] = [];

@@ -9,52 +9,10 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, renameSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { blockSlots, midChannels, parseArch, seChannels, type Arch } from '../runtime/arch.js';
+import { parseArch, supernetTensorShapes, type Arch } from '../runtime/arch.js';
 import { mulberry32 } from '../runtime/random.js';
 
 export const MODELS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models');
-
-export function supernetTensorShapes(arch: Arch): Map<string, number[]> {
-  const t = new Map<string, number[]>();
-  const bn = (name: string, c: number) => {
-    for (const k of ['weight', 'bias', 'running_mean', 'running_var']) t.set(`${name}.${k}`, [c]);
-  };
-  const cin = arch.input.channels;
-  t.set('stem.conv.weight', [arch.stem.out, cin, arch.stem.kernel, arch.stem.kernel]);
-  bn('stem.bn', arch.stem.out);
-  t.set('first.dw.weight', [arch.stem.out, 1, arch.first_block.kernel, arch.first_block.kernel]);
-  bn('first.dw_bn', arch.stem.out);
-  t.set('first.proj.weight', [arch.first_block.out, arch.stem.out, 1, 1]);
-  bn('first.proj_bn', arch.first_block.out);
-  const ks = [...arch.space.ks_list].sort((a, b) => a - b);
-  const K = ks[ks.length - 1]!;
-  const maxE = Math.max(...arch.space.expand_list);
-  for (const s of blockSlots(arch)) {
-    const i = s.index;
-    const mid = midChannels(arch, s.inChannels, maxE);
-    t.set(`blocks.${i}.expand`, [mid, s.inChannels, 1, 1]);
-    bn(`blocks.${i}.expand_bn`, mid);
-    t.set(`blocks.${i}.dw`, [mid, 1, K, K]);
-    for (let j = ks.length - 1; j > 0; j--) t.set(`blocks.${i}.m${ks[j]}to${ks[j - 1]}`, [ks[j - 1]! ** 2, ks[j - 1]! ** 2]);
-    bn(`blocks.${i}.dw_bn`, mid);
-    if (s.se) {
-      const se = seChannels(arch, mid);
-      t.set(`blocks.${i}.se_reduce_w`, [se, mid, 1, 1]);
-      t.set(`blocks.${i}.se_reduce_b`, [se]);
-      t.set(`blocks.${i}.se_expand_w`, [mid, se, 1, 1]);
-      t.set(`blocks.${i}.se_expand_b`, [mid]);
-    }
-    t.set(`blocks.${i}.proj`, [s.outChannels, mid, 1, 1]);
-    bn(`blocks.${i}.proj_bn`, s.outChannels);
-  }
-  const last = arch.stages[arch.stages.length - 1]!.width;
-  t.set('final_expand.weight', [arch.final_expand, last, 1, 1]);
-  bn('final_bn', arch.final_expand);
-  t.set('feature_mix.weight', [arch.feature_mix, arch.final_expand, 1, 1]);
-  t.set('classifier.weight', [arch.classes, arch.feature_mix]);
-  t.set('classifier.bias', [arch.classes]);
-  return t;
-}
 
 function fill(name: string, shape: number[], out: Float32Array, rand: () => number): void {
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());

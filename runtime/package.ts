@@ -6,7 +6,7 @@
  * File access is injected (`PackageSource`) so the loader runs in Node and in browsers alike.
  */
 import { z } from 'zod';
-import { ArchSchema, parseArch, type Arch } from './arch.js';
+import { ArchSchema, parseArch, supernetTensorShapes, type Arch } from './arch.js';
 import { NestswapError } from './errors.js';
 import { Space } from './space.js';
 
@@ -189,6 +189,11 @@ export class SupernetPackage {
     }
     const byRole = (role: string) => files.get(manifest.files.find((f) => f.role === role)!.path)!;
     const tensors = decodeTensors(byRole('weights'), byRole('weights-index'), source.location);
+    for (const [name, shape] of supernetTensorShapes(manifest.arch)) {
+      const t = tensors.get(name);
+      if (!t || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+        throw new NestswapError('ERR_PACKAGE_TENSOR', `Package ${source.location} does not match its architecture: tensor '${name}' should have shape ${JSON.stringify(shape)}, found ${t ? JSON.stringify(t.shape) : 'none'}.`);
+    }
     const calibration = byRole('calibration');
     const c = manifest.calibration;
     const expected = c.count * c.shape.reduce((a, b) => a * b, 1);

@@ -53,10 +53,12 @@ export async function loadOnnxAccuracyPredictor(
   path: string,
   space: Space,
   candidateLists: readonly (readonly number[])[] = [],
+  sessionOptions: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1 },
 ): Promise<{ predictor: AccuracyPredictor; encoder: ArchEncoder }> {
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(path);
+    // one thread by default: batches of ~100 rows are too small to gain from more, and the device is serving too
+    session = await ort.InferenceSession.create(path, sessionOptions);
   } catch (cause) {
     throw new NestswapError('ERR_PREDICTOR_INVALID', `Cannot load accuracy predictor '${path}' as an ONNX model: ${(cause as Error).message}`, { cause });
   }

@@ -139,6 +139,6 @@ export async function exactSearch(problem: ExactProblem, budget: Budget): Promis
     best = { value, genome: g };
   }
   if (!best) throw new NestswapError('ERR_BUDGET_INFEASIBLE', `No subnet meets ${metric.name} <= ${metric.limit}.`);
-  const [acc] = await cp.score([best.genome], encoder);
+  const [acc] = await cp.score([best.genome]);
   return { ...cp.describe(best.genome, acc!), evaluations: cp.evaluations, searchMs: performance.now() - t0 };
 }

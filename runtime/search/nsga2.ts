@@ -112,8 +112,9 @@ export async function paretoSearch(problem: SearchProblem, budget: Budget, optio
   });
 
   const evaluate = async (gs: Genome[]): Promise<Ind[]> => {
-    const accs = await cp.score(gs, problem.encoder);
-    return gs.map((g, i) => ({ g, key: cp.key(g), f: [-accs[i]!, ...metrics.map((m) => cp.cost(m, g))], rank: 0, crowd: 0 }));
+    const keys = gs.map((g) => cp.key(g));
+    const accs = await cp.score(gs, keys);
+    return gs.map((g, i) => ({ g, key: keys[i]!, f: [-accs[i]!, ...metrics.map((m) => cp.cost(m, g))], rank: 0, crowd: 0 }));
   };
   /** Fills `fronts` into `n` survivors by rank, then crowding. */
   const select = (pop: Ind[], n: number): Ind[] => {

@@ -205,8 +205,39 @@ export class CompiledProblem {
     return g;
   }
 
+  /** Map key of a genome: the resolution, then two choice indices (each < 16) per char. */
   key(g: Genome): string {
-    return String.fromCharCode(...g);
+    let s = String.fromCharCode(65 + g[0]!);
+    if (this.nK > 16 || this.nE > 16 || this.nD > 16) {
+      for (let i = 1; i < g.length; i++) s += String.fromCharCode(65 + g[i]!);
+      return s;
+    }
+    for (let i = 1; i < g.length; i += 2) s += String.fromCharCode(65 + (g[i]! | ((g[i + 1] ?? 0) << 4)));
+    return s;
+  }
+
+  private featIndex: { r: Int32Array; k: Int32Array; e: Int32Array } | undefined;
+
+  /** Writes the predictor's one-hot encoding of a genome (same as `encoder.encodeInto(toConfig(g))`, without allocating). */
+  encodeInto(g: Genome, out: Float32Array, offset: number): void {
+    const enc = this.problem.encoder;
+    const s = this.space;
+    if (!this.featIndex)
+      this.featIndex = {
+        r: Int32Array.from(s.image_size_list, (r) => enc.rIndex(r)),
+        k: Int32Array.from({ length: this.nSlots * this.nK }, (_, x) => enc.kIndex(Math.floor(x / this.nK), s.ks_list[x % this.nK]!)),
+        e: Int32Array.from({ length: this.nSlots * this.nE }, (_, x) => enc.eIndex(Math.floor(x / this.nE), s.expand_list[x % this.nE]!)),
+      };
+    const f = this.featIndex;
+    out.fill(0, offset, offset + enc.nDim);
+    out[offset + f.r[g[0]!]!] = 1;
+    const kOff = 1 + this.nStage;
+    const eOff = kOff + this.nSlots;
+    for (let i = 0; i < this.nSlots; i++) {
+      if (!this.isActive(g, i)) continue;
+      out[offset + f.k[i * this.nK + g[kOff + i]!]!] = 1;
+      out[offset + f.e[i * this.nE + g[eOff + i]!]!] = 1;
+    }
   }
 
   toConfig(g: Genome): SubnetConfig {
@@ -310,26 +341,26 @@ export class CompiledProblem {
   }
 
   /** Scores genomes with one batched predictor call, skipping genomes already scored. */
-  async score(genomes: readonly Genome[], encoder: ArchEncoder): Promise<number[]> {
-    const todo: Genome[] = [];
-    const keys = genomes.map((g) => this.key(g));
+  async score(genomes: readonly Genome[], keys: readonly string[] = genomes.map((g) => this.key(g))): Promise<number[]> {
+    const todo: number[] = [];
     const pending = new Set<string>();
     keys.forEach((k, i) => {
       if (!this.cache.has(k) && !pending.has(k)) {
         pending.add(k);
-        todo.push(genomes[i]!);
+        todo.push(i);
       }
     });
     if (todo.length) {
-      const feats = new Float32Array(todo.length * encoder.nDim);
-      todo.forEach((g, i) => encoder.encodeInto(this.toConfig(g), feats, i * encoder.nDim));
+      const nDim = this.problem.encoder.nDim;
+      const feats = new Float32Array(todo.length * nDim);
+      todo.forEach((gi, row) => this.encodeInto(genomes[gi]!, feats, row * nDim));
       const acc = await this.problem.predictor.predictBatch(feats, todo.length);
       if (acc.length < todo.length) throw new NestswapError('ERR_PREDICTOR_INVALID', `Accuracy predictor returned ${acc.length} values for ${todo.length} rows.`);
       this.evaluations += todo.length;
-      todo.forEach((g, i) => {
-        const v = acc[i]!;
-        if (!Number.isFinite(v)) throw new NestswapError('ERR_PREDICTOR_INVALID', `Accuracy predictor returned ${v} for ${this.space.id(this.toConfig(g))}.`);
-        this.cache.set(this.key(g), v);
+      todo.forEach((gi, row) => {
+        const v = acc[row]!;
+        if (!Number.isFinite(v)) throw new NestswapError('ERR_PREDICTOR_INVALID', `Accuracy predictor returned ${v} for ${this.space.id(this.toConfig(genomes[gi]!))}.`);
+        this.cache.set(keys[gi]!, v);
       });
     }
     return keys.map((k) => this.cache.get(k)!);

@@ -1,0 +1,135 @@
+/**
+ * Search benchmark (prints JSON): OFA-MBv3 w1.2 with OFA's trained accuracy predictor (ONNX, 125
+ * features over 160..224) and the Note10 latency tables.
+ *   node dist/bench/search.js [--quick]
+ */
+import { existsSync } from 'node:fs';
+import { isNestswapError } from '../runtime/errors.js';
+import { lookupLatencyMs } from '../runtime/latency-table.js';
+import { mulberry32 } from '../runtime/random.js';
+import {
+  evolutionSearch,
+  exactSearch,
+  FAST_EVOLUTION,
+  fitLinearPredictor,
+  OFA_EVOLUTION,
+  type EvolutionOptions,
+  type SearchProblem,
+} from '../runtime/search/index.js';
+import { loadOnnxAccuracyPredictor } from '../agent/search-inputs.js';
+import { latency, note10, note10Resolutions, predictorPath, root, w12, w12Space } from '../test/search-fixtures.js';
+
+const quick = process.argv.includes('--quick');
+const space = w12Space();
+const { predictor, encoder } = await loadOnnxAccuracyPredictor(predictorPath, space, [note10Resolutions]);
+const mlpProblem: SearchProblem = { arch: w12, encoder, predictor, latency };
+
+const stats = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!;
+  return { n: s.length, median: round(q(0.5)), p99: round(q(0.99)), min: round(s[0]!), max: round(s[s.length - 1]!) };
+};
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+function round(v: number, d = 2) {
+  const f = 10 ** d;
+  return Math.round(v * f) / f;
+}
+
+async function timeSetting(opts: EvolutionOptions, budgetMs: number, seeds: number[]) {
+  const times: number[] = [];
+  const accs: number[] = [];
+  const gens: number[] = [];
+  const evals: number[] = [];
+  for (const seed of seeds) {
+    const r = await evolutionSearch(mlpProblem, { latencyMs: budgetMs }, { ...opts, seed });
+    if (lookupLatencyMs(note10, w12, r.subnet) > budgetMs) throw new Error('bench: infeasible result');
+    times.push(r.searchMs);
+    accs.push(r.predicted.accuracy);
+    gens.push(r.generations ?? 0);
+    evals.push(r.evaluations);
+  }
+  return { searchMs: stats(times), meanAccuracy: round(mean(accs), 5), meanGenerations: round(mean(gens), 1), meanEvaluations: round(mean(evals), 0) };
+}
+
+// warm up ORT and the JIT
+await evolutionSearch(mlpProblem, { latencyMs: 25 }, { ...FAST_EVOLUTION, generations: 5 });
+
+const budget = 25; // OFA tutorial's Note10 budget
+const seedsOfa = quick ? [1, 2] : [1, 2, 3, 4, 5];
+const seedsFast = quick ? [1, 2, 3, 4, 5] : Array.from({ length: 20 }, (_, i) => i + 1);
+const ofa = await timeSetting(OFA_EVOLUTION, budget, seedsOfa);
+const fast = await timeSetting(FAST_EVOLUTION, budget, seedsFast);
+
+// additive objective: a linear predictor fitted to the MLP on random subnets, ground truth by the exact optimiser
+const nFit = 4000;
+const rng = mulberry32(42);
+const samples = Array.from({ length: nFit }, () => space.parse({ ...space.sample(rng), image_size: note10Resolutions[Math.floor(rng() * note10Resolutions.length)]! }));
+const feats = encoder.encodeBatch(samples);
+const targets = await predictor.predictBatch(feats, nFit);
+const linear = fitLinearPredictor(feats, targets, nFit, encoder.nDim);
+const fitted = linear.predictSync(feats, nFit);
+const rmse = Math.sqrt(mean(Array.from(targets, (t, i) => (t - fitted[i]!) ** 2)));
+const linProblem = { ...mlpProblem, predictor: linear };
+const gapBudgets = [15, 20, 25, 30, 40];
+const gapSeeds = quick ? [1, 2, 3] : Array.from({ length: 10 }, (_, i) => i + 1);
+const gaps: Record<string, { exactAccuracy: number; meanGap: number; maxGap: number; exactMs: number; evoMedianMs: number }> = {};
+const allGaps: number[] = [];
+for (const b of gapBudgets) {
+  const exact = await exactSearch(linProblem, { latencyMs: b });
+  const g: number[] = [];
+  const t: number[] = [];
+  for (const seed of gapSeeds) {
+    const r = await evolutionSearch(linProblem, { latencyMs: b }, { ...FAST_EVOLUTION, seed });
+    g.push(exact.predicted.accuracy - r.predicted.accuracy);
+    t.push(r.searchMs);
+  }
+  allGaps.push(...g);
+  gaps[`${b}ms`] = {
+    exactAccuracy: round(exact.predicted.accuracy, 5),
+    meanGap: round(mean(g), 6),
+    maxGap: round(Math.max(...g), 6),
+    exactMs: round(exact.searchMs),
+    evoMedianMs: stats(t).median,
+  };
+}
+
+// infeasible budget: answered at once
+const infeasibleMs: number[] = [];
+for (let i = 0; i < 20; i++) {
+  const t0 = performance.now();
+  try {
+    await evolutionSearch(mlpProblem, { latencyMs: 5 }, OFA_EVOLUTION);
+  } catch (e) {
+    if (!isNestswapError(e, 'ERR_BUDGET_INFEASIBLE')) throw e;
+  }
+  infeasibleMs.push(performance.now() - t0);
+}
+
+const fmnistDir = new URL('models/fmnist-ofa/package', root);
+const fmnist = existsSync(fmnistDir) ? 'present but not wired yet: needs the package loader and a device profile (see report)' : 'skipped: models/fmnist-ofa/package absent';
+
+process.stdout.write(
+  `${JSON.stringify(
+    {
+      bench: 'search',
+      space: 'ofa-mbv3-w1.2 (20 slots, k{3,5,7} e{3,4,6} d{2,3,4}, r 160..224 step 16)',
+      predictor: 'OFA w1.2 MLP (ONNX, onnxruntime-node CPU), 125 features',
+      latencyTable: 'Note10 (flat)',
+      budgetMs: budget,
+      ofaDefault: { setting: { populationSize: 100, generations: 500, earlyStop: false }, ...ofa },
+      fast: { setting: { populationSize: FAST_EVOLUTION.populationSize, generations: FAST_EVOLUTION.generations, patience: FAST_EVOLUTION.patience }, ...fast },
+      accuracyDelta_fast_minus_ofa: round(fast.meanAccuracy - ofa.meanAccuracy, 5),
+      speedup_median: round(ofa.searchMs.median / fast.searchMs.median, 1),
+      gapToExact: {
+        predictor: `linear least-squares fit to the MLP on ${nFit} random subnets (rmse ${round(rmse, 4)})`,
+        seeds: gapSeeds.length,
+        meanGap: round(mean(allGaps), 6),
+        perBudget: gaps,
+      },
+      infeasibleBudgetMs: stats(infeasibleMs),
+      fmnist,
+    },
+    null,
+    2,
+  )}\n`,
+);

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { countMacs } from '../runtime/cost.js';
@@ -216,4 +217,33 @@ test('a linear ONNX predictor scores like the same LinearPredictor', async () =>
   const a = await p.predictBatch(feats, 8);
   const b = await lin.predictBatch(feats, 8);
   a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) < 1e-6));
+});
+
+/** Runs `nestswap search` in a child process (the command prints to stdout/stderr). */
+function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const mod = new URL('../agent/commands/search.js', import.meta.url).href;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); process.exitCode = await m.run(${JSON.stringify(args)});`], {
+    encoding: 'utf8',
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const cliBase = ['--space', 'ofa-mbv3-w1.0', '--width-mult', '1.2', '--accuracy-predictor', predictorPath, '--latency-table', fixture('note10')];
+
+test('the search command prints a JSON result within the latency budget', () => {
+  const r = cli([...cliBase, '--latency-ms', '22', '--seed', '3', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { subnet: SubnetConfig; predicted: { latencyMs: number } };
+  assert.ok(lookupLatencyMs(note10, w12, out.subnet) <= 22);
+});
+
+test('the search command exits 2 with the code on stderr for a zero budget', () => {
+  const r = cli([...cliBase, '--latency-ms', '0']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /ERR_BUDGET_INVALID/);
+});
+
+test('the search command exits 1 with ERR_BUDGET_INFEASIBLE for an impossible budget', () => {
+  const r = cli([...cliBase, '--latency-ms', '5']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /ERR_BUDGET_INFEASIBLE/);
 });

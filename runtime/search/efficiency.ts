@@ -25,7 +25,7 @@ export interface EfficiencyModel {
   readonly fixed: Float64Array;
   readonly slot: Float64Array;
   /** measured ≈ a · sum + b (fitted on whole-subnet measurements); a must be > 0 */
-  readonly calibration?: { readonly a: number; readonly b: number };
+  readonly calibration?: { readonly a: number; readonly b: number } | undefined;
 }
 
 export interface LatencyPredictor {

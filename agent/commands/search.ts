@@ -1,0 +1,213 @@
+/**
+ * `nestswap search`: best subnet under a latency / memory / MACs budget, or the Pareto front.
+ * A thin shell: inputs are read here, the search is runtime/search.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parseArch, scaleMbv3Arch, type Arch } from '../../runtime/arch.js';
+import { isNestswapError, NestswapError } from '../../runtime/errors.js';
+import { flatLatencyModel } from '../../runtime/latency-table.js';
+import {
+  evolutionSearch,
+  exactSearch,
+  FAST_EVOLUTION,
+  flatLatencyPredictor,
+  flatMemoryPredictor,
+  LinearPredictor,
+  OFA_EVOLUTION,
+  paretoSearch,
+  staticMemoryModel,
+  type AccuracyPredictor,
+  type Budget,
+  type LatencyPredictor,
+  type MemoryPredictor,
+  type ParetoResult,
+  type SearchResult,
+} from '../../runtime/search/index.js';
+import { Space, type ArchEncoder } from '../../runtime/space.js';
+import { loadOnnxAccuracyPredictor, readLatencyTableDir } from '../search-inputs.js';
+
+const HELP = `Usage: nestswap search --space <name|arch.json> --accuracy-predictor <file.onnx> --latency-table <dir>
+                       --latency-ms X [--memory-mb Y] [--macs M] [--pareto] [--seed S] [--width-mult W]
+                       [--method fast|ofa|exact] [--generations N] [--json]
+
+Finds the subnet with the best predicted accuracy whose predicted latency, memory and MACs all fit
+the budget (or, with --pareto, the accuracy / latency / memory Pareto front under it).
+
+  --space               a family under models/ (e.g. ofa-mbv3-w1.0) or a path to an arch.json
+  --width-mult          scale every width (OFA's w1.2 supernet: --width-mult 1.2)
+  --accuracy-predictor  ONNX model, float32 [N, n_dim] -> [N, 1], OFA's one-hot encoding; n_dim picks
+                        the resolution list (the space's, or the latency tables')
+  --latency-table       directory of OFA <resolution>_lookup_table.yaml files (ms)
+  --latency-ms          latency budget in ms (sum of table means)
+  --memory-mb           memory budget in MB (static estimate: fp32 weights + peak activations)
+  --macs                MACs budget (multiply-accumulates; 300e6 or 300M)
+  --method              fast (default), ofa (OFA's EvolutionFinder settings), exact (linear predictors only)
+  --generations         override the number of generations
+  --seed                random seed (default 0)
+  --json                print JSON
+
+Exit status: 0 found, 1 no subnet fits the budget (ERR_BUDGET_INFEASIBLE), 2 bad usage or input.`;
+
+/** What a search needs, however it was obtained (files here; later a supernet package + device profile). */
+export interface SearchInputs {
+  arch: Arch;
+  predictor: AccuracyPredictor;
+  encoder: ArchEncoder;
+  efficiency: { latency?: LatencyPredictor; memory?: MemoryPredictor };
+}
+
+export interface SearchFlags {
+  pareto?: boolean;
+  method?: 'fast' | 'ofa' | 'exact';
+  seed?: number;
+  generations?: number;
+}
+
+/** The hook for every front end (this command, `--supernet --profile`, the agent, the registry). */
+export async function searchWith(inputs: SearchInputs, budget: Budget, flags: SearchFlags = {}): Promise<SearchResult | ParetoResult> {
+  const problem = { arch: inputs.arch, predictor: inputs.predictor, encoder: inputs.encoder, ...inputs.efficiency };
+  const seed = flags.seed ?? 0;
+  const gens = flags.generations === undefined ? {} : { generations: flags.generations };
+  if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens });
+  if (flags.method === 'exact') {
+    if (!(inputs.predictor instanceof LinearPredictor))
+      throw new NestswapError('ERR_USAGE', '--method exact needs a linear accuracy predictor; an ONNX predictor is searched with fast or ofa.');
+    return exactSearch({ ...problem, predictor: inputs.predictor }, budget);
+  }
+  return evolutionSearch(problem, budget, { ...(flags.method === 'ofa' ? OFA_EVOLUTION : FAST_EVOLUTION), seed, ...gens });
+}
+
+const modelsDir = fileURLToPath(new URL('../../../models/', import.meta.url));
+
+function readArch(spaceArg: string, widthMult: number | undefined): Arch {
+  const candidates = [spaceArg, join(spaceArg, 'arch.json'), join(modelsDir, spaceArg, 'arch.json')];
+  const path = candidates.find((p) => existsSync(p) && statSync(p).isFile());
+  if (!path) throw new NestswapError('ERR_USAGE', `--space '${spaceArg}' is neither an arch.json nor a family under ${modelsDir}.`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (cause) {
+    throw new NestswapError('ERR_ARCH_INVALID', `${path} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  const arch = parseArch(json, path);
+  if (widthMult === undefined || widthMult === 1) return arch;
+  return scaleMbv3Arch(arch, widthMult, `${arch.family.replace(/-w[\d.]+$/, '')}-w${widthMult}`);
+}
+
+function num(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*([-+]?[\d.]+(?:e[-+]?\d+)?|NaN|[-+]?Infinity)\s*([kKMG]?)\s*$/.exec(value);
+  const scale = { '': 1, k: 1e3, K: 1e3, M: 1e6, G: 1e9 }[m?.[2] ?? ''] ?? 1;
+  const n = m ? Number(m[1]) * scale : NaN;
+  if (!m || (Number.isNaN(n) && m[1] !== 'NaN')) throw new NestswapError('ERR_USAGE', `Option ${flag} must be a number (got '${value}').`);
+  return n;
+}
+
+const fmt = (v: number | null, d: number) => (v === null ? '-' : v.toFixed(d));
+
+function printHuman(space: Space, r: SearchResult | ParetoResult, budget: Budget): void {
+  const lines: string[] = [];
+  if ('front' in r) {
+    lines.push(`Pareto front: ${r.front.length} subnets (${r.evaluations} predictor evaluations, ${r.searchMs.toFixed(0)} ms)`);
+    lines.push(`${'accuracy'.padStart(9)} ${'latency ms'.padStart(11)} ${'memory MB'.padStart(10)} ${'MMACs'.padStart(8)}  subnet`);
+    for (const p of r.front)
+      lines.push(
+        `${fmt(p.predicted.accuracy, 4).padStart(9)} ${fmt(p.predicted.latencyMs, 2).padStart(11)} ${fmt(p.predicted.memoryMB, 1).padStart(10)} ${fmt(p.predicted.macs / 1e6, 1).padStart(8)}  ${space.id(p.subnet)}`,
+      );
+  } else {
+    const b = (k: keyof Budget, unit: string, scale = 1) => (budget[k] === undefined ? '' : `  (budget ${(budget[k]! / scale).toString()} ${unit})`);
+    lines.push(`subnet      ${space.id(r.subnet)}`);
+    lines.push(`accuracy    ${fmt(r.predicted.accuracy, 4)} (predicted)`);
+    lines.push(`latency     ${fmt(r.predicted.latencyMs, 2)} ms${b('latencyMs', 'ms')}`);
+    lines.push(`memory      ${fmt(r.predicted.memoryMB, 1)} MB${b('memoryMB', 'MB')}`);
+    lines.push(`MACs        ${fmt(r.predicted.macs / 1e6, 1)} M${b('macs', 'M', 1e6)}`);
+    lines.push(`search      ${r.searchMs.toFixed(0)} ms, ${r.evaluations} predictor evaluations`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+const INPUT_ERRORS = new Set(['ERR_USAGE', 'ERR_BUDGET_INVALID', 'ERR_CONFIG_INVALID', 'ERR_ARCH_INVALID', 'ERR_PREDICTOR_INVALID', 'ERR_LATENCY_TABLE_INVALID', 'ERR_PROFILE_INVALID']);
+
+export async function run(argv: string[]): Promise<number> {
+  try {
+    const { values: v } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        space: { type: 'string' },
+        'width-mult': { type: 'string' },
+        'accuracy-predictor': { type: 'string' },
+        'latency-table': { type: 'string' },
+        'latency-ms': { type: 'string' },
+        'memory-mb': { type: 'string' },
+        macs: { type: 'string' },
+        pareto: { type: 'boolean' },
+        method: { type: 'string' },
+        generations: { type: 'string' },
+        seed: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        // reserved for the package + device-profile form (another command path)
+        supernet: { type: 'string' },
+        profile: { type: 'string' },
+      },
+    });
+    if (v.help) {
+      process.stdout.write(`${HELP}\n`);
+      return 0;
+    }
+    if (v.supernet !== undefined || v.profile !== undefined)
+      throw new NestswapError('ERR_USAGE', '--supernet/--profile are not available yet; give --space, --accuracy-predictor and --latency-table.');
+    if (!v.space) throw new NestswapError('ERR_USAGE', 'Missing required option --space.');
+    if (!v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
+    const method = v.method ?? 'fast';
+    if (method !== 'fast' && method !== 'ofa' && method !== 'exact') throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: fast, ofa, exact.`);
+    const widthMult = num(v['width-mult'], '--width-mult');
+    if (widthMult !== undefined && !(widthMult > 0 && Number.isFinite(widthMult))) throw new NestswapError('ERR_USAGE', '--width-mult must be a positive number.');
+    const generations = num(v.generations, '--generations');
+    if (generations !== undefined && !(Number.isInteger(generations) && generations >= 1)) throw new NestswapError('ERR_USAGE', '--generations must be a positive integer.');
+    const seed = num(v.seed, '--seed') ?? 0;
+    if (!Number.isInteger(seed)) throw new NestswapError('ERR_USAGE', '--seed must be an integer.');
+    const budget: Budget = {};
+    const lat = num(v['latency-ms'], '--latency-ms');
+    const mem = num(v['memory-mb'], '--memory-mb');
+    const macs = num(v.macs, '--macs');
+    if (lat !== undefined) budget.latencyMs = lat;
+    if (mem !== undefined) budget.memoryMB = mem;
+    if (macs !== undefined) budget.macs = macs;
+    if (!v.pareto && Object.keys(budget).length === 0) throw new NestswapError('ERR_USAGE', 'Give a budget: --latency-ms, --memory-mb and/or --macs (or --pareto).');
+    if (lat !== undefined && !v['latency-table']) throw new NestswapError('ERR_USAGE', '--latency-ms needs --latency-table <dir>.');
+
+    const arch = readArch(v.space, widthMult);
+    const space = Space.fromArch(arch);
+    const tables = v['latency-table'] ? await readLatencyTableDir(v['latency-table']) : undefined;
+    const tableRes = tables ? [...tables.keys()].sort((a, b) => a - b).filter((r) => space.image_size_list.includes(r)) : [];
+    const { predictor, encoder } = await loadOnnxAccuracyPredictor(v['accuracy-predictor'], space, tableRes.length ? [tableRes] : []);
+    const resolutions = (tables ? tableRes : [...space.image_size_list]).filter((r) => encoder.imageSizeList.includes(r));
+    if (resolutions.length === 0)
+      throw new NestswapError('ERR_CONFIG_INVALID', `The accuracy predictor (${encoder.imageSizeList.join(', ')}) and the latency tables (${tableRes.join(', ')}) share no resolution.`);
+    const efficiency: SearchInputs['efficiency'] = {};
+    if (tables) efficiency.latency = flatLatencyPredictor(flatLatencyModel(tables, arch, resolutions));
+    if (mem !== undefined || v.pareto) efficiency.memory = flatMemoryPredictor(staticMemoryModel(arch, resolutions));
+    const flags: SearchFlags = { seed, method, ...(v.pareto ? { pareto: true } : {}), ...(generations === undefined ? {} : { generations }) };
+    const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags);
+    if (v.json) process.stdout.write(`${JSON.stringify({ space: arch.family, budget, resolutions, ...result, ...('subnet' in result ? { id: space.id(result.subnet) } : {}) }, null, 2)}\n`);
+    else printHuman(space, result, budget);
+    return 0;
+  } catch (err) {
+    if (isNestswapError(err)) {
+      process.stderr.write(`nestswap search: ${err.message} [${err.code}]\n`);
+      return INPUT_ERRORS.has(err.code) ? 2 : 1;
+    }
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`nestswap search: ${(err as Error).message} [ERR_USAGE]\n${HELP}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

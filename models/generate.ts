@@ -84,10 +84,13 @@ export function generatePackage(arch: Arch, outDir: string, opts: GenerateOption
   return outDir;
 }
 
+/** Families whose package is generated on first use (untrained, too large to commit). */
+export const GENERATED_FAMILIES: readonly string[] = Object.freeze(['ofa-mbv3-w1.0']);
+
 /** The bundled package of a family, generating it first when the family is generated rather than committed. */
 export function ensureFamilyPackage(family: string): string {
   const dir = join(MODELS_DIR, family, 'package');
-  if (existsSync(join(dir, 'manifest.json'))) return dir;
+  if (existsSync(join(dir, 'manifest.json')) || !GENERATED_FAMILIES.includes(family)) return dir;
   const archPath = join(MODELS_DIR, family, 'arch.json');
   if (!existsSync(archPath)) return dir;
   const arch = parseArch(JSON.parse(readFileSync(archPath, 'utf8')), archPath);

@@ -11,6 +11,7 @@ import { lookupLatencyMs } from '../runtime/latency-table.js';
 import { GraphBuilder } from '../runtime/onnx/graph.js';
 import { mulberry32 } from '../runtime/random.js';
 import {
+  CompiledProblem,
   evaluateFlat,
   evolutionSearch,
   exactSearch,
@@ -246,4 +247,15 @@ test('the search command exits 1 with ERR_BUDGET_INFEASIBLE for an impossible bu
   const r = cli([...cliBase, '--latency-ms', '5']);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /ERR_BUDGET_INFEASIBLE/);
+});
+
+test("the compiled search encodes genomes exactly as ArchEncoder encodes their configs", () => {
+  const cp = new CompiledProblem(linearProblem, {});
+  const rng = mulberry32(8);
+  const a = new Float32Array(encoder.nDim);
+  for (let i = 0; i < 50; i++) {
+    const g = cp.random(rng);
+    cp.encodeInto(g, a, 0);
+    assert.deepEqual(a, encoder.encode(cp.toConfig(g)));
+  }
 });

@@ -1,0 +1,99 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { NestswapError } from '../../runtime/errors.js';
+import { loadSupernet } from '../packages.js';
+import { numberOpt, parse, required } from './common.js';
+
+const HELP = `Usage:
+  nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
+                 [--data DIR] [--threads N] [--interval-ms 1000] [--log-level info]
+  nestswap agent --registry URL --enroll-token T --supernet NAME [--name NAME] [...]
+
+Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
+chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
+PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz) and hot-swaps subnets when live
+conditions (CPU contention, memory, battery, temperature) change.
+With --registry: enrolls with a registry and follows its commands (fleet mode).`;
+
+export async function run(argv: string[]): Promise<number> {
+  const a = parse(
+    argv,
+    {
+      supernet: { type: 'string' },
+      'latency-ms': { type: 'string' },
+      'memory-mb': { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      data: { type: 'string' },
+      threads: { type: 'string' },
+      'interval-ms': { type: 'string' },
+      'log-level': { type: 'string' },
+      registry: { type: 'string' },
+      'enroll-token': { type: 'string' },
+      name: { type: 'string' },
+    },
+    HELP,
+  );
+  if (!a) return 0;
+  const v = a.values;
+  const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
+
+  if (v.registry) {
+    // fleet mode lives in agent/fleet.ts (another module); load it only when asked for
+    const fleetPath = join(fileURLToPath(new URL('..', import.meta.url)), 'fleet.js');
+    if (!existsSync(fleetPath)) throw new NestswapError('ERR_USAGE', '--registry (fleet mode) is not available in this build: agent/fleet.ts is missing. Run without --registry for standalone mode.');
+    const fleet = (await import(fleetPath)) as { runFleetAgent(opts: Record<string, unknown>): Promise<number | void> };
+    const code = await fleet.runFleetAgent({
+      registry: v.registry,
+      enrollToken: required(v['enroll-token'], '--enroll-token'),
+      supernet: required(v.supernet, '--supernet'),
+      name: v.name,
+      latencyMs: numberOpt(v['latency-ms'], '--latency-ms'),
+      memoryMB: numberOpt(v['memory-mb'], '--memory-mb'),
+      port: numberOpt(v.port, '--port'),
+      host: v.host,
+      dataDir: v.data,
+      threads: numberOpt(v.threads, '--threads'),
+      logger,
+    });
+    return typeof code === 'number' ? code : 0;
+  }
+
+  const latencyMs = numberOpt(required(v['latency-ms'], '--latency-ms'), '--latency-ms');
+  const memoryMB = numberOpt(v['memory-mb'], '--memory-mb');
+  const port = numberOpt(v.port, '--port') ?? 8787;
+  const threads = numberOpt(v.threads, '--threads') ?? 0;
+  const intervalMs = numberOpt(v['interval-ms'], '--interval-ms') ?? 1000;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NestswapError('ERR_USAGE', `--port must be an integer 0..65535 (got ${port}).`);
+  if (!Number.isInteger(threads) || threads < 0) throw new NestswapError('ERR_USAGE', `--threads must be an integer >= 0 (got ${threads}).`);
+  if (!(intervalMs >= 50)) throw new NestswapError('ERR_USAGE', `--interval-ms must be >= 50 (got ${intervalMs}).`);
+
+  const pkg = await loadSupernet(required(v.supernet, '--supernet'));
+  const { startDaemon } = await import('../daemon.js');
+  const budget: { latencyMs?: number; memoryMB?: number } = {};
+  if (latencyMs !== undefined) budget.latencyMs = latencyMs;
+  if (memoryMB !== undefined) budget.memoryMB = memoryMB;
+  const d = await startDaemon({
+    pkg,
+    budget,
+    threads,
+    ...(v.data ? { dataDir: v.data } : {}),
+    logger: logger.child({ supernet: pkg.name }),
+    monitor: { intervalMs },
+    listen: { port, host: v.host ?? '127.0.0.1' },
+  });
+  process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await d.close();
+  return 0;
+}

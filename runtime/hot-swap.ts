@@ -1,0 +1,356 @@
+/**
+ * Hot swap: replace the serving subnet without dropping or failing a request.
+ *
+ * A swap builds the candidate in the background (ONNX bytes from a cache by subnet id, else from
+ * `build`, normally the materializer with its BN-statistics cache), creates its session, warms it
+ * up, health-checks it (finite outputs of the expected shape on a fixed input; latency within
+ * `maxLatencyMs` when given), then replaces one reference. Runs hold a reference count on the
+ * model they started on, so in-flight runs on the old session finish before it is released.
+ *
+ * Swaps are serialized; while one is being built, a newer request replaces a queued older one (the
+ * older is reported 'superseded'). A candidate that fails never replaces the serving model: the
+ * swap resolves with outcome 'failed' and error code ERR_HEALTH_CHECK (expected failures are
+ * values, not exceptions). Platform-neutral: no Node imports; the backend is injected.
+ */
+import { NestswapError, type ErrorCode } from './errors.js';
+import { ModelSession, type Backend, type SessionOptions } from './session.js';
+import type { SubnetConfig } from './space.js';
+
+export interface BuiltModel {
+  subnetId: string;
+  bytes: Uint8Array;
+  /** BN statistics came from a cache (reported in the swap record) */
+  statsCached?: boolean;
+}
+
+export interface HotSwapOptions {
+  backend: Backend;
+  /** One sample's input dims, e.g. [1, 28, 28] (the package's input contract, stable across swaps). */
+  sampleShape: readonly number[];
+  /** Builds a subnet's ONNX bytes (materialize + BN statistics). */
+  build: (cfg: SubnetConfig) => Promise<BuiltModel>;
+  /** Canonical id of a config (used before building, to hit the ONNX cache). */
+  idOf: (cfg: SubnetConfig) => string;
+  session?: Partial<SessionOptions>;
+  /** Warm-up runs before the health check (default 3). */
+  warmupRuns?: number;
+  /** Timed health-check runs; their median is the checked latency (default 5). */
+  checkRuns?: number;
+  /** Fixed health-check input (one sample); default: a deterministic pattern in [0, 1). */
+  checkInput?: Float32Array;
+  /** ONNX bytes kept by subnet id (LRU by total size; default 64 MB, 0 disables). */
+  onnxCacheBytes?: number;
+  /** Swap records kept (default 200). */
+  historyLimit?: number;
+  /** Test hook: sees (and may replace) the candidate's bytes before its session is created. */
+  candidateHook?: (bytes: Uint8Array, subnetId: string) => Uint8Array;
+  /** Called after every run with its wall time (ms), batch size and the subnet that answered. */
+  onRun?: (ms: number, batch: number, subnetId: string) => void;
+  now?: () => number;
+}
+
+export type SwapOutcome = 'swapped' | 'unchanged' | 'failed' | 'superseded';
+
+export interface SwapTimings {
+  /** decision → ONNX bytes ready */
+  buildMs: number;
+  /** → session created and warmed up */
+  warmMs: number;
+  /** → health check passed */
+  checkMs: number;
+  /** → new model serving (decision → serving in total) */
+  totalMs: number;
+}
+
+export interface SwapRecord {
+  seq: number;
+  at: string;
+  reason: string;
+  from: string | null;
+  to: string;
+  outcome: SwapOutcome;
+  timings: SwapTimings | null;
+  /** ONNX bytes came from the cache by subnet id */
+  onnxCached: boolean;
+  statsCached: boolean | null;
+  /** median health-check latency (ms), when the check ran */
+  checkLatencyMs: number | null;
+  error?: { code: ErrorCode; message: string };
+}
+
+export interface SwapRequest {
+  reason?: string;
+  /** health check fails when the candidate's median check latency exceeds this */
+  maxLatencyMs?: number;
+  /** when the decision was taken (default: now); start of the timings */
+  decidedAt?: number;
+}
+
+export interface InferResult {
+  logits: Float32Array;
+  dims: readonly number[];
+  subnetId: string;
+  config: SubnetConfig;
+}
+
+interface Loaded {
+  subnetId: string;
+  config: SubnetConfig;
+  session: ModelSession;
+  refs: number;
+  retired: boolean;
+  released: Promise<void> | undefined;
+  outputDims: readonly number[];
+}
+
+interface Pending {
+  cfg: SubnetConfig;
+  req: SwapRequest;
+  decidedAt: number;
+  resolve: (r: SwapRecord) => void;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export class HotSwapper {
+  private current: Loaded | undefined;
+  private queued: Pending | undefined;
+  private worker: Promise<void> | undefined;
+  private readonly cache = new Map<string, Uint8Array>();
+  private cacheBytes = 0;
+  private seq = 0;
+  private closed = false;
+  private readonly retiring = new Set<Loaded>();
+  readonly history: SwapRecord[] = [];
+  private readonly listeners = new Set<(r: SwapRecord) => void>();
+  private readonly perSample: number;
+  private readonly checkInput: Float32Array;
+  private readonly now: () => number;
+
+  constructor(readonly opts: HotSwapOptions) {
+    this.perSample = opts.sampleShape.reduce((a, b) => a * b, 1);
+    this.now = opts.now ?? (() => performance.now());
+    if (opts.checkInput && opts.checkInput.length !== this.perSample)
+      throw new RangeError(`'checkInput' has ${opts.checkInput.length} values; one sample of [${opts.sampleShape.join(', ')}] has ${this.perSample}.`);
+    // A fixed, deterministic input: the same candidate always sees the same check.
+    this.checkInput = opts.checkInput ?? Float32Array.from({ length: this.perSample }, (_, i) => ((i * 7919) % 997) / 997);
+  }
+
+  /** The serving subnet, if any. */
+  get active(): { subnetId: string; config: SubnetConfig } | undefined {
+    return this.current ? { subnetId: this.current.subnetId, config: this.current.config } : undefined;
+  }
+
+  /** Values in one sample. */
+  get sampleSize(): number {
+    return this.perSample;
+  }
+
+  /** Whether a swap is being built or queued. */
+  get busy(): boolean {
+    return this.worker !== undefined;
+  }
+
+  onSwap(cb: (r: SwapRecord) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  /**
+   * Requests a swap to `cfg`. Resolves with the record once the request is decided: served,
+   * unchanged (already serving), failed (the old model keeps serving) or superseded by a newer one.
+   */
+  swapTo(cfg: SubnetConfig, req: SwapRequest = {}): Promise<SwapRecord> {
+    if (this.closed) return Promise.reject(new NestswapError('ERR_SWAP', 'Hot swapper is closed.'));
+    const decidedAt = req.decidedAt ?? this.now();
+    return new Promise<SwapRecord>((resolve) => {
+      const older = this.queued;
+      this.queued = { cfg, req, decidedAt, resolve };
+      if (older) this.finish(older, this.record(older, 'superseded', null, false, null, null));
+      // One worker drains the queue; a second caller joins it instead of racing.
+      this.worker ??= this.drain().finally(() => (this.worker = undefined));
+    });
+  }
+
+  /** Runs one batch on the serving model; in-flight runs keep their model alive across swaps. */
+  async infer(input: Float32Array, batch: number): Promise<InferResult> {
+    if (!Number.isInteger(batch) || batch < 1) throw new NestswapError('ERR_INPUT', `'batch' must be a positive integer (got ${batch}).`);
+    if (input.length !== batch * this.perSample)
+      throw new NestswapError('ERR_INPUT', `Input has ${input.length} values; ${batch} sample(s) of [${this.opts.sampleShape.join(', ')}] need ${batch * this.perSample}.`, {
+        details: { expected: batch * this.perSample, actual: input.length },
+      });
+    const m = this.current;
+    if (!m) throw new NestswapError('ERR_SWAP', 'No model is serving yet.');
+    m.refs++;
+    try {
+      const t0 = this.now();
+      const out = await m.session.runFirst(input, [batch, ...this.opts.sampleShape]);
+      this.opts.onRun?.(this.now() - t0, batch, m.subnetId);
+      return { logits: out.data, dims: out.dims, subnetId: m.subnetId, config: m.config };
+    } finally {
+      m.refs--;
+      if (m.retired && m.refs === 0) this.release(m);
+    }
+  }
+
+  /** Waits for queued swaps, then releases every session (after their in-flight runs). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.worker;
+    this.closed = true;
+    const m = this.current;
+    this.current = undefined;
+    if (m) {
+      m.retired = true;
+      if (m.refs === 0) this.release(m);
+    }
+    await Promise.all([...this.retiring].map((x) => x.released));
+  }
+
+  private async drain(): Promise<void> {
+    for (let p = this.queued; p; p = this.queued) {
+      this.queued = undefined;
+      this.finish(p, await this.execute(p));
+    }
+  }
+
+  private finish(p: Pending, r: SwapRecord): void {
+    this.history.push(r);
+    const limit = this.opts.historyLimit ?? 200;
+    if (this.history.length > limit) this.history.splice(0, this.history.length - limit);
+    p.resolve(r);
+    for (const cb of this.listeners) {
+      try {
+        cb(r);
+      } catch {
+        // a listener's failure must not break swapping
+      }
+    }
+  }
+
+  private record(p: Pending, outcome: SwapOutcome, timings: SwapTimings | null, onnxCached: boolean, statsCached: boolean | null, checkLatencyMs: number | null, error?: unknown): SwapRecord {
+    const r: SwapRecord = {
+      seq: ++this.seq,
+      at: new Date().toISOString(),
+      reason: p.req.reason ?? 'request',
+      from: this.current?.subnetId ?? null,
+      to: this.opts.idOf(p.cfg),
+      outcome,
+      timings,
+      onnxCached,
+      statsCached,
+      checkLatencyMs,
+    };
+    if (error !== undefined) {
+      const code: ErrorCode = error instanceof NestswapError ? error.code : 'ERR_SWAP';
+      r.error = { code, message: error instanceof Error ? error.message : String(error) };
+    }
+    return r;
+  }
+
+  private async execute(p: Pending): Promise<SwapRecord> {
+    const id = this.opts.idOf(p.cfg);
+    if (this.current?.subnetId === id) return this.record(p, 'unchanged', null, false, null, null);
+    let session: ModelSession | undefined;
+    let onnxCached = false;
+    let statsCached: boolean | null = null;
+    let checkLatencyMs: number | null = null;
+    const t0 = p.decidedAt;
+    try {
+      let bytes = this.cacheGet(id);
+      if (bytes) onnxCached = true;
+      else {
+        const built = await this.opts.build(p.cfg);
+        bytes = built.bytes;
+        statsCached = built.statsCached ?? null;
+        this.cachePut(id, bytes);
+      }
+      const tBuilt = this.now();
+      if (this.opts.candidateHook) bytes = this.opts.candidateHook(bytes, id);
+      session = await ModelSession.create(this.opts.backend, bytes, this.opts.session ?? {});
+      const dims = [1, ...this.opts.sampleShape];
+      for (let i = 0; i < (this.opts.warmupRuns ?? 3); i++) await session.runFirst(this.checkInput, dims);
+      const tWarm = this.now();
+      const times: number[] = [];
+      let out: { data: Float32Array; dims: readonly number[] } | undefined;
+      for (let i = 0; i < Math.max(1, this.opts.checkRuns ?? 5); i++) {
+        const a = this.now();
+        out = await session.runFirst(this.checkInput, dims);
+        times.push(this.now() - a);
+        if (!out.data.every(Number.isFinite))
+          throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input.`, { details: { subnetId: id } });
+      }
+      checkLatencyMs = median(times);
+      const want = this.current?.outputDims;
+      if (want && (out!.dims.length !== want.length || out!.dims.some((d, i) => d !== want[i])))
+        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} outputs [${out!.dims.join(', ')}]; the serving model outputs [${want.join(', ')}].`);
+      if (p.req.maxLatencyMs !== undefined && checkLatencyMs > p.req.maxLatencyMs)
+        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} ran in ${checkLatencyMs.toFixed(2)} ms; the limit is ${p.req.maxLatencyMs.toFixed(2)} ms.`, {
+          details: { subnetId: id, latencyMs: checkLatencyMs, limitMs: p.req.maxLatencyMs },
+        });
+      const tChecked = this.now();
+      if (this.closed) throw new NestswapError('ERR_SWAP', 'Hot swapper closed during the swap.');
+      const next: Loaded = { subnetId: id, config: p.cfg, session, refs: 0, retired: false, released: undefined, outputDims: out!.dims };
+      const rec = this.record(p, 'swapped', null, onnxCached, statsCached, checkLatencyMs);
+      // The swap itself: one reference. Runs that already hold the old model finish on it.
+      const old = this.current;
+      this.current = next;
+      session = undefined;
+      if (old) {
+        old.retired = true;
+        if (old.refs === 0) this.release(old);
+      }
+      const tServing = this.now();
+      rec.timings = { buildMs: tBuilt - t0, warmMs: tWarm - t0, checkMs: tChecked - t0, totalMs: tServing - t0 };
+      return rec;
+    } catch (err) {
+      if (session) await session.release().catch(() => undefined);
+      this.cacheDrop(id); // never serve a failed candidate's bytes from the cache
+      const e = err instanceof NestswapError && (err.code === 'ERR_HEALTH_CHECK' || err.code === 'ERR_SWAP') ? err : new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} could not be built or run: ${(err as Error).message}`, { cause: err });
+      return this.record(p, 'failed', null, onnxCached, statsCached, checkLatencyMs, e);
+    }
+  }
+
+  private release(m: Loaded): void {
+    if (m.released) return;
+    this.retiring.add(m);
+    m.released = m.session
+      .release()
+      .catch(() => undefined)
+      .finally(() => this.retiring.delete(m));
+  }
+
+  private cacheGet(id: string): Uint8Array | undefined {
+    const b = this.cache.get(id);
+    if (b) {
+      // refresh LRU position
+      this.cache.delete(id);
+      this.cache.set(id, b);
+    }
+    return b;
+  }
+
+  private cacheDrop(id: string): void {
+    const b = this.cache.get(id);
+    if (!b) return;
+    this.cache.delete(id);
+    this.cacheBytes -= b.length;
+  }
+
+  private cachePut(id: string, bytes: Uint8Array): void {
+    const cap = this.opts.onnxCacheBytes ?? 64 * 1024 * 1024;
+    if (cap <= 0 || bytes.length > cap) return;
+    if (this.cache.has(id)) return;
+    this.cache.set(id, bytes);
+    this.cacheBytes += bytes.length;
+    for (const [k, v] of this.cache) {
+      if (this.cacheBytes <= cap) break;
+      this.cache.delete(k);
+      this.cacheBytes -= v.length;
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * HTTP client for the registry's admin side (publish, devices, query, commands), used by the CLI
+ * commands, tests and benchmarks. Errors come back as RegistryApiError with the server's code.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Packr } from 'msgpackr';
+import { parseManifest } from '../runtime/package.js';
+import {
+  MSGPACK_TYPE,
+  type CommandBody,
+  type CommandInfo,
+  type DeviceInfo,
+  type PublishResult,
+  type QueryBody,
+  type QueryResult,
+  type StatsResult,
+  type SupernetSummary,
+  type VersionInfo,
+} from './protocol.js';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export class RegistryApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RegistryApiError';
+  }
+}
+
+/** Throws RegistryApiError for a non-2xx answer (the body's `{error:{code,message}}` when present). */
+export async function checkResponse(res: Response, what: string): Promise<Response> {
+  if (res.ok || res.status === 304) return res;
+  let code = `HTTP_${res.status}`;
+  let message = `${what}: HTTP ${res.status}`;
+  try {
+    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) code = body.error.code;
+    if (body.error?.message) message = `${what}: ${body.error.message}`;
+  } catch {
+    // not JSON: keep the status
+  }
+  throw new RegistryApiError(res.status, code, message);
+}
+
+/** Every file of a package directory (as its manifest lists them, plus manifest.json) as one msgpack publish body. */
+export async function packPackageDir(dir: string): Promise<Uint8Array> {
+  const manifestBytes = await readFile(join(dir, 'manifest.json'));
+  const manifest = parseManifest(JSON.parse(manifestBytes.toString('utf8')), dir);
+  const files: Record<string, Uint8Array> = { 'manifest.json': manifestBytes };
+  for (const f of manifest.files) files[f.path] = await readFile(join(dir, f.path));
+  return packr.pack({ files });
+}
+
+export class AdminClient {
+  readonly url: string;
+  constructor(
+    url: string,
+    private readonly token: string,
+  ) {
+    this.url = url.replace(/\/+$/, '');
+  }
+
+  private async call<T>(method: string, path: string, what: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    await checkResponse(res, what);
+    return (await res.json()) as T;
+  }
+
+  async publishBytes(body: Uint8Array): Promise<PublishResult> {
+    const res = await fetch(`${this.url}/v1/supernets`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': MSGPACK_TYPE },
+      body: body as Uint8Array<ArrayBuffer>,
+    });
+    await checkResponse(res, 'publish');
+    return (await res.json()) as PublishResult;
+  }
+
+  async publishDir(dir: string): Promise<PublishResult> {
+    return this.publishBytes(await packPackageDir(dir));
+  }
+
+  supernets(): Promise<{ supernets: SupernetSummary[] }> {
+    return this.call('GET', '/v1/supernets', 'list supernets');
+  }
+  version(name: string, version = 'latest'): Promise<VersionInfo> {
+    return this.call('GET', `/v1/supernets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, 'get version');
+  }
+  devices(): Promise<{ devices: DeviceInfo[] }> {
+    return this.call('GET', '/v1/devices', 'list devices');
+  }
+  device(id: string): Promise<DeviceInfo> {
+    return this.call('GET', `/v1/devices/${encodeURIComponent(id)}`, 'get device');
+  }
+  query(q: QueryBody): Promise<QueryResult> {
+    return this.call('POST', '/v1/query', 'query', q);
+  }
+  command(deviceId: string, c: CommandBody): Promise<CommandInfo> {
+    return this.call('POST', `/v1/devices/${encodeURIComponent(deviceId)}/commands`, 'command', c);
+  }
+  commandStatus(id: string): Promise<CommandInfo> {
+    return this.call('GET', `/v1/commands/${encodeURIComponent(id)}`, 'command status');
+  }
+  stats(): Promise<StatsResult> {
+    return this.call('GET', '/v1/stats', 'stats');
+  }
+  telemetry(deviceId: string, limit = 100): Promise<{ deviceId: string; telemetrySeq: number; count: number; events: { seq: number; kind: string; data: Record<string, unknown> }[] }> {
+    return this.call('GET', `/v1/devices/${encodeURIComponent(deviceId)}/telemetry?limit=${limit}`, 'telemetry');
+  }
+}

@@ -1,0 +1,346 @@
+/**
+ * On-device latency profiling: times every distinct part of the space as it will run (same ORT, EP,
+ * graph optimisation 'all', threads), calibrates the part sums against whole subnets
+ * (`measured ≈ a·Σparts + b`) and validates on held-out random subnets. Profiles are cached in a
+ * data directory and reused while device, ORT version, EP, threads and weights match.
+ *
+ * Timing is done from outside (`performance.now()` around `run()`), never with ORT's profiler,
+ * which inflates times. Each isolated part pays the fixed JS↔native cost of one `run()`, which a
+ * whole subnet pays once: that cost (an almost empty graph's median) is subtracted from every part
+ * but 'pre', which carries it for the whole network.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { NestswapError } from '../runtime/errors.js';
+import { buildSubnet, SubnetWeights } from '../runtime/materialize.js';
+import { nodeBackend } from '../runtime/node/ort-node.js';
+import type { SupernetPackage } from '../runtime/package.js';
+import { buildBaselineGraph, buildPartGraph, enumerateParts, type PartKind } from '../runtime/parts.js';
+import {
+  buildMemoryModel,
+  fitLinear,
+  latencyTables,
+  median,
+  quantile,
+  modelToJson,
+  parseProfileText,
+  predictionStats,
+  PROFILE_FORMAT,
+  profileMismatch,
+  serializeProfile,
+  variance,
+  type Profile,
+  type ProfileKey,
+  type ProfileSample,
+  type PartTime,
+} from '../runtime/profile.js';
+import { mulberry32 } from '../runtime/random.js';
+import { evaluateFlat } from '../runtime/search/efficiency.js';
+import { ModelSession, type Backend } from '../runtime/session.js';
+import type { SubnetConfig } from '../runtime/space.js';
+import { fitMemory, measureSubnetMemory } from './memory.js';
+
+export interface DeviceIdentity {
+  fingerprint: string;
+  deviceClass: string;
+  facts?: Record<string, unknown>;
+}
+
+export interface TimingOptions {
+  ep: string;
+  threads: number;
+  warmup: number;
+  runs: number;
+  /** statistic of the run times reported as `ms` (0.5 = median; lower is steadier on a busy CPU) */
+  quantile?: number;
+}
+
+export interface Timing {
+  /** the `quantile` of the run times (median by default) */
+  ms: number;
+  medianMs: number;
+  p10Ms: number;
+  varMs2: number;
+  count: number;
+  createMs: number;
+}
+
+export interface ProfileProgress {
+  phase: 'baseline' | 'parts' | 'calibration' | 'validation' | 'memory';
+  done: number;
+  total: number;
+}
+
+export interface ProfileOptions {
+  device: DeviceIdentity;
+  ep?: string;
+  /** intra-op threads (default 1: the most stable timings on a shared CPU) */
+  threads?: number;
+  /** resolutions whose parts are measured (default: `defaultMeasuredResolutions`); the rest are interpolated */
+  resolutions?: readonly number[];
+  warmup?: number;
+  /** timed runs per part */
+  runs?: number;
+  /** statistic of run times (default 0.5, the median) */
+  quantile?: number;
+  /** timed runs per whole subnet (calibration, validation) */
+  subnetRuns?: number;
+  calibrationSubnets?: number;
+  validationSubnets?: number;
+  /** subnets measured in child processes to fit the memory model (0 = no memory model) */
+  memorySubnets?: number;
+  seed?: number;
+  backend?: Backend;
+  onProgress?: (p: ProfileProgress) => void;
+}
+
+/** Every `step`-th resolution, endpoints always included, at most `max` of them. */
+export function defaultMeasuredResolutions(list: readonly number[], max = 7): number[] {
+  const s = [...list].sort((a, b) => a - b);
+  if (s.length <= max) return s;
+  const out = new Set<number>();
+  for (let i = 0; i < max; i++) out.add(s[Math.round((i * (s.length - 1)) / (max - 1))]!);
+  return [...out].sort((a, b) => a - b);
+}
+
+/** Deterministic input in [0, 1) (zeros can hit fast paths real inputs never take). */
+function inputOf(dims: readonly number[]): Float32Array {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const rng = mulberry32(n);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = rng();
+  return x;
+}
+
+/** Median batch-1 latency of a fresh session of `bytes`, timed around `run()`. */
+export async function timeModel(backend: Backend, bytes: Uint8Array, inDims: readonly number[], o: TimingOptions): Promise<Timing> {
+  const t0 = performance.now();
+  await using s = await ModelSession.create(backend, bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
+  const createMs = performance.now() - t0;
+  const x = inputOf(inDims);
+  const out = [s.outputNames[0]!];
+  for (let i = 0; i < o.warmup; i++) await s.run(x, inDims, out);
+  const times: number[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    const t = performance.now();
+    await s.run(x, inDims, out);
+    times.push(performance.now() - t);
+  }
+  return { ms: quantile(times, o.quantile ?? 0.5), medianMs: median(times), p10Ms: quantile(times, 0.1), varMs2: variance(times), count: times.length, createMs };
+}
+
+/** The input dims of every subnet of a package (the input contract, batch 1). */
+export function subnetInputDims(pkg: SupernetPackage): number[] {
+  const i = pkg.arch.input;
+  return [1, i.channels, i.height, i.width];
+}
+
+/** Latency of a materialized subnet (BN not recalibrated: statistics do not change the timing). */
+export async function measureSubnetLatency(pkg: SupernetPackage, cfg: SubnetConfig, o: TimingOptions, backend: Backend = nodeBackend, weights = new SubnetWeights(pkg)): Promise<Timing> {
+  const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1 });
+  return timeModel(backend, built.bytes, subnetInputDims(pkg), o);
+}
+
+/** Random distinct subnets, seeded; `resolutions` restricts image sizes. */
+export function sampleSubnets(pkg: SupernetPackage, n: number, seed: number, resolutions: readonly number[] = pkg.space.image_size_list, exclude: ReadonlySet<string> = new Set()): SubnetConfig[] {
+  const rng = mulberry32(seed);
+  const out: SubnetConfig[] = [];
+  const seen = new Set(exclude);
+  for (let tries = 0; out.length < n && tries < n * 50; tries++) {
+    const c = pkg.space.sample(rng);
+    c.image_size = resolutions[Math.floor(rng() * resolutions.length)]!;
+    const id = pkg.space.id(c);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push(c);
+  }
+  return out;
+}
+
+/** Profiles latency (and memory) of a supernet's space on this device. */
+export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions): Promise<Profile> {
+  const t0 = performance.now();
+  const backend = opts.backend ?? nodeBackend;
+  const ep = opts.ep ?? backend.defaultEp;
+  const threads = opts.threads ?? 1;
+  const warmup = opts.warmup ?? 5;
+  const runs = opts.runs ?? 30;
+  const subnetRuns = opts.subnetRuns ?? 20;
+  const seed = opts.seed ?? 1;
+  const all = pkg.space.image_size_list;
+  const measured = [...(opts.resolutions ?? defaultMeasuredResolutions(all))].sort((a, b) => a - b);
+  for (const r of measured)
+    if (!all.includes(r)) throw new NestswapError('ERR_USAGE', `Resolution ${r} is not in the space; should be among: ${all.join(', ')}.`);
+  const progress = opts.onProgress ?? (() => undefined);
+  const q = opts.quantile ?? 0.5;
+  const timing: TimingOptions = { ep, threads, warmup, runs, quantile: q };
+  const weights = new SubnetWeights(pkg);
+
+  // Fail early and clearly when the EP cannot run at all.
+  progress({ phase: 'baseline', done: 0, total: 1 });
+  const base = await timeModel(backend, buildBaselineGraph(), [1, 1, 1, 1], { ...timing, runs: Math.max(runs, 50) });
+  progress({ phase: 'baseline', done: 1, total: 1 });
+
+  const { parts } = enumerateParts(pkg.arch, measured);
+  const times = new Map<string, PartTime>();
+  const partRows: { key: string; kind: PartKind; ms: number; count: number; var: number }[] = [];
+  for (const [i, part] of parts.entries()) {
+    const t = await timeModel(backend, buildPartGraph(weights, part), part.inDims, timing);
+    const ms = part.kind === 'pre' ? t.ms : Math.max(0, t.ms - base.ms);
+    times.set(part.key, { ms, count: t.count, var: t.varMs2 });
+    partRows.push({ key: part.key, kind: part.kind, ms, count: t.count, var: t.varMs2 });
+    progress({ phase: 'parts', done: i + 1, total: parts.length });
+  }
+  const tab = latencyTables(pkg.arch, times, measured, all);
+  const raw = {
+    unit: 'ms',
+    resolutions: [...all],
+    ksList: tab.ksList,
+    expandList: tab.expandList,
+    nSlots: tab.nSlots,
+    maxDepth: tab.maxDepth,
+    fixed: Float64Array.from(tab.pre.map((p, i) => p + tab.head[i]!)),
+    slot: tab.slot,
+  };
+
+  // Calibration on whole subnets at measured resolutions (their parts are measured, not interpolated),
+  // including the smallest and largest subnet so the fit spans the range.
+  const nCal = opts.calibrationSubnets ?? 8;
+  const calCfgs = [pkg.space.min(), { ...pkg.space.max(), image_size: measured[measured.length - 1]! }, ...sampleSubnets(pkg, Math.max(0, nCal - 2), seed, measured)].slice(0, Math.max(nCal, 0));
+  const subnetTiming = { ...timing, runs: subnetRuns };
+  const calSamples: ProfileSample[] = [];
+  const calRaw: number[] = [];
+  for (const [i, cfg] of calCfgs.entries()) {
+    const t = await measureSubnetLatency(pkg, cfg, subnetTiming, backend, weights);
+    const sum = evaluateFlat(raw, cfg);
+    calRaw.push(sum);
+    calSamples.push({ id: pkg.space.id(cfg), measured: t.ms, predicted: sum });
+    progress({ phase: 'calibration', done: i + 1, total: calCfgs.length });
+  }
+  const calibration = fitLinear(calRaw, calSamples.map((s) => s.measured));
+  const model = { ...raw, calibration };
+
+  // Validation on held-out random subnets over the whole space (interpolated resolutions included).
+  const nVal = opts.validationSubnets ?? 10;
+  const valCfgs = sampleSubnets(pkg, nVal, seed + 1, all, new Set(calCfgs.map((c) => pkg.space.id(c))));
+  const valSamples: ProfileSample[] = [];
+  for (const [i, cfg] of valCfgs.entries()) {
+    const t = await measureSubnetLatency(pkg, cfg, subnetTiming, backend, weights);
+    valSamples.push({ id: pkg.space.id(cfg), measured: t.ms, predicted: evaluateFlat(model, cfg) });
+    progress({ phase: 'validation', done: i + 1, total: valCfgs.length });
+  }
+
+  let memory: Profile['memory'];
+  const nMem = opts.memorySubnets ?? 4;
+  if (nMem > 0) {
+    const memCfgs = [pkg.space.min(), pkg.space.max(), ...sampleSubnets(pkg, Math.max(0, nMem - 2), seed + 2)].slice(0, nMem);
+    const measuredMem: { cfg: SubnetConfig; mb: number }[] = [];
+    for (const [i, cfg] of memCfgs.entries()) {
+      const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1 });
+      const m = await measureSubnetMemory(built.bytes, subnetInputDims(pkg), { ep, threads });
+      measuredMem.push({ cfg, mb: m.deltaMB });
+      progress({ phase: 'memory', done: i + 1, total: memCfgs.length });
+    }
+    const fit = fitMemory(pkg.arch, measuredMem);
+    const mm = buildMemoryModel(pkg.arch, all, fit.coef);
+    memory = {
+      model: { unit: 'MB', resolutions: [...all], ...mm },
+      coef: fit.coef,
+      overheadMB: fit.coef.overheadMB,
+      fitSamples: measuredMem.map((m) => ({ id: pkg.space.id(m.cfg), measured: m.mb, predicted: fit.predict(m.cfg) })),
+      validation: null,
+    };
+  }
+
+  return {
+    format: PROFILE_FORMAT,
+    created: new Date().toISOString(),
+    fingerprint: opts.device.fingerprint,
+    deviceClass: opts.device.deviceClass,
+    ...(opts.device.facts ? { device: opts.device.facts } : {}),
+    backend: backend.name,
+    ortVersion: backend.version,
+    ep,
+    threads,
+    graphOptimizationLevel: 'all',
+    supernet: { name: pkg.name, family: pkg.arch.family, weightsDigest: pkg.weightsDigest },
+    method: {
+      warmup,
+      runs,
+      subnetRuns,
+      quantile: q,
+      baselineMs: base.ms,
+      measuredResolutions: measured,
+      interpolation: 'linear in input pixels between the nearest measured resolutions',
+      wallMs: performance.now() - t0,
+    },
+    parts: partRows,
+    latency: { model: modelToJson(model) as Profile['latency']['model'], pre: tab.pre, head: tab.head, calibrationSamples: calSamples },
+    validation: predictionStats(valSamples),
+    ...(memory ? { memory } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cache
+
+export function defaultDataDir(): string {
+  return process.env.NESTSWAP_DATA ?? join(homedir(), '.nestswap');
+}
+
+/** One file per (supernet weights, EP, threads); device and ORT version are checked inside. */
+export function profileCachePath(dataDir: string, pkg: SupernetPackage, ep: string, threads: number): string {
+  const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_');
+  return join(dataDir, 'profiles', `${safe(pkg.name)}-${pkg.weightsDigest.slice(0, 12)}-${safe(ep)}-t${threads}.json`);
+}
+
+export interface CachedProfile {
+  profile: Profile;
+  path: string;
+  /** true when reused from the data directory */
+  cached: boolean;
+  /** why a cached file was not reused (absent, unreadable, or what changed) */
+  reasons: string[];
+}
+
+/** Reads a profile file; corrupt or foreign content is ERR_PROFILE_INVALID. */
+export async function readProfileFile(path: string): Promise<Profile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new NestswapError('ERR_PROFILE_INVALID', `Cannot read profile '${path}': ${(cause as Error).message}`, { cause });
+  }
+  return parseProfileText(text, `profile '${path}'`);
+}
+
+export async function writeProfileFile(path: string, p: Profile): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, serializeProfile(p));
+  await rename(tmp, path);
+}
+
+/** The cached profile when it still matches this device, ORT, EP, threads and weights; else a fresh one (then cached). */
+export async function loadOrProfile(pkg: SupernetPackage, opts: ProfileOptions & { dataDir?: string; force?: boolean }): Promise<CachedProfile> {
+  const backend = opts.backend ?? nodeBackend;
+  const ep = opts.ep ?? backend.defaultEp;
+  const threads = opts.threads ?? 1;
+  const path = profileCachePath(opts.dataDir ?? defaultDataDir(), pkg, ep, threads);
+  const key: ProfileKey = { fingerprint: opts.device.fingerprint, ortVersion: backend.version, ep, threads, weightsDigest: pkg.weightsDigest };
+  let reasons: string[] = [];
+  if (opts.force) reasons = ['forced'];
+  else {
+    try {
+      const p = await readProfileFile(path);
+      reasons = profileMismatch(p, key);
+      if (reasons.length === 0) return { profile: p, path, cached: true, reasons };
+    } catch (e) {
+      reasons = [e instanceof Error && 'code' in e && (e as { code?: string }).code === 'ERR_PROFILE_INVALID' && /ENOENT/.test(e.message) ? 'no cached profile' : (e as Error).message];
+    }
+  }
+  const profile = await profileDevice(pkg, { ...opts, ep, threads, backend });
+  await writeProfileFile(path, profile);
+  return { profile, path, cached: false, reasons };
+}

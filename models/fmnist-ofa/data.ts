@@ -106,3 +106,11 @@ export function indicesOf(data: FmnistData, which: Split): number[] {
   for (let i = 0; i < data.count; i++) if (data.split[i] === code) out.push(i);
   return out;
 }
+
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  const dir = process.argv[2] ?? '.cache/fmnist';
+  const d = prepareFmnist(dir);
+  const counts = [0, 0, 0];
+  for (const s of d.split) counts[s]!++;
+  process.stdout.write(`${JSON.stringify({ dir, images: d.count, train: counts[0], val: counts[1], test: counts[2] })}\n`);
+}

@@ -1,0 +1,37 @@
+/**
+ * The PyTorch training recipe still runs: one tiny training step on real Fashion-MNIST data.
+ * Skipped when /usr/bin/python3 has no torch (CI installs python3-torch when it can).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { prepareFmnist } from '../models/fmnist-ofa/data.js';
+import { repoPath, tempDir } from './helpers.js';
+
+const hasTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+
+test('fmnist-ofa recipe: one sandwich-rule training step writes a resumable checkpoint', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
+  using tmp = tempDir();
+  const data = join(tmp.path, 'data');
+  prepareFmnist(data);
+  const out = join(tmp.path, 'ck');
+  const args = [repoPath('models', 'fmnist-ofa', 'train.py'), '--data', data, '--out', out, '--max-steps', '1', '--batch', '8', '--threads', '1'];
+  const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(existsSync(join(out, 'last.pt')));
+  const again = spawnSync('/usr/bin/python3', [...args.slice(0, -4), '--max-steps', '2', '--batch', '8', '--threads', '1'], { encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout, /resumed at step 1/);
+});
+
+test('the Fashion-MNIST split is 55,000 train / 5,000 validation / 10,000 test with empty rows dropped', () => {
+  using tmp = tempDir();
+  const d = prepareFmnist(tmp.path);
+  const counts = [0, 0, 0];
+  for (const s of d.split) counts[s]!++;
+  assert.deepEqual(counts, [55000, 5000, 10000]);
+  // the first 1,000 images of every class are test
+  for (let cls = 0; cls < 10; cls++) assert.equal(d.split[cls * 7000], 2);
+});

@@ -1,0 +1,196 @@
+/**
+ * Fleet mode of the agent (`nestswap agent --registry URL ...`): enroll (or reuse the saved device
+ * token), get the package (download, or the verified cache when the registry is away or has
+ * nothing newer), start the daemon, profile this device (or reuse the cached profile) and upload
+ * it, stream telemetry (swaps, latency windows) and obey pushed commands (switch → pinned subnet,
+ * budget → new budget, unpin). The daemon keeps serving from the cache whatever the registry does.
+ */
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { NestswapError } from '../runtime/errors.js';
+import { loadPackageDir } from '../runtime/node/fs-source.js';
+import { serializeProfile } from '../runtime/profile.js';
+import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
+import { currentDeviceIdentity } from './device.js';
+import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
+import { backoffDelay, RegistryClient, type CachedPackage, type CommandFrame, type CommandOutcome } from './registry-client.js';
+
+export interface FleetAgentOptions {
+  registry: string;
+  enrollToken: string;
+  supernet: string;
+  name?: string | undefined;
+  latencyMs?: number | undefined;
+  memoryMB?: number | undefined;
+  port?: number | undefined;
+  host?: string | undefined;
+  dataDir?: string | undefined;
+  threads?: number | undefined;
+  logger?: Logger;
+  /** profile settings (quicker ones in tests); `false` skips profiling and upload */
+  profile?: Partial<Omit<ProfileOptions, 'device'>> | false;
+  /** monitor window (ms) */
+  intervalMs?: number;
+  /** give up starting when the registry cannot be reached and nothing is cached (default 10 tries) */
+  startAttempts?: number;
+  /** when set, run until this signal aborts instead of until SIGINT/SIGTERM (programmatic use) */
+  signal?: AbortSignal;
+  /** called once serving (programmatic use and tests) */
+  onReady?: (a: FleetAgent) => void;
+}
+
+export interface FleetAgent {
+  deviceId: string;
+  daemon: DaemonHandle;
+  client: RegistryClient;
+  pkg: CachedPackage;
+  close(): Promise<void>;
+}
+
+async function retry<T>(what: string, attempts: number, log: Logger, fn: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      // refusals (bad token, unknown supernet) do not get better by retrying
+      if (i + 1 >= attempts || (status !== undefined && status >= 400 && status < 500)) throw err;
+      const delay = backoffDelay(i, 500, 10_000);
+      log.warn({ err: (err as Error).message, delay }, `${what} failed; retrying`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+/** Starts a fleet agent and returns once it serves. */
+export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAgent> {
+  const log = opts.logger ?? pino({ level: 'silent' });
+  const dataDir = opts.dataDir ?? defaultDataDir();
+  const client = new RegistryClient({ url: opts.registry, dataDir: join(dataDir, 'fleet'), logger: log.child({ part: 'registry-client' }) });
+  const identity = await currentDeviceIdentity();
+  const attempts = opts.startAttempts ?? 10;
+
+  const saved = client.identity();
+  const id =
+    saved ??
+    (await retry('enroll', attempts, log, () =>
+      client.enroll(opts.enrollToken, {
+        name: opts.name ?? `${identity.deviceClass}-${identity.fingerprint.slice(0, 8)}`,
+        supernet: opts.supernet,
+        deviceClass: identity.deviceClass,
+        fingerprint: identity.fingerprint,
+        ...(identity.facts ? { facts: identity.facts } : {}),
+      }),
+    ));
+  const dlog = log.child({ device: id.deviceId });
+
+  // The registry may be away: a verified cached package is enough to serve.
+  let cached: CachedPackage;
+  try {
+    cached = await client.ensurePackage(opts.supernet);
+  } catch (err) {
+    const fallback = client.cachedPackage(opts.supernet);
+    if (!fallback) {
+      if ((err as { status?: number }).status !== undefined) throw err;
+      cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet));
+    } else {
+      dlog.warn({ err: (err as Error).message, version: fallback.version }, 'registry unreachable: serving the cached package');
+      cached = fallback;
+    }
+  }
+  // Loading verifies every digest again: a damaged cache never serves.
+  const pkg = await loadPackageDir(cached.dir);
+
+  const budget = validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
+  const daemon = await startDaemon({
+    pkg,
+    budget,
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    dataDir: join(dataDir, 'daemon'),
+    logger: dlog.child({ part: 'daemon' }),
+    monitor: { intervalMs: opts.intervalMs ?? 1000 },
+    ...(opts.port !== undefined ? { listen: { port: opts.port, host: opts.host ?? '127.0.0.1' } } : {}),
+  });
+
+  const offSwap = daemon.on('swap', (r) => {
+    const cfg = r.outcome === 'swapped' ? daemon.status().subnet : null;
+    client.telemetry('swap', { ...r, ...(cfg && cfg.id === r.to ? { subnet: cfg.config, subnetId: cfg.id } : {}) } as unknown as Record<string, unknown>);
+  });
+  const offTelemetry = daemon.on('telemetry', (t) => {
+    client.telemetry('latency', { ...t.window, decision: t.decision, effective: t.effective } as unknown as Record<string, unknown>);
+  });
+
+  const onCommand = async (c: CommandFrame): Promise<CommandOutcome> => {
+    dlog.info({ command: c.id, type: c.type }, 'command');
+    const record = c.type === 'switch' ? await daemon.switchTo(c.payload.subnet, { pin: true }) : c.type === 'budget' ? await daemon.setBudget(validateUserBudget(c.payload.budget)) : await daemon.unpin();
+    if (c.type === 'budget') client.telemetry('budget', { budget: c.payload.budget as Record<string, unknown> });
+    const ok = record.outcome !== 'failed';
+    const s = daemon.status();
+    const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq };
+    return ok ? { ok, result } : { ok, result, error: record.error ?? { code: 'ERR_SWAP', message: `swap ${record.outcome}` } };
+  };
+  client.connect({
+    onCommand,
+    hello: () => {
+      const s = daemon.status();
+      return { t: 'hello', agent: 'nestswap/0.1.0', subnet: s.subnet?.config ?? null, subnetId: s.subnet?.id ?? null, budget: s.budget };
+    },
+  });
+
+  // Profile in the background: serving does not wait for it; the upload retries until it lands.
+  let closed = false;
+  const profiling = (async () => {
+    if (opts.profile === false) return;
+    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...(opts.threads ? { threads: opts.threads } : {}), ...opts.profile });
+    dlog.info({ cached: p.cached }, 'profile ready');
+    const text = serializeProfile(p.profile);
+    for (let i = 0; !closed; i++) {
+      try {
+        await client.uploadProfile(text);
+        dlog.info('profile uploaded');
+        return;
+      } catch (err) {
+        if ((err as { status?: number }).status !== undefined && (err as { status: number }).status < 500) throw err;
+        await new Promise((r) => setTimeout(r, backoffDelay(i, 1000, 30_000)));
+      }
+    }
+  })().catch((err) => dlog.error({ err: (err as Error).message }, 'profile upload failed'));
+
+  return {
+    deviceId: id.deviceId,
+    daemon,
+    client,
+    pkg: cached,
+    async close() {
+      closed = true;
+      offSwap();
+      offTelemetry();
+      await client.close();
+      await daemon.close();
+      await profiling;
+    },
+  };
+}
+
+/** CLI entry (agent/commands/agent.ts): runs until SIGINT/SIGTERM (or `signal`). */
+export async function runFleetAgent(opts: FleetAgentOptions): Promise<number> {
+  if (!opts.registry) throw new NestswapError('ERR_USAGE', 'Fleet mode needs --registry.');
+  const agent = await startFleetAgent(opts);
+  const log = opts.logger;
+  log?.info({ device: agent.deviceId, url: agent.daemon.url, supernet: agent.pkg.name, version: agent.pkg.version, downloaded: agent.pkg.downloaded }, 'fleet agent serving');
+  opts.onReady?.(agent);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    if (opts.signal) opts.signal.addEventListener('abort', stop, { once: true });
+    else {
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    }
+  });
+  await agent.close();
+  return 0;
+}

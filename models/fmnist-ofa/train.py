@@ -59,7 +59,7 @@ def main():
     ap.add_argument("--arch", default=os.path.join(HERE, "arch.json"))
     ap.add_argument("--data", default=".cache/fmnist")
     ap.add_argument("--out", default=os.path.join(HERE, "checkpoints"))
-    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.08)
     ap.add_argument("--wd", type=float, default=3e-5)

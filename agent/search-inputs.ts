@@ -16,6 +16,18 @@ import {
 } from '../runtime/latency-table.js';
 import { encoderForPredictor, onnxAccuracyPredictor, type AccuracyPredictor } from '../runtime/search/predictors.js';
 import type { ArchEncoder, Space } from '../runtime/space.js';
+import type { Arch } from '../runtime/arch.js';
+import type { SupernetPackage } from '../runtime/package.js';
+import { checkProfileFor, profileLatencyPredictor, profileMemoryPredictor, type Profile } from '../runtime/profile.js';
+import { flatMemoryPredictor, staticMemoryModel, type LatencyPredictor, type MemoryPredictor } from '../runtime/search/efficiency.js';
+
+/** What a search needs, however it was obtained (files, or a supernet package + device profile). */
+export interface SearchInputs {
+  arch: Arch;
+  predictor: AccuracyPredictor;
+  encoder: ArchEncoder;
+  efficiency: { latency?: LatencyPredictor; memory?: MemoryPredictor };
+}
 
 /** Reads every `<r>_lookup_table.yaml` of a directory. */
 export async function readLatencyTableDir(dir: string): Promise<Map<number, LatencyTable>> {
@@ -50,7 +62,7 @@ export async function writeLatencyTableDir(dir: string, tables: LatencyTables): 
  * or one of `candidateLists`, e.g. the latency tables' resolutions).
  */
 export async function loadOnnxAccuracyPredictor(
-  path: string,
+  path: string | Uint8Array,
   space: Space,
   candidateLists: readonly (readonly number[])[] = [],
   sessionOptions: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1 },
@@ -58,15 +70,39 @@ export async function loadOnnxAccuracyPredictor(
   let session: ort.InferenceSession;
   try {
     // one thread by default: batches of ~100 rows are too small to gain from more, and the device is serving too
-    session = await ort.InferenceSession.create(path, sessionOptions);
+    session = await (typeof path === 'string' ? ort.InferenceSession.create(path, sessionOptions) : ort.InferenceSession.create(path, sessionOptions));
   } catch (cause) {
-    throw new NestswapError('ERR_PREDICTOR_INVALID', `Cannot load accuracy predictor '${path}' as an ONNX model: ${(cause as Error).message}`, { cause });
+    throw new NestswapError('ERR_PREDICTOR_INVALID', `Cannot load accuracy predictor '${label(path)}' as an ONNX model: ${(cause as Error).message}`, { cause });
   }
   const meta = session.inputMetadata[0];
   const last = meta?.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
   if (typeof last !== 'number')
-    throw new NestswapError('ERR_PREDICTOR_INVALID', `Accuracy predictor '${path}' must declare its input as float32 [N, n_dim] with a fixed n_dim.`);
+    throw new NestswapError('ERR_PREDICTOR_INVALID', `Accuracy predictor '${label(path)}' must declare its input as float32 [N, n_dim] with a fixed n_dim.`);
   const encoder = encoderForPredictor(space, last, candidateLists);
-  const predictor = await onnxAccuracyPredictor(session, encoder.nDim, ort.Tensor, `accuracy predictor '${path}'`);
+  const predictor = await onnxAccuracyPredictor(session, encoder.nDim, ort.Tensor, `accuracy predictor '${label(path)}'`);
   return { predictor, encoder };
+}
+
+function label(path: string | Uint8Array): string {
+  return typeof path === 'string' ? path : 'from package';
+}
+
+/**
+ * Search inputs for a supernet package on a device: the package's accuracy predictor, the
+ * profile's calibrated latency and memory predictors (when a profile is given), MACs always.
+ */
+export async function packageSearchInputs(pkg: SupernetPackage, profile?: Profile, predictorFile?: string): Promise<SearchInputs> {
+  const bytes = predictorFile ?? pkg.fileByRole('accuracy-predictor');
+  if (!bytes)
+    throw new NestswapError('ERR_PREDICTOR_INVALID', `Package ${pkg.name} has no accuracy predictor (a file with role 'accuracy-predictor'); give one with --accuracy-predictor.`);
+  const { predictor, encoder } = await loadOnnxAccuracyPredictor(bytes, pkg.space);
+  const efficiency: SearchInputs['efficiency'] = {};
+  if (profile) {
+    checkProfileFor(profile, pkg);
+    efficiency.latency = profileLatencyPredictor(profile);
+    const memory = profileMemoryPredictor(profile);
+    if (memory) efficiency.memory = memory;
+  }
+  if (!efficiency.memory) efficiency.memory = flatMemoryPredictor(staticMemoryModel(pkg.arch, pkg.space.image_size_list));
+  return { arch: pkg.arch, predictor, encoder, efficiency };
 }

@@ -27,7 +27,9 @@ import {
   type SearchResult,
 } from '../../runtime/search/index.js';
 import { Space, type ArchEncoder } from '../../runtime/space.js';
-import { loadOnnxAccuracyPredictor, readLatencyTableDir } from '../search-inputs.js';
+import { loadOnnxAccuracyPredictor, packageSearchInputs, readLatencyTableDir, type SearchInputs } from '../search-inputs.js';
+import { loadSupernet } from '../packages.js';
+import { readProfileFile } from '../profiler.js';
 
 const HELP = `Usage: nestswap search --space <name|arch.json> --accuracy-predictor <file.onnx> --latency-table <dir>
                        --latency-ms X [--memory-mb Y] [--macs M] [--pareto] [--seed S] [--width-mult W]
@@ -51,13 +53,7 @@ the budget (or, with --pareto, the accuracy / latency / memory Pareto front unde
 
 Exit status: 0 found, 1 no subnet fits the budget (ERR_BUDGET_INFEASIBLE), 2 bad usage or input.`;
 
-/** What a search needs, however it was obtained (files here; later a supernet package + device profile). */
-export interface SearchInputs {
-  arch: Arch;
-  predictor: AccuracyPredictor;
-  encoder: ArchEncoder;
-  efficiency: { latency?: LatencyPredictor; memory?: MemoryPredictor };
-}
+export type { SearchInputs } from '../search-inputs.js';
 
 export interface SearchFlags {
   pareto?: boolean;
@@ -160,10 +156,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`${HELP}\n`);
       return 0;
     }
-    if (v.supernet !== undefined || v.profile !== undefined)
-      throw new NestswapError('ERR_USAGE', '--supernet/--profile are not available yet; give --space, --accuracy-predictor and --latency-table.');
-    if (!v.space) throw new NestswapError('ERR_USAGE', 'Missing required option --space.');
-    if (!v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
+    if (v.supernet !== undefined && v.space !== undefined) throw new NestswapError('ERR_USAGE', 'Give either --supernet (with --profile) or --space (with --accuracy-predictor and --latency-table), not both.');
+    if (v.profile !== undefined && v.supernet === undefined) throw new NestswapError('ERR_USAGE', '--profile needs --supernet.');
+    if (!v.space && !v.supernet) throw new NestswapError('ERR_USAGE', 'Missing required option --supernet (or --space).');
+    if (!v.supernet && !v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
     const method = v.method ?? 'fast';
     if (method !== 'fast' && method !== 'ofa' && method !== 'exact') throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: fast, ofa, exact.`);
     const widthMult = num(v['width-mult'], '--width-mult');
@@ -180,7 +176,20 @@ export async function run(argv: string[]): Promise<number> {
     if (mem !== undefined) budget.memoryMB = mem;
     if (macs !== undefined) budget.macs = macs;
     if (!v.pareto && Object.keys(budget).length === 0) throw new NestswapError('ERR_USAGE', 'Give a budget: --latency-ms, --memory-mb and/or --macs (or --pareto).');
-    if (lat !== undefined && !v['latency-table']) throw new NestswapError('ERR_USAGE', '--latency-ms needs --latency-table <dir>.');
+    if (lat !== undefined && !v['latency-table'] && !v.profile) throw new NestswapError('ERR_USAGE', v.supernet ? '--latency-ms needs --profile <file> (make one with nestswap profile).' : '--latency-ms needs --latency-table <dir>.');
+    const flags: SearchFlags = { seed, method, ...(v.pareto ? { pareto: true } : {}), ...(generations === undefined ? {} : { generations }) };
+
+    if (v.supernet) {
+      const pkg = await loadSupernet(v.supernet);
+      const profile = v.profile ? await readProfileFile(v.profile) : undefined;
+      const inputs = await packageSearchInputs(pkg, profile, v['accuracy-predictor']);
+      const result = await searchWith(inputs, budget, flags);
+      if (v.json) process.stdout.write(`${JSON.stringify({ supernet: pkg.name, budget, ...result, ...('subnet' in result ? { id: pkg.space.id(result.subnet) } : {}) }, null, 2)}\n`);
+      else printHuman(pkg.space, result, budget);
+      return 0;
+    }
+    if (!v.space) throw new NestswapError('ERR_USAGE', 'Missing required option --space.');
+    if (!v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
 
     const arch = readArch(v.space, widthMult);
     const space = Space.fromArch(arch);
@@ -193,7 +202,6 @@ export async function run(argv: string[]): Promise<number> {
     const efficiency: SearchInputs['efficiency'] = {};
     if (tables) efficiency.latency = flatLatencyPredictor(flatLatencyModel(tables, arch, resolutions));
     if (mem !== undefined || v.pareto) efficiency.memory = flatMemoryPredictor(staticMemoryModel(arch, resolutions));
-    const flags: SearchFlags = { seed, method, ...(v.pareto ? { pareto: true } : {}), ...(generations === undefined ? {} : { generations }) };
     const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags);
     if (v.json) process.stdout.write(`${JSON.stringify({ space: arch.family, budget, resolutions, ...result, ...('subnet' in result ? { id: space.id(result.subnet) } : {}) }, null, 2)}\n`);
     else printHuman(space, result, budget);

@@ -9,7 +9,7 @@ import { profileDevice } from '../agent/profiler.js';
 import { GraphBuilder } from '../runtime/onnx/graph.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { parseManifest } from '../runtime/package.js';
-import { serializeProfile, type Profile } from '../runtime/profile.js';
+import { profileLatencyPredictor, serializeProfile, type Profile } from '../runtime/profile.js';
 import { mulberry32 } from '../runtime/random.js';
 import { ArchEncoder } from '../runtime/space.js';
 import { repoPath } from './helpers.js';
@@ -63,6 +63,13 @@ export function tinyProfile(): Promise<Profile> {
     }),
   );
   return profileCache;
+}
+
+/** A latency budget halfway between the smallest and the largest subnet's predicted latency. */
+export async function midBudgetMs(p: Profile): Promise<number> {
+  const pkg = await loadPackageDir(TINY);
+  const pred = profileLatencyPredictor(p);
+  return (pred.latencyMs(pkg.space.min()) + pred.latencyMs(pkg.space.max())) / 2;
 }
 
 export function profileText(p: Profile): string {

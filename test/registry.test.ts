@@ -11,7 +11,7 @@ import { AdminClient, packPackageDir, RegistryApiError } from '../registry/admin
 import { startRegistry, type RegistryHandle } from '../registry/server.js';
 import type { RegistryFrame } from '../registry/protocol.js';
 import { tempDir } from './helpers.js';
-import { makeQueryablePackage, profileText, TINY, tinyProfile } from './registry-fixtures.js';
+import { makeQueryablePackage, midBudgetMs, profileText, TINY, tinyProfile } from './registry-fixtures.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
 const ENROLL = 'enroll-token-0123456789abcdef';
@@ -199,8 +199,7 @@ describe('registry', () => {
     const info = await asD.device(d.deviceId);
     assert.equal(info.profile?.deviceClass, 'test-x86-2c');
     // a budget between the smallest and largest subnet's predicted latency
-    const lat = profile.latency.model;
-    const budgetMs = Math.max(...lat.fixed) * lat.calibration.a + lat.calibration.b + 0.05;
+    const budgetMs = await midBudgetMs(profile);
     const q = await admin.query({ supernet: 'tiny', device: d.deviceId, budget: { latencyMs: budgetMs } });
     assert.ok(q.predicted.latencyMs! <= budgetMs, `${q.predicted.latencyMs} <= ${budgetMs}`);
     assert.ok(q.predicted.accuracy > 0 && q.predicted.accuracy < 1);

@@ -172,7 +172,7 @@ export class HotSwapper {
       this.queued = { cfg, req, decidedAt, resolve };
       if (older) this.finish(older, this.record(older, 'superseded', null, false, null, null));
       // One worker drains the queue; a second caller joins it instead of racing.
-      this.worker ??= this.drain().finally(() => (this.worker = undefined));
+      if (!this.worker) this.worker = this.drain();
     });
   }
 
@@ -212,9 +212,22 @@ export class HotSwapper {
   }
 
   private async drain(): Promise<void> {
-    for (let p = this.queued; p; p = this.queued) {
+    // `worker` is cleared in the same tick the queue is seen empty: a caller resumed by `finish`
+    // must either find the worker gone (and start one) or its request picked up by this loop.
+    for (;;) {
+      const p = this.queued;
+      if (!p) {
+        this.worker = undefined;
+        return;
+      }
       this.queued = undefined;
-      this.finish(p, await this.execute(p));
+      let r: SwapRecord;
+      try {
+        r = await this.execute(p);
+      } catch (err) {
+        r = this.record(p, 'failed', null, false, null, null, err);
+      }
+      this.finish(p, r);
     }
   }
 

@@ -57,6 +57,14 @@ function zodMessage(e: z.ZodError): string {
 function toBatch(body: unknown, per: number): { data: Float32Array; batch: number; single: boolean } {
   const asArray = (v: unknown, where: string): Float32Array => {
     if (v instanceof Float32Array) return v;
+    // msgpack encoders send a Float32Array as bin (raw little-endian bytes) unless told otherwise
+    if (v instanceof Uint8Array) {
+      if (v.length % 4 !== 0) throw new HttpError(400, 'ERR_INPUT', `${where} is ${v.length} bytes; raw float32 needs a multiple of 4.`);
+      const out = new Float32Array(v.length / 4);
+      const view = new DataView(v.buffer, v.byteOffset, v.length);
+      for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+      return out;
+    }
     if (ArrayBuffer.isView(v) || !Array.isArray(v)) throw new HttpError(400, 'ERR_INPUT', `${where} must be an array of numbers or a Float32Array.`);
     const r = NumberArray.safeParse(v);
     if (!r.success) throw new HttpError(400, 'ERR_INPUT', `${where}: ${zodMessage(r.error)}`);

@@ -533,6 +533,9 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
   });
 
   const server: Server = createServer(app);
+  // Longer than clients' keep-alive (undici: 4 s), so the server never closes a socket a client is about to reuse.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   server.on('upgrade', (req, socket, head) => {
     const path = (req.url ?? '').split('?')[0];
     if (path !== WS_PATH) {

@@ -5,7 +5,7 @@
  * best-model queries for three budgets (each answer's ONNX is downloaded and timed here); the agent
  * serves live inference on real Fashion-MNIST test images; a remote switch is pushed and obeyed.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,8 +60,8 @@ export async function run(argv: string[]): Promise<number> {
   const a = parse(argv, { supernet: { type: 'string' }, images: { type: 'string' }, keep: { type: 'boolean' }, json: { type: 'boolean' } }, HELP);
   if (!a) return 0;
   const t0 = performance.now();
-  const family = a.values.supernet ?? 'fmnist-ofa';
-  const pkgDir = resolveSupernetDir(family);
+  const pkgDir = resolveSupernetDir(a.values.supernet ?? 'fmnist-ofa');
+  const family = (JSON.parse(readFileSync(join(pkgDir, 'manifest.json'), 'utf8')) as { name: string }).name;
   const nImages = numberOpt(a.values.images, '--images') ?? 2000;
   const tmp = mkdtempSync(join(tmpdir(), 'nestswap-demo-'));
   const adminToken = randomBytes(24).toString('base64url');
@@ -88,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
       threads: 1,
       logger: log,
       signal: abort.signal,
-      profile: { runs: 15, warmup: 3, subnetRuns: 15, calibrationSubnets: 6, validationSubnets: 8, memorySubnets: 0 },
+      profile: { runs: 15, warmup: 3, subnetRuns: 15, calibrationSubnets: 6, validationSubnets: 8, memorySubnets: 4 },
     });
     const deviceId = agent.deviceId;
     say(`[${ms(t0)}] agent enrolled as ${deviceId}, package downloaded and verified, serving on ${agent.daemon.url}`);
@@ -107,7 +107,12 @@ export async function run(argv: string[]): Promise<number> {
     const budgets: number[] = [];
     const probe = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: 1e6 } });
     const top = probe.predicted.latencyMs ?? 10;
-    for (const f of [0.35, 0.6, 1.0]) budgets.push(Math.round(top * f * 100) / 100);
+    // The registry's infeasibility answer states the smallest achievable latency on this device.
+    const floor = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: 1e-6 } }).then(
+      () => top / 3,
+      (err: Error) => Number(/smallest achievable latencyMs is ([\d.eE+-]+)/.exec(err.message)?.[1] ?? top / 3),
+    );
+    for (const f of [0.1, 0.45, 1.0]) budgets.push(Math.round((floor + (top - floor) * f) * 1000) / 1000);
     for (const b of budgets) {
       try {
         const q = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: b } });
@@ -125,7 +130,7 @@ export async function run(argv: string[]): Promise<number> {
       say(
         r.error
           ? `  ${String(r.budgetMs).padEnd(10)} ${String(r.error)}`
-          : `  ${String(r.budgetMs).padEnd(10)} ${(100 * (r.accuracy as number)).toFixed(2).padEnd(9)} ${(r.predictedMs as number).toFixed(3).padEnd(8)} ${(r.measuredMs as number).toFixed(3).padEnd(8)} ${((r.memoryMB as number | null) ?? NaN).toFixed(1).padEnd(7)} ${String(r.subnet)}`,
+          : `  ${String(r.budgetMs).padEnd(10)} ${(100 * (r.accuracy as number)).toFixed(2).padEnd(9)} ${(r.predictedMs as number).toFixed(3).padEnd(8)} ${(r.measuredMs as number).toFixed(3).padEnd(8)} ${(r.memoryMB === null ? '-' : (r.memoryMB as number).toFixed(1)).padEnd(7)} ${String(r.subnet)}`,
       );
 
     // Live inference on real test images through the agent's HTTP API (binary float32 bodies).

@@ -31,13 +31,17 @@ import { loadOnnxAccuracyPredictor, packageSearchInputs, readLatencyTableDir, ty
 import { loadSupernet } from '../packages.js';
 import { readProfileFile } from '../profiler.js';
 
-const HELP = `Usage: nestswap search --space <name|arch.json> --accuracy-predictor <file.onnx> --latency-table <dir>
+const HELP = `Usage: nestswap search --supernet <dir|name> [--profile <file>] (--latency-ms X | --memory-mb Y | --macs M | --pareto)
+                       [--accuracy-predictor <file.onnx>] [--seed S] [--json]
+       nestswap search --space <name|arch.json> --accuracy-predictor <file.onnx> --latency-table <dir>
                        --latency-ms X [--memory-mb Y] [--macs M] [--pareto] [--seed S] [--width-mult W]
                        [--method fast|ofa|exact] [--generations N] [--json]
 
 Finds the subnet with the best predicted accuracy whose predicted latency, memory and MACs all fit
 the budget (or, with --pareto, the accuracy / latency / memory Pareto front under it).
 
+  --supernet            a package (its accuracy predictor; latency and memory from --profile, a
+                        device profile made by `nestswap profile`)
   --space               a family under models/ (e.g. ofa-mbv3-w1.0) or a path to an arch.json
   --width-mult          scale every width (OFA's w1.2 supernet: --width-mult 1.2)
   --accuracy-predictor  ONNX model, float32 [N, n_dim] -> [N, 1], OFA's one-hot encoding; n_dim picks

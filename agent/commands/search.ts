@@ -41,7 +41,7 @@ Finds the subnet with the best predicted accuracy whose predicted latency, memor
 the budget (or, with --pareto, the accuracy / latency / memory Pareto front under it).
 
   --supernet            a package (its accuracy predictor; latency and memory from --profile, a
-                        device profile made by `nestswap profile`)
+                        device profile made by "nestswap profile")
   --space               a family under models/ (e.g. ofa-mbv3-w1.0) or a path to an arch.json
   --width-mult          scale every width (OFA's w1.2 supernet: --width-mult 1.2)
   --accuracy-predictor  ONNX model, float32 [N, n_dim] -> [N, 1], OFA's one-hot encoding; n_dim picks

@@ -133,13 +133,17 @@ try {
 
   // command round trip: one command per agent, 50 in flight
   t0 = performance.now();
-  const rtt = await pool(N_AGENTS, 50, async (i) => {
-    const t = performance.now();
-    const c = await admin.command(agents[i]!.id, { type: 'budget', budget: { latencyMs: 5 }, waitMs: 10_000 });
-    if (c.status !== 'acked') throw new Error(`command ${c.id} ended ${c.status}`);
-    return performance.now() - t;
-  });
+  const outcomes: Record<string, number> = {};
+  const rtt = (
+    await pool(N_AGENTS, 50, async (i) => {
+      const t = performance.now();
+      const c = await admin.command(agents[i]!.id, { type: 'budget', budget: { latencyMs: 5 }, waitMs: 10_000 });
+      outcomes[c.status] = (outcomes[c.status] ?? 0) + 1;
+      return c.status === 'acked' ? performance.now() - t : undefined;
+    })
+  ).filter((x): x is number => x !== undefined);
   const commandWall = performance.now() - t0;
+  const connectedAfterCommands = (await admin.stats()).connected;
 
   // telemetry: each agent sends BATCHES batches of PER_BATCH events, one batch in flight
   t0 = performance.now();
@@ -178,7 +182,7 @@ try {
           connected,
           enrollMs: Math.round(enrollMs),
           connectMs: Math.round(connectMs),
-          commandRoundTripMs: { ...stats(rtt), inFlight: 50, perSecond: Math.round((N_AGENTS / commandWall) * 1000) },
+          commandRoundTripMs: { ...stats(rtt), inFlight: 50, perSecond: Math.round((N_AGENTS / commandWall) * 1000), outcomes, connectedAfterCommands },
           telemetry: {
             events: expected,
             stored: st.telemetryEvents,

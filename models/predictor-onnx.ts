@@ -13,6 +13,7 @@ import { ModelSession } from '../runtime/session.js';
 import { ArchEncoder } from '../runtime/space.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import type { SubnetConfig } from '../runtime/space.js';
+import { kendallTau } from '../runtime/profile.js';
 
 interface Mlp {
   n_dim: number;
@@ -33,18 +34,6 @@ export function mlpToOnnx(mlp: Mlp): Uint8Array {
     if (!last) x = g.op('Relu', [x]);
   });
   return g.build([{ name: 'features', dims: ['N', mlp.n_dim] }], [{ name: 'accuracy', dims: ['N', 1] }], { 'nestswap.kind': 'accuracy-predictor' });
-}
-
-export function kendallTau(a: readonly number[], b: readonly number[]): number {
-  let c = 0;
-  let d = 0;
-  for (let i = 0; i < a.length; i++)
-    for (let j = i + 1; j < a.length; j++) {
-      const s = Math.sign(a[i]! - a[j]!) * Math.sign(b[i]! - b[j]!);
-      if (s > 0) c++;
-      else if (s < 0) d++;
-    }
-  return (c - d) / ((a.length * (a.length - 1)) / 2);
 }
 
 async function main(): Promise<void> {

@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { mulberry32 } from '../../runtime/random.js';
 
 export const IMAGE_PIXELS = 784;
 export const TEST_PER_CLASS = 1000;
@@ -24,18 +25,6 @@ export interface FmnistData {
   /** 0 = train, 1 = val, 2 = test */
   split: Uint8Array;
   count: number;
-}
-
-/** mulberry32: a tiny seeded PRNG, written out so other languages can reproduce the split. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function loadFmnistFromNpm(): FmnistData {

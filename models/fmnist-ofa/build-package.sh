@@ -14,6 +14,7 @@ node dist/models/fmnist-ofa/accuracy-table.js --package "$PKG" --n 1000 --shards
 /usr/bin/python3 models/train_predictor.py --arch models/fmnist-ofa/arch.json --table .cache/accuracy-table.json --out .cache/predictor-weights.json
 node dist/models/predictor-onnx.js --weights .cache/predictor-weights.json --table .cache/accuracy-table.json --package "$PKG" --out .cache/predictor.onnx | tee .cache/predictor-eval.json
 cp .cache/accuracy-table.json "$PKG/accuracy-table.json"
+node -e "const w=require('./.cache/predictor-weights.json'); require('fs').writeFileSync('models/fmnist-ofa/predictor-holdout.json', JSON.stringify({holdout_ids:w.holdout_ids, train_rows:w.train_rows}))"
 cp .cache/predictor.onnx "$PKG/predictor.onnx"
 node dist/models/add-files.js "$PKG" "$PKG/predictor.onnx:accuracy-predictor" "$PKG/accuracy-table.json:accuracy-table" --accuracy .cache/predictor-eval.json
 node dist/models/fmnist-ofa/report.js --package "$PKG" --out models/fmnist-ofa

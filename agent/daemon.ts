@@ -40,6 +40,8 @@ export interface Selector {
   readonly kind: string;
   choose(budget: UserBudget): Promise<SubnetChoice>;
   predict(cfg: SubnetConfig): Prediction;
+  /** subnets it is likely to choose: their BN statistics are computed in the background at start */
+  readonly candidates?: readonly { config: SubnetConfig }[];
 }
 
 export interface DaemonOptions {
@@ -137,6 +139,8 @@ export interface LadderOptions {
   /** timed runs per subnet (median) */
   runs?: number;
   threads?: number;
+  /** idle time before each timed run (default 2 ms), like sparse traffic */
+  gapMs?: number;
   /** JSON cache file: reused when the package, thread count and ORT version match */
   cacheFile?: string;
 }
@@ -151,9 +155,10 @@ export interface LadderOptions {
 export async function ladderSelector(pkg: SupernetPackage, backend: Backend, opts: LadderOptions = {}): Promise<Selector & { readonly candidates: readonly LadderEntry[] }> {
   const size = opts.size ?? 8;
   const runs = opts.runs ?? 20;
+  const gapMs = opts.gapMs ?? 2;
   const space = pkg.space;
   const memModel = staticMemoryModel(pkg.arch);
-  const key = `${pkg.weightsDigest}/${opts.threads ?? 0}/${backend.version}/${size}`;
+  const key = `${pkg.weightsDigest}/${opts.threads ?? 0}/${backend.version}/${size}/${gapMs}`;
   let entries: LadderEntry[] | undefined;
   if (opts.cacheFile && existsSync(opts.cacheFile)) {
     try {
@@ -186,24 +191,34 @@ export async function ladderSelector(pkg: SupernetPackage, backend: Backend, opt
     const per = pkg.manifest.input.shape.reduce((a, b) => a * b, 1);
     const input = Float32Array.from({ length: per }, (_, i) => (i % 17) / 17);
     entries = [];
-    for (const { cfg, macs } of picked.values()) {
-      // BN statistics do not change the folded graph's shape or cost: time the uncalibrated model
-      const built = await m.materialize(cfg, { calibrate: false });
-      const session = await ModelSession.create(backend, built.bytes, opts.threads ? { threads: opts.threads } : {});
-      try {
-        const dims = [1, ...pkg.manifest.input.shape];
-        for (let i = 0; i < 5; i++) await session.runFirst(input, dims);
-        const times: number[] = [];
-        for (let i = 0; i < runs; i++) {
-          const t0 = performance.now();
-          await session.runFirst(input, dims);
-          times.push(performance.now() - t0);
-        }
-        times.sort((a, b) => a - b);
-        entries.push({ subnetId: space.id(cfg), config: cfg, macs, latencyMs: times[times.length >> 1]!, memoryMB: evaluateFlat(memModel, cfg), accuracy: null });
-      } finally {
-        await session.release();
+    // Round-robin timing (one run of each subnet per round): bursts of other load on the device
+    // hit every subnet alike instead of skewing whichever was being measured at the time.
+    const dims = [1, ...pkg.manifest.input.shape];
+    const list = [...picked.values()];
+    const sessions: ModelSession[] = [];
+    try {
+      for (const { cfg } of list) {
+        // BN statistics do not change the folded graph's shape or cost: time the uncalibrated model
+        const built = await m.materialize(cfg, { calibrate: false });
+        const session = await ModelSession.create(backend, built.bytes, opts.threads ? { threads: opts.threads } : {});
+        sessions.push(session);
+        for (let i = 0; i < 3; i++) await session.runFirst(input, dims);
       }
+      const times = list.map(() => [] as number[]);
+      for (let i = 0; i < runs; i++)
+        for (let j = 0; j < sessions.length; j++) {
+          // spaced like served requests (not back to back): the monitor compares against this
+          if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+          const t0 = performance.now();
+          await sessions[j]!.runFirst(input, dims);
+          times[j]!.push(performance.now() - t0);
+        }
+      list.forEach(({ cfg, macs }, j) => {
+        const ts = times[j]!.sort((x, y) => x - y);
+        entries!.push({ subnetId: space.id(cfg), config: cfg, macs, latencyMs: ts[ts.length >> 1]!, memoryMB: evaluateFlat(memModel, cfg), accuracy: null });
+      });
+    } finally {
+      for (const s of sessions) await s.release();
     }
     if (opts.cacheFile) {
       mkdirSync(join(opts.cacheFile, '..'), { recursive: true });
@@ -211,6 +226,20 @@ export async function ladderSelector(pkg: SupernetPackage, backend: Backend, opt
       renameSync(`${opts.cacheFile}.tmp`, opts.cacheFile);
     }
   }
+  // A subnet with more MACs is not faster on the same device: measured inversions are noise, so
+  // latencies are made non-decreasing in MACs (pool-adjacent-violators, equal weights).
+  entries.sort((x, y) => x.macs - y.macs);
+  const blocks: { sum: number; n: number }[] = [];
+  for (const e of entries) {
+    blocks.push({ sum: e.latencyMs, n: 1 });
+    while (blocks.length > 1 && blocks[blocks.length - 2]!.sum / blocks[blocks.length - 2]!.n > blocks[blocks.length - 1]!.sum / blocks[blocks.length - 1]!.n) {
+      const last = blocks.pop()!;
+      blocks[blocks.length - 1]!.sum += last.sum;
+      blocks[blocks.length - 1]!.n += last.n;
+    }
+  }
+  let k = 0;
+  for (const bl of blocks) for (let i = 0; i < bl.n; i++) entries[k++]!.latencyMs = bl.sum / bl.n;
   const accuracy = await packageAccuracy(pkg);
   for (const e of entries) e.accuracy = accuracy ? await accuracy(e.config) : null;
   // latency ≈ a·MACs + b for subnets off the ladder
@@ -422,6 +451,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   }
   setBudgetGauges(undefined);
 
+  // Keep BN recalibration off the swap path: precompute statistics of the likely subnets, one at a
+  // time, in the background (a swap that needs one meanwhile shares the same computation).
+  const precalibration = (async () => {
+    for (const c of selector.candidates ?? []) {
+      if (closed) return;
+      try {
+        await materializer.statistics(c.config, opts.calibration ?? {});
+      } catch (err) {
+        log.warn({ err, subnet: pkg.space.id(c.config) }, 'background BN calibration failed');
+      }
+    }
+  })();
+
   // --- monitor + policy loop ---------------------------------------------------------------------
   const probeInput = Float32Array.from({ length: hot.sampleSize }, (_, i) => ((i * 31) % 101) / 101);
   const monOpts = opts.monitor ?? {};
@@ -531,6 +573,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       if (closed) return;
       closed = true;
       await monitor?.stop();
+      await precalibration;
       await server?.close();
       await hot.close();
       events.removeAllListeners();

@@ -75,7 +75,7 @@ async function worker(pkgDir: string, dataDir: string, out: string, n: number, s
   for (const cfg of configs) {
     const id = pkg.space.id(cfg);
     if (done.has(id)) continue;
-    const r = await m.materialize(cfg);
+    const r = await m.materialize(cfg, { calibration: { threads: 1 } });
     const s = await ModelSession.create(nodeBackend, r.bytes, { threads: 1 });
     const accuracy = await scoreSession(s, data, split);
     await s.release();
@@ -114,9 +114,14 @@ async function main(): Promise<void> {
       }),
     ),
   );
-  const rows: TableRow[] = [];
+  const byId = new Map<string, TableRow>();
   for (let k = 0; k < shards; k++)
-    for (const line of readFileSync(`${values.jsonl}.${k}`, 'utf8').split('\n')) if (line.trim()) rows.push(JSON.parse(line) as TableRow);
+    for (const line of readFileSync(`${values.jsonl}.${k}`, 'utf8').split('\n'))
+      if (line.trim()) {
+        const row = JSON.parse(line) as TableRow;
+        byId.set(row.id, row);
+      }
+  const rows = [...byId.values()];
   const pkg = await loadPackageDir(values.package);
   const order = new Map(tableConfigs(pkg.space, n, seed).map((c, i) => [pkg.space.id(c), i]));
   rows.sort((a, b) => order.get(a.id)! - order.get(b.id)!);

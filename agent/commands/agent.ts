@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import type { Selector } from '../daemon.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { loadSupernet } from '../packages.js';
 import { numberOpt, parse, required } from './common.js';
@@ -75,9 +76,21 @@ export async function run(argv: string[]): Promise<number> {
   const budget: { latencyMs?: number; memoryMB?: number } = {};
   if (latencyMs !== undefined) budget.latencyMs = latencyMs;
   if (memoryMB !== undefined) budget.memoryMB = memoryMB;
+  // DESIGN's data flow: profile this device (or reuse the cached profile), then search with the
+  // package's accuracy predictor. Without a predictor the daemon falls back to its measured ladder.
+  let selector: Selector | undefined;
+  if (pkg.fileByRole('accuracy-predictor')) {
+    const { loadOrProfile } = await import('../profiler.js');
+    const { currentDeviceIdentity } = await import('../device.js');
+    const { profileSearchSelector } = await import('../search-selector.js');
+    const p = await loadOrProfile(pkg, { device: await currentDeviceIdentity(), ...(v.data ? { dataDir: v.data } : {}), ...(threads ? { threads } : {}) });
+    logger.info({ cached: p.cached, path: p.path }, 'device profile ready');
+    selector = await profileSearchSelector(pkg, p.profile);
+  }
   const d = await startDaemon({
     pkg,
     budget,
+    ...(selector ? { selector } : {}),
     threads,
     ...(v.data ? { dataDir: v.data } : {}),
     logger: logger.child({ supernet: pkg.name }),

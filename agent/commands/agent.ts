@@ -5,7 +5,7 @@ import pino from 'pino';
 import type { Selector } from '../daemon.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { loadSupernet } from '../packages.js';
-import { numberOpt, parse, required } from './common.js';
+import { numberOpt, parse, required, untilSignal } from './common.js';
 
 const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
@@ -98,15 +98,7 @@ export async function run(argv: string[]): Promise<number> {
     listen: { port, host: v.host ?? '127.0.0.1' },
   });
   process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}\n`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilSignal();
   await d.close();
   return 0;
 }

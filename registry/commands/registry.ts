@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { homedir } from 'node:os';
 import { pino } from 'pino';
 import { NestswapError } from '../../runtime/errors.js';
-import { numberOpt, parse } from '../../agent/commands/common.js';
+import { numberOpt, parse, untilSignal } from '../../agent/commands/common.js';
 import { REDACT, startRegistry } from '../server.js';
 
 const HELP = `Usage: nestswap registry [--port 8700] [--host 127.0.0.1] [--data DIR] [--admin-token T] [--enroll-token T] [--log-level info]
@@ -32,15 +32,7 @@ export async function run(argv: string[]): Promise<number> {
   if (reg.generated.adminToken) process.stderr.write(`admin token (shown once): ${reg.generated.adminToken}\n`);
   if (reg.generated.enrollToken) process.stderr.write(`enrollment token (shown once): ${reg.generated.enrollToken}\n`);
   process.stderr.write(`nestswap registry listening on ${reg.url} (data: ${dataDir})\n`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilSignal();
   await reg.close();
   return 0;
 }

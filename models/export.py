@@ -93,7 +93,9 @@ def main():
         train_idx = np.nonzero(split == 0)[0]
         test_idx = np.nonzero(split == 2)[0]
         rng = np.random.RandomState(args.seed)
-        calib_idx = np.sort(train_idx[rng.choice(len(train_idx), args.calib_count, replace=False)])
+        # random order, as a shuffled loader gives it: sorted indices would group each batch of 200 by
+        # class (the data is stored class by class) and make the per-batch variances too small
+        calib_idx = train_idx[rng.choice(len(train_idx), args.calib_count, replace=False)]
         calib = images[calib_idx]
         golden_inputs = images[test_idx[:: len(test_idx) // args.golden_images][: args.golden_images]]
         split_info = {"calibration_indices_seed": args.seed, "calibration_from": "train"}

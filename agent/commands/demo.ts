@@ -88,7 +88,6 @@ export async function run(argv: string[]): Promise<number> {
       threads: 1,
       logger: log,
       signal: abort.signal,
-      profile: { runs: 15, warmup: 3, subnetRuns: 15, calibrationSubnets: 6, validationSubnets: 8, memorySubnets: 4 },
     });
     const deviceId = agent.deviceId;
     say(`[${ms(t0)}] agent enrolled as ${deviceId}, package downloaded and verified, serving on ${agent.daemon.url}`);
@@ -107,12 +106,7 @@ export async function run(argv: string[]): Promise<number> {
     const budgets: number[] = [];
     const probe = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: 1e6 } });
     const top = probe.predicted.latencyMs ?? 10;
-    // The registry's infeasibility answer states the smallest achievable latency on this device.
-    const floor = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: 1e-6 } }).then(
-      () => top / 3,
-      (err: Error) => Number(/smallest achievable latencyMs is ([\d.eE+-]+)/.exec(err.message)?.[1] ?? top / 3),
-    );
-    for (const f of [0.1, 0.45, 1.0]) budgets.push(Math.round((floor + (top - floor) * f) * 1000) / 1000);
+    for (const f of [0.5, 0.75, 1.0]) budgets.push(Math.round(top * f * 1000) / 1000);
     for (const b of budgets) {
       try {
         const q = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: b } });

@@ -244,16 +244,7 @@ export async function discoverDevice(opts: DiscoverOptions = {}): Promise<Device
     eps.filter((e) => e.usable).map((e) => e.name),
   );
   const memTotalMB = mem.total / 2 ** 20;
-  const id = deviceIdentity({
-    platform: osi.platform || osPlatform(),
-    arch: osi.arch || osArch(),
-    cpuManufacturer: cpu.manufacturer,
-    cpuBrand: cpu.brand,
-    cores: cpu.cores,
-    physicalCores: cpu.physicalCores,
-    memTotalMB,
-    ortVersion: backend.version,
-  });
+  const id = identityOf(cpu, mem, osi, backend);
   const gpus = gfx.controllers.map((c) => ({ vendor: c.vendor, model: c.model, vramMB: c.vram ?? null }));
   const notes: string[] = [];
   if (gpus.length === 0) notes.push('no GPU found');
@@ -289,8 +280,8 @@ export async function discoverDevice(opts: DiscoverOptions = {}): Promise<Device
 }
 
 /** Identity only (no EP probing): what profiles are keyed by. */
-export async function currentDeviceIdentity(backend: Backend = nodeBackend): Promise<DeviceIdentity> {
-  const [cpu, mem, osi] = await Promise.all([si.cpu(), si.mem(), si.osInfo()]);
+/** The stable facts that make up a device's identity (fingerprint + class). */
+function identityOf(cpu: si.Systeminformation.CpuData, mem: si.Systeminformation.MemData, osi: si.Systeminformation.OsData, backend: Backend): DeviceIdentity {
   return deviceIdentity({
     platform: osi.platform || osPlatform(),
     arch: osi.arch || osArch(),
@@ -301,4 +292,9 @@ export async function currentDeviceIdentity(backend: Backend = nodeBackend): Pro
     memTotalMB: mem.total / 2 ** 20,
     ortVersion: backend.version,
   });
+}
+
+export async function currentDeviceIdentity(backend: Backend = nodeBackend): Promise<DeviceIdentity> {
+  const [cpu, mem, osi] = await Promise.all([si.cpu(), si.mem(), si.osInfo()]);
+  return identityOf(cpu, mem, osi, backend);
 }

@@ -43,7 +43,7 @@ export function flatIndex(m: EfficiencyModel, ri: number, slot: number, ki: numb
   return ((ri * m.nSlots + slot) * m.ksList.length + ki) * m.expandList.length + ei;
 }
 
-/** Checks an EfficiencyModel's shape (it may come from a file or another engineer's profiler). */
+/** Checks an EfficiencyModel's shape (it may come from a file or a device profile). */
 export function validateEfficiencyModel(m: EfficiencyModel, source = 'efficiency model'): EfficiencyModel {
   const fail = (msg: string): never => {
     throw new NestswapError('ERR_PROFILE_INVALID', `Invalid ${source}: ${msg}`);

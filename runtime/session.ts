@@ -16,6 +16,9 @@ export interface SessionOptions {
   /** Intra-op threads; 0 or undefined = the runtime's default. */
   threads?: number;
   graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Let idle intra-op threads spin waiting for work (onnxruntime's default, true). A serving agent turns
+   * it off: spinning costs CPU while idle and competes with the application between requests. */
+  allowSpinning?: boolean;
 }
 
 export interface RecordedSessionOptions {
@@ -50,6 +53,7 @@ export class ModelSession implements AsyncDisposable {
       graphOptimizationLevel: level,
     };
     if (opts.threads && opts.threads > 0) o.intraOpNumThreads = opts.threads;
+    if (opts.allowSpinning === false) o.extra = { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } };
     let inner: OrtApi.InferenceSession;
     try {
       inner = await backend.ort.InferenceSession.create(bytes, o);

@@ -383,7 +383,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       const r = await materializer.materialize(cfg, opts.calibration ? { calibration: opts.calibration } : {});
       return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
     },
-    session: threads > 0 ? { threads, allowSpinning: false } : { allowSpinning: false },
+    session: threads > 0 ? { threads } : {},
     ...(opts.hotSwap ?? {}),
     onRun: (ms, batch, id) => monitor?.recordRun(ms, batch, id),
   });

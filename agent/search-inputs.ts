@@ -70,6 +70,7 @@ export async function loadOnnxAccuracyPredictor(
   let session: ort.InferenceSession;
   try {
     // one thread by default: batches of ~100 rows are too small to gain from more, and the device is serving too
+    // two calls because create's overloads take a path or bytes, not their union
     session = await (typeof path === 'string' ? ort.InferenceSession.create(path, sessionOptions) : ort.InferenceSession.create(path, sessionOptions));
   } catch (cause) {
     throw new NestswapError('ERR_PREDICTOR_INVALID', `Cannot load accuracy predictor '${label(path)}' as an ONNX model: ${(cause as Error).message}`, { cause });

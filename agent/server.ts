@@ -42,7 +42,6 @@ class HttpError extends Error {
 }
 
 const NumberArray = z.array(z.number());
-const InferBody = z.union([z.object({ input: NumberArray }).strict(), z.object({ inputs: z.array(NumberArray).min(1) }).strict()]);
 const BudgetBody = z.object({ latencyMs: z.number().positive().finite().optional(), memoryMB: z.number().positive().finite().optional() }).strict();
 const SwitchBody = z.object({ config: z.unknown(), pin: z.boolean().optional() }).strict();
 

@@ -19,14 +19,11 @@ import {
   OFA_EVOLUTION,
   paretoSearch,
   staticMemoryModel,
-  type AccuracyPredictor,
   type Budget,
-  type LatencyPredictor,
-  type MemoryPredictor,
   type ParetoResult,
   type SearchResult,
 } from '../../runtime/search/index.js';
-import { Space, type ArchEncoder } from '../../runtime/space.js';
+import { Space } from '../../runtime/space.js';
 import { loadOnnxAccuracyPredictor, packageSearchInputs, readLatencyTableDir, type SearchInputs } from '../search-inputs.js';
 import { loadSupernet } from '../packages.js';
 import { readProfileFile } from '../profiler.js';

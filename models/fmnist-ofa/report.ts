@@ -5,7 +5,7 @@
  *
  *   node dist/models/fmnist-ofa/report.js [--package models/fmnist-ofa/package] [--out models/fmnist-ofa]
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Materializer } from '../../runtime/materializer.js';

@@ -1,4 +1,5 @@
-/** Small statistics helpers for benchmarks (medians, percentiles). */
+/** Small statistics helpers for benchmarks (medians, nearest-rank percentiles). */
+import { median } from '../runtime/profile.js';
 export function percentile(xs: readonly number[], p: number): number {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -6,11 +7,7 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[idx]!;
 }
 
-export const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+export { median };
 
 export function summary(xs: readonly number[]): { median: number; p99: number; min: number; max: number; n: number } {
   const r = (v: number) => Math.round(v * 1000) / 1000;

@@ -3,8 +3,11 @@
     /usr/bin/python3 models/train_predictor.py --arch models/fmnist-ofa/arch.json \
         --table .cache/accuracy-table.json --out .cache/predictor-weights.json
 
-Rows are split 80/20 by a seeded permutation (held-out rows are never trained on). The weights
-(and the split) are written as JSON; `models/predictor-onnx.ts` turns them into the ONNX model
+Rows are split 80/20 by a seeded permutation (held-out rows are never trained on). The model size
+is chosen by 4-fold cross-validation on the training rows only: the smallest of linear (hidden 0),
+64, 128 and 256 hidden units whose CV RMSE is within 2% of the best (the search calls the predictor
+thousands of times, so a smaller model that predicts as well is worth having). The weights (and the
+split) are written as JSON; `models/predictor-onnx.ts` turns them into the ONNX model
 nestswap loads, and evaluates RMSE and Kendall tau on the held-out rows with that ONNX model.
 """
 import argparse
@@ -33,7 +36,7 @@ def main():
     ap.add_argument("--arch", required=True)
     ap.add_argument("--table", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--hidden", type=int, default=-1, help="hidden width (0: linear); -1: choose by cross-validation")
     ap.add_argument("--epochs", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--holdout", type=float, default=0.2)
@@ -47,20 +50,44 @@ def main():
     n_hold = int(len(rows) * args.holdout)
     hold, train = perm[:n_hold], perm[n_hold:]
     mu, sd = y[train].mean(), y[train].std()
-    net = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], args.hidden), torch.nn.ReLU(),
-        torch.nn.Linear(args.hidden, args.hidden), torch.nn.ReLU(),
-        torch.nn.Linear(args.hidden, 1),
-    )
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
-    xt, yt = x[train], (y[train] - mu) / sd
-    for _ in range(args.epochs):
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(net(xt), yt)
-        loss.backward()
-        opt.step()
-        sched.step()
+    def fit(h, xt, yt):
+        torch.manual_seed(args.seed)
+        if h == 0:
+            net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 1))
+        else:
+            net = torch.nn.Sequential(
+                torch.nn.Linear(x.shape[1], h), torch.nn.ReLU(),
+                torch.nn.Linear(h, h), torch.nn.ReLU(),
+                torch.nn.Linear(h, 1),
+            )
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3 if h else 1e-2, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
+        for _ in range(args.epochs):
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(net(xt), yt)
+            loss.backward()
+            opt.step()
+            sched.step()
+        return net
+
+    ys = (y - mu) / sd
+    cv = {}
+    if args.hidden < 0:
+        folds = np.array_split(train, 4)
+        for h in (0, 64, 128, 256):
+            err = []
+            for k in range(4):
+                fit_idx = np.concatenate([f for j, f in enumerate(folds) if j != k])
+                net = fit(h, x[fit_idx], ys[fit_idx])
+                with torch.no_grad():
+                    err.append(float(((net(x[folds[k]]) - ys[folds[k]]) ** 2).mean()))
+            cv[h] = float(np.sqrt(np.mean(err)) * sd * 100)
+            print("cv hidden %d rmse %.3f points" % (h, cv[h]), flush=True)
+        best = min(cv.values())
+        hidden = min(h for h, e in cv.items() if e <= best * 1.02)
+    else:
+        hidden = args.hidden
+    net = fit(hidden, x[train], ys[train])
     with torch.no_grad():
         pred = net(x[hold]) * sd + mu
         rmse = float(((pred - y[hold]) ** 2).mean().sqrt())
@@ -78,9 +105,11 @@ def main():
         "holdout_ids": [rows[i]["id"] for i in hold],
         "train_rows": len(train),
         "pytorch_holdout_rmse": rmse,
+        "hidden": hidden,
+        "cv_rmse_points": cv,
     }
     json.dump(out, open(args.out, "w"))
-    print(json.dumps({"train": len(train), "holdout": len(hold), "rmse_points": rmse * 100}))
+    print(json.dumps({"train": len(train), "holdout": len(hold), "hidden": hidden, "rmse_points": rmse * 100}))
 
 
 if __name__ == "__main__":

@@ -152,6 +152,12 @@ export interface MonitorOptions {
   minSamples?: number;
   /** one single-sample run on the serving model, used when traffic is too thin to measure */
   probe?: () => Promise<unknown>;
+  /**
+   * With no traffic at all, probe only every this many windows (default 5): an idle agent then
+   * costs a few runs per 5 s instead of a few per second. Windows in between carry no samples (the
+   * policy holds on them). Thin but non-zero traffic is topped up every window.
+   */
+  idleProbeEvery?: number;
   /** predicted latency (ms) of a subnet */
   predictedMs: (subnetId: string) => number | null;
   /** the serving subnet */
@@ -169,6 +175,7 @@ export class Monitor {
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking: Promise<void> | undefined;
   private readonly sensors: Sensors;
+  private idleWindows = 0;
   last: LatencyWindow | undefined;
 
   constructor(private readonly opts: MonitorOptions) {
@@ -215,7 +222,10 @@ export class Monitor {
     const min = this.opts.minSamples ?? 3;
     if (this.opts.probe && active) {
       const have = this.sampleId === active ? this.samples.length : 0;
-      for (let i = have; i < min; i++) await this.opts.probe().catch(() => undefined);
+      this.idleWindows = have === 0 ? this.idleWindows + 1 : 0;
+      const every = Math.max(1, this.opts.idleProbeEvery ?? 5);
+      if (have > 0 || this.idleWindows % every === 1 || every === 1)
+        for (let i = have; i < min; i++) await this.opts.probe().catch(() => undefined);
     }
     const xs = this.sampleId === active ? this.samples.sort((a, b) => a - b) : [];
     this.samples = [];

@@ -17,7 +17,7 @@
  *
  * Defaults (also returned by `DEFAULT_POLICY`):
  *   downgradeWindows 3, upgradeWindows 5, cooldownMs 5000, violationTolerance 0.05,
- *   downgradeMargin 0.10, upgradeMargin 0.10, minSamples 3, minSlowdown 1, maxSlowdown 50,
+ *   downgradeMargin 0.10, upgradeMargin 0.10, minSamples 3, minSlowdown 1, maxSlowdown 50, slowdownDeadband 0.1,
  *   memoryReserveMB 256, batterySaverPercent 20, batterySaverFactor 0.7, thermalLimitC 85,
  *   thermalFactor 0.8.
  */
@@ -41,6 +41,11 @@ export interface PolicyOptions {
   /** slowdown is clamped to [minSlowdown, maxSlowdown]; 1 means a fast device never raises the budget above the user's */
   minSlowdown: number;
   maxSlowdown: number;
+  /**
+   * the slowdown used for the effective budget moves only when the measured one differs from it by
+   * more than this fraction: window-to-window noise then neither re-runs the search nor flaps
+   */
+  slowdownDeadband: number;
   /** memory kept free for everything else on the device */
   memoryReserveMB: number;
   batterySaverPercent: number;
@@ -58,6 +63,7 @@ export const DEFAULT_POLICY: Readonly<PolicyOptions> = Object.freeze({
   upgradeMargin: 0.1,
   minSamples: 3,
   minSlowdown: 1,
+  slowdownDeadband: 0.1,
   maxSlowdown: 50,
   memoryReserveMB: 256,
   batterySaverPercent: 20,
@@ -110,6 +116,7 @@ export class Policy<C = unknown> {
   private violations = 0;
   private better = 0;
   private cooldownUntil = 0;
+  private held: number | undefined;
 
   constructor(opts: Partial<PolicyOptions> = {}, private readonly now: () => number = () => Date.now()) {
     this.opts = { ...DEFAULT_POLICY, ...opts };
@@ -129,9 +136,13 @@ export class Policy<C = unknown> {
     this.better = 0;
   }
 
+  /** The slowdown in force: the clamped measurement, held until it moves by more than the deadband. */
   slowdownOf(w: LatencyWindow | undefined): number {
-    const s = w?.slowdown ?? 1;
-    return Math.min(this.opts.maxSlowdown, Math.max(this.opts.minSlowdown, s));
+    const o = this.opts;
+    if (w?.slowdown === null || w?.slowdown === undefined) return this.held ?? Math.max(1, o.minSlowdown);
+    const s = Math.min(o.maxSlowdown, Math.max(o.minSlowdown, w.slowdown));
+    if (this.held === undefined || Math.abs(s / this.held - 1) > o.slowdownDeadband) this.held = s;
+    return this.held;
   }
 
   /** The budget a search should use now. */

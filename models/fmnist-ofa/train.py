@@ -1,11 +1,13 @@
-"""Train the fmnist-ofa supernet: sandwich rule with in-place distillation (BigNAS).
+"""Train the fmnist-ofa supernet: the full network first, then the sandwich rule with in-place
+distillation (BigNAS).
 
 One command, deterministic seed, resumable:
-    /usr/bin/python3 models/fmnist-ofa/train.py [--epochs N] [--data .cache/fmnist] [--out models/fmnist-ofa/checkpoints]
+    /usr/bin/python3 models/fmnist-ofa/train.py [--epochs 11] [--full-epochs 4] [--data .cache/fmnist] [--out models/fmnist-ofa/checkpoints]
 
-Each step trains the largest subnet on the labels (label smoothing 0.1), then the smallest and
-`--random` random subnets on the largest subnet's soft predictions; gradients are summed, one SGD
-step. A checkpoint is written every `--ckpt-every` steps and at each epoch end; rerunning the same
+The first `--full-epochs` epochs train only the largest subnet on the labels (label smoothing 0.1).
+After that each step trains the largest subnet on the labels, then the smallest and `--random`
+random subnets on the largest subnet's soft predictions; gradients are summed, one SGD step. One
+cosine learning-rate schedule spans all epochs. A checkpoint is written every `--ckpt-every` steps and at each epoch end; rerunning the same
 command resumes from the newest one.
 """
 import argparse
@@ -59,8 +61,8 @@ def main():
     ap.add_argument("--arch", default=os.path.join(HERE, "arch.json"))
     ap.add_argument("--data", default=".cache/fmnist")
     ap.add_argument("--out", default=os.path.join(HERE, "checkpoints"))
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--full-epochs", type=int, default=0,
+    ap.add_argument("--epochs", type=int, default=11)
+    ap.add_argument("--full-epochs", type=int, default=4,
                     help="first train only the largest subnet for this many of the epochs (progressive shrinking)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.08)

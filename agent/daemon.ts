@@ -332,6 +332,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     const key = `${qb.latencyMs ?? '-'}/${qb.memoryMB ?? '-'}`;
     let p = memo.get(key);
     if (!p) {
+      log.debug({ budget: qb }, "selector: search for a new budget");
       p = selector.choose(qb);
       p.catch(() => memo.delete(key));
       if (memo.size > 512) memo.delete(memo.keys().next().value!);

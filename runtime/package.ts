@@ -208,15 +208,19 @@ function decodeTensors(blob: Uint8Array, indexBytes: Uint8Array, location: strin
   const r = TensorIndex.safeParse(decodeJson(indexBytes, `${location} tensor index`));
   if (!r.success)
     throw new NestswapError('ERR_PACKAGE_TENSOR', `Invalid tensor index in ${location}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  // One aligned copy so every tensor is a zero-copy Float32Array view.
-  const aligned = new Uint8Array(blob.length);
-  aligned.set(blob);
+  // Tensors are zero-copy Float32Array views: of the file's own bytes when they are 4-byte aligned
+  // (a file read into its own buffer is), else of one aligned copy.
+  let aligned = blob;
+  if (blob.byteOffset % 4 !== 0) {
+    aligned = new Uint8Array(blob.length);
+    aligned.set(blob);
+  }
   const out = new Map<string, TensorData>();
   for (const [name, t] of Object.entries(r.data.tensors)) {
     const n = t.shape.reduce((a, b) => a * b, 1);
     if (t.length !== n * 4 || t.offset % 4 !== 0 || t.offset + t.length > blob.length)
       throw new NestswapError('ERR_PACKAGE_TENSOR', `Tensor '${name}' in ${location} does not fit its shape ${JSON.stringify(t.shape)} or the weights file.`);
-    out.set(name, { shape: t.shape, data: new Float32Array(aligned.buffer, t.offset, n) });
+    out.set(name, { shape: t.shape, data: new Float32Array(aligned.buffer, aligned.byteOffset + t.offset, n) });
   }
   return out;
 }

@@ -1,7 +1,7 @@
 /**
  * Footprint of a real standalone agent process → JSON on stdout.
  *
- *   node dist/bench/agent-footprint.js [--latency-ms 2] [--idle-s 20] [--interval-ms 1000]
+ *   node dist/bench/agent-footprint.js [--latency-ms 2] [--idle-s 20] [--interval-ms 1000] [--threads 0]
  *
  * Starts `nestswap agent --supernet fmnist-ofa` as its own process twice on one data directory:
  * a first start (profiles the device, searches, serves) and a restart (reuses the cached profile
@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { repoPath } from '../test/helpers.js';
 
 const { values } = parseArgs({
-  options: { 'latency-ms': { type: 'string', default: '2' }, 'idle-s': { type: 'string', default: '20' }, 'interval-ms': { type: 'string', default: '1000' } },
+  options: { 'latency-ms': { type: 'string', default: '2' }, 'idle-s': { type: 'string', default: '20' }, 'interval-ms': { type: 'string', default: '1000' }, threads: { type: 'string', default: '0' } },
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const dir = mkdtempSync(join(tmpdir(), 'nestswap-footprint-'));
@@ -34,7 +34,7 @@ async function freePort(): Promise<number> {
 
 async function measure() {
   const port = await freePort();
-  const args = ['agent', '--supernet', 'fmnist-ofa', '--latency-ms', values['latency-ms'], '--port', String(port), '--data', dir, '--interval-ms', values['interval-ms'], '--log-level', 'error'];
+  const args = ['agent', '--supernet', 'fmnist-ofa', '--latency-ms', values['latency-ms'], '--port', String(port), '--data', dir, '--interval-ms', values['interval-ms'], '--threads', values.threads, '--log-level', 'error'];
   const child = spawn(process.execPath, [repoPath('bin', 'nestswap.js'), ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   const procStatus = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024;
@@ -97,6 +97,7 @@ try {
     bench: 'agent-footprint',
     supernet: 'fmnist-ofa',
     monitorIntervalMs: Number(values['interval-ms']),
+    threads: Number(values.threads),
     firstStart: { note: 'profiles the device, searches, calibrates, serves', ...firstStart },
     restart: { note: 'cached profile and BN statistics: the steady state', ...restart },
     targets: { rssMB: 150, idleCpuPercent: 1 },

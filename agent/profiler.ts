@@ -130,6 +130,42 @@ export async function timeModel(backend: Backend, bytes: Uint8Array, inDims: rea
   return { ms: quantile(times, o.quantile ?? 0.5), medianMs: median(times), p10Ms: quantile(times, 0.1), varMs2: variance(times), count: times.length, createMs };
 }
 
+/**
+ * A part's latency net of the per-run overhead: part and baseline (an empty graph) runs alternate in
+ * time and the median of the paired differences is taken, so a burst of load from elsewhere hits both
+ * sides of a pair instead of inflating one baseline measured once (which made every part read as 0).
+ */
+export async function timePartNet(
+  backend: Backend,
+  bytes: Uint8Array,
+  inDims: readonly number[],
+  base: { session: ModelSession; x: Float32Array; dims: readonly number[]; out: string[] },
+  o: TimingOptions,
+): Promise<Timing> {
+  const t0 = performance.now();
+  await using s = await ModelSession.create(backend, bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
+  const createMs = performance.now() - t0;
+  const x = inputOf(inDims);
+  const out = [s.outputNames[0]!];
+  for (let i = 0; i < o.warmup; i++) {
+    await s.run(x, inDims, out);
+    await base.session.run(base.x, base.dims, base.out);
+  }
+  const diffs: number[] = [];
+  const raw: number[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    let t = performance.now();
+    await s.run(x, inDims, out);
+    const partMs = performance.now() - t;
+    t = performance.now();
+    await base.session.run(base.x, base.dims, base.out);
+    diffs.push(partMs - (performance.now() - t));
+    raw.push(partMs);
+  }
+  const net = Math.max(0, quantile(diffs, o.quantile ?? 0.5));
+  return { ms: net, medianMs: Math.max(0, median(diffs)), p10Ms: Math.max(0, quantile(diffs, 0.1)), varMs2: variance(raw), count: diffs.length, createMs };
+}
+
 /** The input dims of every subnet of a package (the input contract, batch 1). */
 export function subnetInputDims(pkg: SupernetPackage): number[] {
   const i = pkg.arch.input;
@@ -185,9 +221,13 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
   const { parts } = enumerateParts(pkg.arch, measured);
   const times = new Map<string, PartTime>();
   const partRows: { key: string; kind: PartKind; ms: number; count: number; var: number }[] = [];
+  await using baseSession = await ModelSession.create(backend, buildBaselineGraph(), { ep, threads, graphOptimizationLevel: 'all' });
+  const baseRef = { session: baseSession, x: inputOf([1, 1, 1, 1]), dims: [1, 1, 1, 1], out: [baseSession.outputNames[0]!] };
   for (const [i, part] of parts.entries()) {
-    const t = await timeModel(backend, buildPartGraph(weights, part), part.inDims, timing);
-    const ms = part.kind === 'pre' ? t.ms : Math.max(0, t.ms - base.ms);
+    // 'pre' (input resize + normalisation + stem) carries the per-run overhead of the whole subnet, once
+    const bytes = buildPartGraph(weights, part);
+    const t = part.kind === 'pre' ? await timeModel(backend, bytes, part.inDims, timing) : await timePartNet(backend, bytes, part.inDims, baseRef, timing);
+    const ms = t.ms;
     times.set(part.key, { ms, count: t.count, var: t.varMs2 });
     partRows.push({ key: part.key, kind: part.kind, ms, count: t.count, var: t.varMs2 });
     progress({ phase: 'parts', done: i + 1, total: parts.length });

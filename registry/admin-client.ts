@@ -26,6 +26,8 @@ export class RegistryApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** the error body's `details`, when it has them (e.g. the smallest achievable value of an infeasible budget) */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'RegistryApiError';
@@ -37,14 +39,17 @@ export async function checkResponse(res: Response, what: string): Promise<Respon
   if (res.ok || res.status === 304) return res;
   let code = `HTTP_${res.status}`;
   let message = `${what}: HTTP ${res.status}`;
+  let details: Record<string, unknown> | undefined;
   try {
-    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    const body = (await res.json()) as { error?: { code?: string; message?: string; details?: unknown } };
     if (body.error?.code) code = body.error.code;
     if (body.error?.message) message = `${what}: ${body.error.message}`;
+    const d = body.error?.details;
+    if (d && typeof d === 'object' && !Array.isArray(d)) details = d as Record<string, unknown>;
   } catch {
     // not JSON: keep the status
   }
-  throw new RegistryApiError(res.status, code, message);
+  throw new RegistryApiError(res.status, code, message, details);
 }
 
 /** Every file of a package directory (as its manifest lists them, plus manifest.json) as one msgpack publish body. */

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startRegistry } from '../../registry/server.js';
-import { AdminClient } from '../../registry/admin-client.js';
+import { AdminClient, RegistryApiError } from '../../registry/admin-client.js';
 import { startFleetAgent, type FleetAgent } from '../fleet.js';
 import { resolveSupernetDir } from '../packages.js';
 import { nodeBackend } from '../../runtime/node/ort-node.js';
@@ -99,14 +99,23 @@ export async function run(argv: string[]): Promise<number> {
     const summary = (device as { profile?: { entries?: number; validation?: { mape?: number; within10?: number } } }).profile;
     say(`[${ms(t0)}] this machine profiled and uploaded: ${JSON.stringify(summary).slice(0, 200)}`);
 
-    // Three budgets spanning what this machine can do: ask for the fastest, a middle and a loose one.
+    // Three budgets spanning what this machine can do, from its fastest subnet to its best: the registry's answer to
+    // an impossible budget names the smallest achievable latency.
     const st = agent.daemon.status();
     const inputShape = [1, ...agent.daemon.sampleShape];
     const rows: Record<string, unknown>[] = [];
     const budgets: number[] = [];
     const probe = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: 1e6 } });
     const top = probe.predicted.latencyMs ?? 10;
-    for (const f of [0.5, 0.75, 1.0]) budgets.push(Math.round(top * f * 1000) / 1000);
+    let fastest = top / 2;
+    try {
+      await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: 1e-6 } });
+    } catch (err) {
+      const min = err instanceof RegistryApiError ? err.details?.minimum : undefined;
+      if (err instanceof RegistryApiError && err.code === 'ERR_BUDGET_INFEASIBLE' && typeof min === 'number') fastest = min;
+      else throw err;
+    }
+    for (const f of [0, 0.5, 1]) budgets.push(Math.ceil((fastest + (top - fastest) * f) * 1000) / 1000);
     for (const b of budgets) {
       try {
         const q = await admin.query({ supernet: family, device: deviceId, budget: { latencyMs: b } });

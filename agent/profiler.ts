@@ -329,10 +329,16 @@ export function defaultDataDir(): string {
   return process.env.NESTSWAP_DATA ?? join(homedir(), '.nestswap');
 }
 
-/** One file per (supernet weights, EP, threads); device and ORT version are checked inside. */
+/**
+ * Revision of the measuring method: profiles measured by an older method are not reused (2: parts
+ * timed against an interleaved baseline).
+ */
+export const PROFILER_REVISION = 2;
+
+/** One file per (supernet weights, EP, threads, profiler revision); device and ORT version are checked inside. */
 export function profileCachePath(dataDir: string, pkg: SupernetPackage, ep: string, threads: number): string {
   const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_');
-  return join(dataDir, 'profiles', `${safe(pkg.name)}-${pkg.weightsDigest.slice(0, 12)}-${safe(ep)}-t${threads}.json`);
+  return join(dataDir, 'profiles', `${safe(pkg.name)}-${pkg.weightsDigest.slice(0, 12)}-${safe(ep)}-t${threads}-p${PROFILER_REVISION}.json`);
 }
 
 export interface CachedProfile {

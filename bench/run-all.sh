@@ -21,4 +21,6 @@ only=${1:-all}
 [[ $only == all || $only == swap ]] && run swap node dist/bench/swap.js
 [[ $only == all || $only == profile ]] && run profile node dist/bench/profile.js
 [[ $only == all || $only == registry ]] && run registry node dist/bench/registry.js
+[[ $only == all || $only == calibration ]] && run calibration node dist/bench/calibration.js
+[[ $only == all || $only == agent-footprint ]] && run agent-footprint node dist/bench/agent-footprint.js
 true

@@ -1,12 +1,16 @@
 /**
- * Real contention: CPU-burning child processes (as many as cores) slow the agent down; it must move
- * to a faster subnet within 10 s, and back up after they stop, while a client keeps sending
- * requests and none fails. No other timing is asserted; deadlines are generous polls.
+ * Real contention: CPU-burning child processes (twice as many as cores) slow the agent down; it
+ * must move to a faster subnet within 10 s, and back up after they stop, while a client keeps
+ * sending requests and none fails. No other timing is asserted; deadlines are generous polls.
+ *
+ * The supernet is test/fixtures/load: untrained, sized so that its largest subnet takes a few
+ * milliseconds per inference. Sub-millisecond runs (the tiny fixture) barely notice busy neighbours:
+ * the scheduler hands a thread that wakes for a short burst a core at once, so only the tail moves.
+ * With as many burners as cores the same holds for the median; with twice as many it slows 2-4x.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
@@ -25,18 +29,18 @@ async function until(what: string, deadlineMs: number, cond: () => boolean): Pro
 }
 
 test('CPU contention from other processes moves the agent to a faster subnet within 10 s and back after, with no failed request', { timeout: 180_000 }, async (t) => {
-  const fmnist = repoPath('models', 'fmnist-ofa', 'package');
-  const dir = process.env.NESTSWAP_CONTENTION_PACKAGE ?? (existsSync(`${fmnist}/manifest.json`) && process.env.NESTSWAP_CONTENTION_FMNIST ? fmnist : repoPath('test', 'fixtures', 'tiny', 'package'));
+  const dir = process.env.NESTSWAP_CONTENTION_PACKAGE ?? repoPath('test', 'fixtures', 'load', 'package');
   const pkg = await loadPackageDir(dir);
   const selector = await ladderSelector(pkg, nodeBackend, { size: 6, runs: 40 });
   const byLatency = [...selector.candidates].sort((a, b) => a.latencyMs - b.latencyMs);
   const fastest = byLatency[0]!;
   const slowest = byLatency[byLatency.length - 1]!;
   assert.ok(slowest.latencyMs > fastest.latencyMs, 'the ladder spans a latency range');
-  // Between the fastest and slowest subnets' measured latencies. The policy tolerates 50% above
-  // budget before counting a violation: this machine is shared (idle noise is tens of percent),
-  // while contention from burners slows runs several-fold.
-  const budget = (fastest.latencyMs + slowest.latencyMs) / 2;
+  // The slowest subnet fits with 25% to spare, so it is where the agent belongs on an idle machine
+  // (serving latency runs above a tight measuring loop's by up to tens of percent). The policy
+  // tolerates 50% above budget before counting a violation; contention from burners slows runs
+  // several-fold.
+  const budget = slowest.latencyMs * 1.25;
   const d = await startDaemon({
     pkg,
     budget: { latencyMs: budget },
@@ -51,14 +55,15 @@ test('CPU contention from other processes moves the agent to a faster subnet wit
   const stopBurners = () => {
     for (const b of burners.splice(0)) if (b.exitCode === null) b.kill('SIGKILL');
   };
+  let stop = false;
   t.after(async () => {
+    stop = true; // the client loop below must end even when an assertion failed
     stopBurners();
     await d.close();
   });
   const predictedOfActive = () => d.status().predicted.latencyMs ?? Infinity;
 
   // a client that keeps sending requests; every answer must be a 200 with logits
-  let stop = false;
   let sent = 0;
   const failures: string[] = [];
   const per = pkg.manifest.input.shape.reduce((a, b) => a * b, 1);
@@ -84,7 +89,7 @@ test('CPU contention from other processes moves the agent to a faster subnet wit
   const before = slowest.latencyMs;
   t.diagnostic(`budget ${budget.toFixed(3)} ms; ladder ${byLatency.map((c) => c.latencyMs.toFixed(3)).join(', ')}`);
 
-  for (let i = 0; i < cpus().length; i++) burners.push(spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
+  for (let i = 0; i < 2 * cpus().length; i++) burners.push(spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
   const reaction = await until('a faster subnet under contention', 10_000, () => predictedOfActive() < before);
   const under = d.status();
   t.diagnostic(`moved to ${under.subnet!.id} after ${reaction} ms; slowdown ${under.observed.slowdown?.toFixed(2)}; others' CPU ${under.conditions?.othersCpu?.toFixed(2)}`);

@@ -86,17 +86,21 @@ test('100 swaps under concurrent inference: every request answered by a complete
   };
   const clients = Array.from({ length: 4 }, (_, k) => client(k));
   const records: SwapRecord[] = [];
-  for (let i = 1; i <= 100; i++) {
-    // every 10th round also fires a request that the next one supersedes while queued
-    const pending: Promise<SwapRecord>[] = [];
-    if (i % 10 === 0) pending.push(hot.swapTo(cfgs[(i + 2) % cfgs.length]!, { reason: `queued ${i}` }));
-    pending.push(hot.swapTo(cfgs[i % cfgs.length]!, { reason: `swap ${i}` }));
-    records.push(...(await Promise.all(pending)));
-    await new Promise((r) => setImmediate(r));
+  try {
+    for (let i = 1; i <= 100; i++) {
+      // every 10th round also fires a request that the next one supersedes while queued
+      const pending: Promise<SwapRecord>[] = [];
+      if (i % 10 === 0) pending.push(hot.swapTo(cfgs[(i + 2) % cfgs.length]!, { reason: `queued ${i}` }));
+      pending.push(hot.swapTo(cfgs[i % cfgs.length]!, { reason: `swap ${i}` }));
+      records.push(...(await Promise.all(pending)));
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    // the clients must stop even when a swap threw, or this file would never exit
+    stop = true;
+    await Promise.all(clients);
+    await hot.close();
   }
-  stop = true;
-  await Promise.all(clients);
-  await hot.close();
 
   assert.deepEqual(failures, []);
   assert.ok(answered > 100, `only ${answered} requests answered`);

@@ -24,6 +24,7 @@ import { NestswapError } from '../runtime/errors.js';
 import { HotSwapper, type HotSwapOptions, type InferResult, type SwapRecord } from '../runtime/hot-swap.js';
 import { Materializer } from '../runtime/materializer.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
+import { workerBackend } from '../runtime/node/ort-worker.js';
 import type { SupernetPackage } from '../runtime/package.js';
 import { evaluateFlat, staticMemoryModel } from '../runtime/search/efficiency.js';
 import { ModelSession, type Backend } from '../runtime/session.js';
@@ -48,6 +49,15 @@ export interface DaemonOptions {
   pkg: SupernetPackage;
   budget: UserBudget;
   backend?: Backend;
+  /**
+   * Where sessions run when no `backend` is given. 'main' (default) runs them on this thread:
+   * onnxruntime-node loads models and runs synchronously, so a swap blocks serving while its
+   * session is created (~13 ms for the largest fmnist-ofa subnet). 'worker' hosts them in two
+   * worker threads, so the next model is created, warmed and checked on one while the other
+   * serves; each request then crosses a thread. On the 2-core reference machine 'worker' measured
+   * worse on every figure of bench/swap (README), so it is opt-in.
+   */
+  sessionHost?: 'main' | 'worker';
   /** intra-op threads of every session (0: onnxruntime's default) */
   threads?: number;
   /** BN statistics and measured-ladder cache; in memory when absent */
@@ -302,7 +312,11 @@ function macsScore(pkg: SupernetPackage, cfg: SubnetConfig, p: Prediction): numb
 export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const { pkg } = opts;
   const log = opts.logger ?? pino({ level: 'silent' });
-  const backend = opts.backend ?? nodeBackend;
+  const pool = !opts.backend && opts.sessionHost === 'worker' ? workerBackend() : undefined;
+  const backend = opts.backend ?? pool ?? nodeBackend;
+  // The ladder is measured before serving starts, on this thread, the way the profiler measures;
+  // worker runs report their own time, so observed and predicted latencies stay comparable.
+  const measuring = opts.backend ?? nodeBackend;
   let budget = validateUserBudget(opts.budget);
   const threads = opts.threads ?? 0;
   const sampleShape = pkg.manifest.input.shape;
@@ -316,7 +330,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     const t0 = performance.now();
     const ladderOpts: LadderOptions = { size: opts.ladderSize ?? 8, threads };
     if (opts.dataDir) ladderOpts.cacheFile = join(opts.dataDir, `ladder-${pkg.weightsDigest.slice(0, 16)}.json`);
-    selector = await ladderSelector(pkg, backend, ladderOpts);
+    selector = await ladderSelector(pkg, measuring, ladderOpts);
     log.info({ selector: selector.kind, ms: Math.round(performance.now() - t0) }, 'selector ready');
   }
 
@@ -448,6 +462,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const rec0 = await swapTo(first, 'initial', false);
   if (rec0.outcome !== 'swapped') {
     await hot.close();
+    await pool?.close();
     throw new NestswapError('ERR_HEALTH_CHECK', `The first subnet ${first.subnetId} could not be served: ${rec0.error?.message ?? rec0.outcome}`, { details: { swap: rec0 } });
   }
   setBudgetGauges(undefined);
@@ -577,6 +592,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       await precalibration;
       await server?.close();
       await hot.close();
+      await pool?.close();
       events.removeAllListeners();
       log.info('agent closed');
     },

@@ -1,7 +1,9 @@
 /**
  * Hot-swap benchmark → JSON on stdout.
  *
- *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--threads 0]
+ *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--threads 0] [--host worker|main]
+ *
+ * --host: where the agent's sessions run (its `sessionHost`): the main thread (default) or worker threads.
  *
  * Figures, all measured side by side in one run:
  *  - errors over `requests` requests sent at a steady rate, half without swaps and half across
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '10000' },
     swaps: { type: 'string', default: '100' },
     threads: { type: 'string', default: '0' },
+    host: { type: 'string', default: 'main' },
   },
 });
 const fmnist = 'models/fmnist-ofa/package';
@@ -33,6 +36,7 @@ const dir = values.supernet ?? (existsSync(`${fmnist}/manifest.json`) ? fmnist :
 const nRequests = Number(values.requests);
 const nSwaps = Number(values.swaps);
 const threads = Number(values.threads);
+const sessionHost = values.host === 'worker' ? 'worker' : 'main';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const q = (xs: number[], p: number) => {
@@ -48,6 +52,7 @@ const d = await startDaemon({
   budget: { latencyMs: 1e6 },
   selector,
   threads,
+  sessionHost,
   monitor: { intervalMs: 1000 },
   // every swap rebuilds its ONNX from the cached BN statistics (the figure asked for)
   hotSwap: { onnxCacheBytes: 0 },
@@ -155,6 +160,7 @@ const result = {
   supernet: pkg.name,
   package: dir,
   threads,
+  sessionHost,
   ortVersion: nodeBackend.version,
   subnets: cfgs.map((c) => pkg.space.id(c)),
   requests: steady.lat.length + swapping.lat.length + steady.errors + swapping.errors,

@@ -13,7 +13,7 @@
  * values, not exceptions). Platform-neutral: no Node imports; the backend is injected.
  */
 import { NestswapError, type ErrorCode } from './errors.js';
-import { ModelSession, type Backend, type SessionOptions } from './session.js';
+import { ModelSession, type Backend, type RunOutput, type SessionOptions } from './session.js';
 import type { SubnetConfig } from './space.js';
 
 export interface BuiltModel {
@@ -44,7 +44,8 @@ export interface HotSwapOptions {
   historyLimit?: number;
   /** Test hook: sees (and may replace) the candidate's bytes before its session is created. */
   candidateHook?: (bytes: Uint8Array, subnetId: string) => Uint8Array;
-  /** Called after every run with its wall time (ms), batch size and the subnet that answered. */
+  /** Called after every run with its time (ms; measured where it ran when the backend reports that,
+   * else wall time), batch size and the subnet that answered. */
   onRun?: (ms: number, batch: number, subnetId: string) => void;
   now?: () => number;
 }
@@ -189,7 +190,8 @@ export class HotSwapper {
     try {
       const t0 = this.now();
       const out = await m.session.runFirst(input, [batch, ...this.opts.sampleShape]);
-      this.opts.onRun?.(this.now() - t0, batch, m.subnetId);
+      // the run's own time where the backend measured it (a worker), else the wall time here
+      this.opts.onRun?.(out.computeMs ?? this.now() - t0, batch, m.subnetId);
       return { logits: out.data, dims: out.dims, subnetId: m.subnetId, config: m.config };
     } finally {
       m.refs--;
@@ -289,11 +291,11 @@ export class HotSwapper {
       for (let i = 0; i < (this.opts.warmupRuns ?? 3); i++) await session.runFirst(this.checkInput, dims);
       const tWarm = this.now();
       const times: number[] = [];
-      let out: { data: Float32Array; dims: readonly number[] } | undefined;
+      let out: RunOutput | undefined;
       for (let i = 0; i < Math.max(1, this.opts.checkRuns ?? 5); i++) {
         const a = this.now();
         out = await session.runFirst(this.checkInput, dims);
-        times.push(this.now() - a);
+        times.push(out.computeMs ?? this.now() - a);
         if (!out.data.every(Number.isFinite))
           throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input.`, { details: { subnetId: id } });
       }

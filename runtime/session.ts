@@ -37,6 +37,20 @@ export interface Backend {
   readonly defaultEp: string;
 }
 
+/**
+ * A backend whose runs cross a thread boundary may attach the run's own time (ms, measured where
+ * it ran) to the result record under this key, so monitors compare compute time with compute-time
+ * predictions and the hop is accounted for separately.
+ */
+export const COMPUTE_MS = Symbol.for('nestswap.computeMs');
+
+export interface RunOutput {
+  data: Float32Array;
+  dims: readonly number[];
+  /** the run's own time where the backend measured it (worker backend); undefined otherwise */
+  computeMs?: number;
+}
+
 export class ModelSession implements AsyncDisposable {
   private released = false;
   private constructor(
@@ -78,20 +92,21 @@ export class ModelSession implements AsyncDisposable {
   }
 
   /** Runs with one float32 input; returns the requested float32 outputs by name. */
-  async run(input: Float32Array, dims: readonly number[], outputs: readonly string[] = this.inner.outputNames): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+  async run(input: Float32Array, dims: readonly number[], outputs: readonly string[] = this.inner.outputNames): Promise<Record<string, RunOutput>> {
     if (this.released) throw new NestswapError('ERR_SESSION', 'Session already released.');
     const feeds = { [this.inner.inputNames[0]!]: new this.ort.Tensor('float32', input, dims) };
     const res = await this.inner.run(feeds, outputs as string[]);
-    const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+    const computeMs = (res as { [COMPUTE_MS]?: number })[COMPUTE_MS];
+    const out: Record<string, RunOutput> = {};
     for (const name of outputs) {
       const t = res[name]!;
-      out[name] = { data: t.data as Float32Array, dims: t.dims };
+      out[name] = computeMs === undefined ? { data: t.data as Float32Array, dims: t.dims } : { data: t.data as Float32Array, dims: t.dims, computeMs };
     }
     return out;
   }
 
   /** Runs and returns the first output's data. */
-  async runFirst(input: Float32Array, dims: readonly number[]): Promise<{ data: Float32Array; dims: readonly number[] }> {
+  async runFirst(input: Float32Array, dims: readonly number[]): Promise<RunOutput> {
     const name = this.inner.outputNames[0]!;
     return (await this.run(input, dims, [name]))[name]!;
   }

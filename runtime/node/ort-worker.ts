@@ -1,0 +1,149 @@
+/**
+ * Backend: onnxruntime-node sessions hosted in worker threads.
+ *
+ * onnxruntime-node runs `loadModel` (parse + graph optimisation, ~13 ms for the largest
+ * fmnist-ofa subnet) and `run` synchronously on the thread that calls them. On the main thread
+ * every session a hot swap creates stalls every request that arrives meanwhile. This backend
+ * keeps sessions in a small pool of workers: a new session goes to the worker hosting the fewest
+ * open sessions, so a swap's candidate is created, warmed up and checked on one worker while the
+ * serving session answers on the other. The main thread only posts inputs and receives logits
+ * (outputs are transferred, not copied).
+ *
+ * It plugs in where `nodeBackend` does: `ModelSession.create(workerBackend(), bytes)`. A worker
+ * that dies fails its pending calls and its sessions with ERR_SESSION; the next session starts a
+ * fresh worker. Idle workers do not keep the process alive.
+ */
+import { Worker } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import type * as OrtApi from 'onnxruntime-common';
+import { COMPUTE_MS, type Backend, type Ort } from '../session.js';
+import type { CreatedReply, RunReply, WorkerReply, WorkerRequest } from './ort-worker-thread.js';
+
+// Distributive Omit, so each request kind keeps its own fields.
+type RequestBody = WorkerRequest extends infer R ? (R extends { rid: number } ? Omit<R, 'rid'> : never) : never;
+
+class Host {
+  readonly worker: Worker;
+  sessions = 0;
+  dead: Error | undefined;
+  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private rid = 0;
+
+  constructor(private readonly onExit: (h: Host) => void) {
+    this.worker = new Worker(new URL('./ort-worker-thread.js', import.meta.url));
+    this.worker.unref();
+    this.worker.on('message', (r: WorkerReply) => {
+      const p = this.pending.get(r.rid);
+      if (!p) return;
+      this.pending.delete(r.rid);
+      if (this.pending.size === 0) this.worker.unref();
+      if (r.ok) p.resolve(r.value);
+      else p.reject(new Error(r.message));
+    });
+    const fail = (e: Error) => {
+      if (this.dead) return;
+      this.dead = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+      this.onExit(this);
+    };
+    this.worker.on('error', (e) => fail(new Error(`onnxruntime worker failed: ${e.message}`)));
+    this.worker.on('exit', (code) => fail(new Error(`onnxruntime worker exited (code ${code})`)));
+  }
+
+  call<T>(msg: RequestBody, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.dead) return Promise.reject(this.dead);
+    const rid = ++this.rid;
+    return new Promise<T>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(rid, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ ...msg, rid }, transfer);
+    });
+  }
+}
+
+class WorkerSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  readonly inputMetadata: readonly OrtApi.InferenceSession.ValueMetadata[];
+  readonly outputMetadata: readonly OrtApi.InferenceSession.ValueMetadata[];
+  private released = false;
+
+  constructor(
+    private readonly host: Host,
+    private readonly sid: number,
+    created: CreatedReply,
+  ) {
+    this.inputNames = created.inputNames;
+    this.outputNames = created.outputNames;
+    this.inputMetadata = created.inputMetadata;
+    this.outputMetadata = created.outputMetadata;
+  }
+
+  async run(feeds: Record<string, OrtApi.Tensor>, fetches?: readonly string[]): Promise<Record<string, OrtApi.Tensor>> {
+    const x = feeds[this.inputNames[0]!];
+    if (!x || x.type !== 'float32') throw new Error(`the worker backend runs one float32 input named '${this.inputNames[0]}'`);
+    const outputs = [...(fetches ?? this.outputNames)];
+    const r = await this.host.call<RunReply>({ t: 'run', sid: this.sid, input: x.data as Float32Array, dims: [...x.dims], outputs });
+    const res: Record<string, OrtApi.Tensor> & { [COMPUTE_MS]?: number } = {};
+    for (const name of outputs) res[name] = new ort.Tensor('float32', r.outputs[name]!.data, r.outputs[name]!.dims) as unknown as OrtApi.Tensor;
+    res[COMPUTE_MS] = r.ms;
+    return res;
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    this.host.sessions--;
+    if (!this.host.dead) await this.host.call({ t: 'release', sid: this.sid });
+  }
+}
+
+export interface WorkerBackendOptions {
+  /** Worker threads in the pool (default 2: one serving, one building the next model). */
+  workers?: number;
+}
+
+/** A backend whose sessions live in worker threads. Each call makes an independent pool. */
+export function workerBackend(opts: WorkerBackendOptions = {}): Backend & { close(): Promise<void> } {
+  const size = Math.max(1, Math.floor(opts.workers ?? 2));
+  const hosts: Host[] = [];
+  let turn = 0;
+  const pick = (): Host => {
+    if (hosts.length < size) {
+      const h = new Host((dead) => {
+        const i = hosts.indexOf(dead);
+        if (i >= 0) hosts.splice(i, 1);
+      });
+      hosts.push(h);
+      return h;
+    }
+    // fewest open sessions; ties rotate
+    let best = hosts[turn++ % hosts.length]!;
+    for (const h of hosts) if (h.sessions < best.sessions) best = h;
+    return best;
+  };
+  const InferenceSession = {
+    async create(bytes: Uint8Array, options: OrtApi.InferenceSession.SessionOptions = {}): Promise<WorkerSession> {
+      const host = pick();
+      host.sessions++;
+      try {
+        const created = await host.call<CreatedReply>({ t: 'create', bytes, options: options as ort.InferenceSession.SessionOptions });
+        return new WorkerSession(host, created.sid, created);
+      } catch (e) {
+        host.sessions--;
+        throw e;
+      }
+    },
+  };
+  const facade = { InferenceSession, Tensor: ort.Tensor, env: ort.env } as unknown as Ort;
+  return {
+    name: 'node',
+    ort: facade,
+    version: ort.env.versions.node ?? ort.env.versions.common,
+    defaultEp: 'cpu',
+    async close() {
+      await Promise.all(hosts.splice(0).map((h) => h.worker.terminate()));
+    },
+  };
+}

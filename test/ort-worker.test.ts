@@ -1,0 +1,109 @@
+/**
+ * The worker backend: sessions hosted in worker threads give the same outputs as sessions on the
+ * main thread, report their own run time, spread over the pool, fail clearly once their worker is
+ * gone, and serve an agent across swaps (sessionHost 'worker').
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadPackageDir } from '../runtime/node/fs-source.js';
+import { nodeBackend } from '../runtime/node/ort-node.js';
+import { workerBackend } from '../runtime/node/ort-worker.js';
+import { Materializer } from '../runtime/materializer.js';
+import { ModelSession } from '../runtime/session.js';
+import { startDaemon } from '../agent/daemon.js';
+import { maxAbsDiff, repoPath } from './helpers.js';
+
+const dir = repoPath('test', 'fixtures', 'tiny', 'package');
+const FAST = { calibration: { images: 64 } };
+
+test('worker-hosted sessions give the main thread results, with the run time measured in the worker', async (t) => {
+  const pkg = await loadPackageDir(dir);
+  const m = new Materializer(pkg, nodeBackend);
+  const wb = workerBackend({ workers: 2 });
+  t.after(() => wb.close());
+  const dims = [2, ...pkg.manifest.input.shape];
+  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 37) % 101) / 101);
+  for (const cfg of [pkg.space.min(), pkg.space.max()]) {
+    const { bytes } = await m.materialize(cfg, FAST);
+    const here = await ModelSession.create(nodeBackend, bytes);
+    const there = await ModelSession.create(wb, bytes);
+    const a = await here.runFirst(x, dims);
+    const b = await there.runFirst(x, dims);
+    assert.deepEqual(b.dims, a.dims);
+    assert.ok(maxAbsDiff(a.data, b.data) <= 1e-6, `outputs differ by ${maxAbsDiff(a.data, b.data)}`);
+    assert.equal(a.computeMs, undefined, 'main-thread runs have no separate compute time');
+    assert.ok(typeof b.computeMs === 'number' && b.computeMs > 0, 'worker runs report their own time');
+    // several runs in flight at once all come back, each with its own answer
+    const many = await Promise.all(Array.from({ length: 8 }, () => there.runFirst(x, dims)));
+    for (const r of many) assert.ok(maxAbsDiff(a.data, r.data) <= 1e-6);
+    await here.release();
+    await there.release();
+    await assert.rejects(there.runFirst(x, dims), /released/);
+  }
+});
+
+test('a session whose worker is gone fails with a clear error; a new session starts a fresh worker', async () => {
+  const pkg = await loadPackageDir(dir);
+  const { bytes } = await new Materializer(pkg, nodeBackend).materialize(pkg.space.min(), FAST);
+  const dims = [1, ...pkg.manifest.input.shape];
+  const x = new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(0.5);
+  const wb = workerBackend({ workers: 1 });
+  const s = await ModelSession.create(wb, bytes);
+  await s.runFirst(x, dims);
+  await wb.close(); // terminates the worker under the open session
+  await assert.rejects(s.runFirst(x, dims), /worker exited/);
+  const s2 = await ModelSession.create(wb, bytes);
+  const r = await s2.runFirst(x, dims);
+  assert.ok(r.data.every(Number.isFinite));
+  await s2.release();
+  await wb.close();
+});
+
+test('a malformed model is rejected by the worker with onnxruntime\'s reason, and the worker keeps serving', async () => {
+  const pkg = await loadPackageDir(dir);
+  const { bytes } = await new Materializer(pkg, nodeBackend).materialize(pkg.space.min(), FAST);
+  const wb = workerBackend({ workers: 1 });
+  try {
+    await assert.rejects(ModelSession.create(wb, new Uint8Array([1, 2, 3, 4])), (e: Error & { code?: string }) => e.code === 'ERR_SESSION' && /could not create a session/.test(e.message));
+    const s = await ModelSession.create(wb, bytes);
+    const dims = [1, ...pkg.manifest.input.shape];
+    assert.ok((await s.runFirst(new Float32Array(dims.reduce((a, b) => a * b, 1)), dims)).data.every(Number.isFinite));
+    await s.release();
+  } finally {
+    await wb.close();
+  }
+});
+
+test("an agent with sessionHost 'worker' answers every request across swaps", async (t) => {
+  const pkg = await loadPackageDir(dir);
+  const d = await startDaemon({ pkg, budget: { latencyMs: 1e6 }, sessionHost: 'worker', calibration: { images: 64 }, ladderSize: 3, monitor: { intervalMs: 200 }, policy: { cooldownMs: 1e9 } });
+  t.after(() => d.close());
+  const x = new Float32Array(pkg.manifest.input.shape.reduce((a, b) => a * b, 1)).fill(0.25);
+  const cfgs = [pkg.space.min(), pkg.space.max()];
+  let stop = false;
+  let answered = 0;
+  const failures: string[] = [];
+  const client = (async () => {
+    while (!stop) {
+      try {
+        const r = await d.infer(x, 1);
+        if (!r.logits.every(Number.isFinite)) failures.push('non-finite logits');
+        answered++;
+      } catch (e) {
+        failures.push(String(e));
+      }
+    }
+  })();
+  try {
+    for (let i = 0; i < 10; i++) {
+      const r = await d.switchTo(cfgs[i % 2]!, { pin: true });
+      assert.ok(['swapped', 'unchanged'].includes(r.outcome), `swap ${i}: ${r.outcome} ${r.error?.message ?? ''}`);
+    }
+  } finally {
+    stop = true;
+    await client;
+  }
+  assert.deepEqual(failures, []);
+  assert.ok(answered > 10, `answered ${answered}`);
+  assert.ok(d.status().swaps.filter((s) => s.outcome === 'swapped').length >= 9);
+});

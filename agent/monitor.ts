@@ -153,9 +153,10 @@ export interface MonitorOptions {
   /** one single-sample run on the serving model, used when traffic is too thin to measure */
   probe?: () => Promise<unknown>;
   /**
-   * With no traffic at all, probe only every this many windows (default 5): an idle agent then
-   * costs a few runs per 5 s instead of a few per second. Windows in between carry no samples (the
-   * policy holds on them). Thin but non-zero traffic is topped up every window.
+   * With no traffic at all, probe only every this many windows (default 10): an idle agent then
+   * costs a few runs per 10 s instead of a few per second. On the timer, the windows in between are
+   * skipped outright (no sensor reads, no window event, no policy), so memory and battery rules
+   * react within this many intervals while idle. Thin but non-zero traffic is topped up every window.
    */
   idleProbeEvery?: number;
   /** predicted latency (ms) of a subnet */
@@ -202,12 +203,26 @@ export class Monitor {
     if (this.timer) return;
     this.timer = setInterval(() => {
       if (this.ticking) return; // a slow tick is never overlapped by the next
+      if (this.skipIdleWindow()) return;
       this.ticking = this.tick()
         .then(onWindow)
         .catch(() => undefined)
         .finally(() => (this.ticking = undefined));
     }, this.intervalMs);
     this.timer.unref?.();
+  }
+
+  /**
+   * While idle (no traffic in the last window nor since), windows that would not probe are only
+   * counted: no sensor reads, no window event, no policy. An idle agent then does its work once
+   * per `idleProbeEvery` intervals; the first request brings back a window every interval.
+   */
+  private skipIdleWindow(): boolean {
+    const every = Math.max(1, this.opts.idleProbeEvery ?? 10);
+    if (!this.opts.probe || every === 1 || this.idleWindows === 0 || this.samples.length > 0) return false;
+    if ((this.idleWindows + 1) % every === 1) return false;
+    this.idleWindows++;
+    return true;
   }
 
   async stop(): Promise<void> {
@@ -223,7 +238,7 @@ export class Monitor {
     if (this.opts.probe && active) {
       const have = this.sampleId === active ? this.samples.length : 0;
       this.idleWindows = have === 0 ? this.idleWindows + 1 : 0;
-      const every = Math.max(1, this.opts.idleProbeEvery ?? 5);
+      const every = Math.max(1, this.opts.idleProbeEvery ?? 10);
       if (have > 0 || this.idleWindows % every === 1 || every === 1)
         for (let i = have; i < min; i++) await this.opts.probe().catch(() => undefined);
     }

@@ -148,3 +148,45 @@ test('an idle monitor probes every idleProbeEvery windows; traffic is topped up 
   m.recordRun(5, 8, 's1');
   assert.equal((await m.tick()).samples, 0);
 });
+
+test('on its timer, an idle monitor closes a window (sensors, policy) only every idleProbeEvery intervals; traffic brings every interval back', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  let reads = 0;
+  let probes = 0;
+  const m = new Monitor({
+    intervalMs: 100,
+    sensors: {
+      read: () => {
+        reads++;
+        return quiet;
+      },
+    },
+    minSamples: 3,
+    idleProbeEvery: 5,
+    probe: async () => {
+      probes++;
+    },
+    predictedMs: () => 1,
+    activeId: () => 's1',
+  });
+  const windows: number[] = [];
+  m.start((w) => void windows.push(w.samples));
+  const settle = () => new Promise((r) => setImmediate(r));
+  for (let i = 0; i < 20; i++) {
+    t.mock.timers.tick(100);
+    await settle();
+  }
+  // 20 idle intervals: windows at intervals 1, 6, 11, 16 (each probed), nothing in between
+  assert.equal(windows.length, 4);
+  assert.equal(probes, 4 * 3);
+  assert.equal(reads, 1 + 4); // the constructor's baseline read, then one per window
+  // traffic: the next interval closes a window with real samples, and so does every one after it
+  for (let i = 0; i < 3; i++) {
+    for (let k = 0; k < 3; k++) m.recordRun(1, 1, 's1');
+    t.mock.timers.tick(100);
+    await settle();
+  }
+  assert.equal(windows.length, 7);
+  assert.deepEqual(windows.slice(4), [3, 3, 3]);
+  await m.stop();
+});

@@ -125,24 +125,36 @@ test('invalid policy options are rejected', () => {
   assert.throws(() => new Policy({ slowdownDeadband: Number.NaN }), /slowdownDeadband/);
 });
 
-test('an idle monitor probes every idleProbeEvery windows; traffic is topped up every window', async () => {
-  let probes = 0;
+/** A monitor on subnet 's1' that probes every 5th idle window; counts its probes and sensor reads. */
+function countingMonitor(intervalMs?: number) {
+  const n = { probes: 0, reads: 0 };
   const m = new Monitor({
-    sensors: { read: () => quiet },
+    ...(intervalMs ? { intervalMs } : {}),
+    sensors: {
+      read: () => {
+        n.reads++;
+        return quiet;
+      },
+    },
     minSamples: 3,
     idleProbeEvery: 5,
     probe: async () => {
-      probes++;
+      n.probes++;
     },
     predictedMs: () => 1,
     activeId: () => 's1',
   });
+  return { m, n };
+}
+
+test('an idle monitor probes every idleProbeEvery windows; traffic is topped up every window', async () => {
+  const { m, n } = countingMonitor();
   for (let i = 0; i < 10; i++) await m.tick();
-  assert.equal(probes, 2 * 3); // windows 1 and 6
-  probes = 0;
+  assert.equal(n.probes, 2 * 3); // windows 1 and 6
+  n.probes = 0;
   m.recordRun(1, 1, 's1'); // thin traffic: one real run, two probes
   const w = await m.tick();
-  assert.equal(probes, 2);
+  assert.equal(n.probes, 2);
   assert.equal(w.samples, 1); // probes go through the serving path in the agent; here they only count calls
   // batches are not per-sample evidence
   m.recordRun(5, 8, 's1');
@@ -151,24 +163,7 @@ test('an idle monitor probes every idleProbeEvery windows; traffic is topped up 
 
 test('on its timer, an idle monitor closes a window (sensors, policy) only every idleProbeEvery intervals; traffic brings every interval back', async (t) => {
   t.mock.timers.enable({ apis: ['setInterval'] });
-  let reads = 0;
-  let probes = 0;
-  const m = new Monitor({
-    intervalMs: 100,
-    sensors: {
-      read: () => {
-        reads++;
-        return quiet;
-      },
-    },
-    minSamples: 3,
-    idleProbeEvery: 5,
-    probe: async () => {
-      probes++;
-    },
-    predictedMs: () => 1,
-    activeId: () => 's1',
-  });
+  const { m, n } = countingMonitor(100);
   const windows: number[] = [];
   m.start((w) => void windows.push(w.samples));
   const settle = () => new Promise((r) => setImmediate(r));
@@ -178,8 +173,8 @@ test('on its timer, an idle monitor closes a window (sensors, policy) only every
   }
   // 20 idle intervals: windows at intervals 1, 6, 11, 16 (each probed), nothing in between
   assert.equal(windows.length, 4);
-  assert.equal(probes, 4 * 3);
-  assert.equal(reads, 1 + 4); // the constructor's baseline read, then one per window
+  assert.equal(n.probes, 4 * 3);
+  assert.equal(n.reads, 1 + 4); // the constructor's baseline read, then one per window
   // traffic: the next interval closes a window with real samples, and so does every one after it
   for (let i = 0; i < 3; i++) {
     for (let k = 0; k < 3; k++) m.recordRun(1, 1, 's1');

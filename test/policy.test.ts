@@ -150,9 +150,9 @@ function countingMonitor(intervalMs?: number) {
 test('an idle monitor probes every idleProbeEvery windows; traffic is topped up every window', async () => {
   const { m, n } = countingMonitor();
   for (let i = 0; i < 10; i++) await m.tick();
-  assert.equal(n.probes, 2 * 3); // windows 1 and 6
+  assert.equal(n.probes, 2 * (1 + 3)); // windows 1 and 6: a warm-up run and three measured ones
   n.probes = 0;
-  m.recordRun(1, 1, 's1'); // thin traffic: one real run, two probes
+  m.recordRun(1, 1, 's1'); // thin traffic: one real run, two probes (no warm-up: the model is warm)
   const w = await m.tick();
   assert.equal(n.probes, 2);
   assert.equal(w.samples, 1); // probes go through the serving path in the agent; here they only count calls
@@ -173,7 +173,7 @@ test('on its timer, an idle monitor closes a window (sensors, policy) only every
   }
   // 20 idle intervals: windows at intervals 1, 6, 11, 16 (each probed), nothing in between
   assert.equal(windows.length, 4);
-  assert.equal(n.probes, 4 * 3);
+  assert.equal(n.probes, 4 * (1 + 3));
   assert.equal(n.reads, 1 + 4); // the constructor's baseline read, then one per window
   // traffic: the next interval closes a window with real samples, and so does every one after it
   for (let i = 0; i < 3; i++) {
@@ -184,4 +184,23 @@ test('on its timer, an idle monitor closes a window (sensors, policy) only every
   assert.equal(windows.length, 7);
   assert.deepEqual(windows.slice(4), [3, 3, 3]);
   await m.stop();
+});
+
+test("an idle window's probe leaves its first (cold) run out of the window", async () => {
+  let k = 0;
+  const m: Monitor = new Monitor({
+    sensors: { read: () => quiet },
+    minSamples: 3,
+    // as in the agent, a probe goes through the serving path and is recorded; the first is cold
+    probe: async () => m.recordRun(k++ === 0 ? 9 : 1, 1, 's1'),
+    predictedMs: () => 1,
+    activeId: () => 's1',
+  });
+  m.recordRun(1, 1, 's1'); // the window's subnet is known
+  await m.tick();
+  k = 0;
+  const w = await m.tick(); // idle: warm-up + three measured runs
+  assert.equal(w.samples, 3);
+  assert.equal(w.p99Ms, 1, 'the cold run is not in the window');
+  assert.equal(w.slowdown, 1);
 });

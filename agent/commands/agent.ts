@@ -9,13 +9,16 @@ import { numberOpt, parse, required, untilSignal } from './common.js';
 
 const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
-                 [--data DIR] [--threads N] [--interval-ms 1000] [--log-level info]
+                 [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
+                 [--log-level info]
   nestswap agent --registry URL --enroll-token T --supernet NAME [--name NAME] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
 PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz) and hot-swaps subnets when live
 conditions (CPU contention, memory, battery, temperature) change.
+--session-host worker runs onnxruntime sessions in two worker threads, so building the next subnet never
+stalls requests on the serving thread (each request then crosses a thread; on 2 cores it measured slower).
 With --registry: enrolls with a registry and follows its commands (fleet mode).`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -30,6 +33,7 @@ export async function run(argv: string[]): Promise<number> {
       data: { type: 'string' },
       threads: { type: 'string' },
       'interval-ms': { type: 'string' },
+      'session-host': { type: 'string' },
       'log-level': { type: 'string' },
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
@@ -70,6 +74,8 @@ export async function run(argv: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NestswapError('ERR_USAGE', `--port must be an integer 0..65535 (got ${port}).`);
   if (!Number.isInteger(threads) || threads < 0) throw new NestswapError('ERR_USAGE', `--threads must be an integer >= 0 (got ${threads}).`);
   if (!(intervalMs >= 50)) throw new NestswapError('ERR_USAGE', `--interval-ms must be >= 50 (got ${intervalMs}).`);
+  const sessionHost = v['session-host'] ?? 'main';
+  if (sessionHost !== 'main' && sessionHost !== 'worker') throw new NestswapError('ERR_USAGE', `--session-host must be 'main' or 'worker' (got '${sessionHost}').`);
 
   const pkg = await loadSupernet(required(v.supernet, '--supernet'));
   const { startDaemon } = await import('../daemon.js');
@@ -92,6 +98,7 @@ export async function run(argv: string[]): Promise<number> {
     budget,
     ...(selector ? { selector } : {}),
     threads,
+    sessionHost,
     ...(v.data ? { dataDir: v.data } : {}),
     logger: logger.child({ supernet: pkg.name }),
     monitor: { intervalMs },

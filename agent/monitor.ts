@@ -191,6 +191,11 @@ export class Monitor {
     return this.opts.intervalMs ?? 1000;
   }
 
+  /** idle windows per probe (`idleProbeEvery`, default 10) */
+  private get idleEvery(): number {
+    return Math.max(1, this.opts.idleProbeEvery ?? 10);
+  }
+
   /** Feeds one run (from the hot swapper's onRun hook). Batches are left out: predictions are per sample. */
   recordRun(ms: number, batch: number, subnetId: string): void {
     if (batch !== 1) return;
@@ -225,7 +230,7 @@ export class Monitor {
    * per `idleProbeEvery` intervals; the first request brings back a window every interval.
    */
   private skipIdleWindow(): boolean {
-    const every = Math.max(1, this.opts.idleProbeEvery ?? 10);
+    const every = this.idleEvery;
     if (!this.opts.probe || every === 1 || this.idleWindows === 0 || this.samples.length > 0) return false;
     if ((this.idleWindows + 1) % every === 1) return false;
     this.idleWindows++;
@@ -245,7 +250,7 @@ export class Monitor {
     if (this.opts.probe && active) {
       const have = this.sampleId === active ? this.samples.length : 0;
       this.idleWindows = have === 0 ? this.idleWindows + 1 : 0;
-      const every = Math.max(1, this.opts.idleProbeEvery ?? 10);
+      const every = this.idleEvery;
       if (have > 0 || this.idleWindows % every === 1 || every === 1) {
         if (have === 0) {
           // After idle time the first run is cold (threads asleep, caches gone): ~30% slower on

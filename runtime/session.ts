@@ -100,7 +100,9 @@ export class ModelSession implements AsyncDisposable {
     const out: Record<string, RunOutput> = {};
     for (const name of outputs) {
       const t = res[name]!;
-      out[name] = computeMs === undefined ? { data: t.data as Float32Array, dims: t.dims } : { data: t.data as Float32Array, dims: t.dims, computeMs };
+      const o: RunOutput = { data: t.data as Float32Array, dims: t.dims };
+      if (computeMs !== undefined) o.computeMs = computeMs;
+      out[name] = o;
     }
     return out;
   }

@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type * as OrtApi from 'onnxruntime-common';
 import { COMPUTE_MS, type Backend, type Ort } from '../session.js';
+import { nodeBackend } from './ort-node.js';
 import type { CreatedReply, RunReply, WorkerReply, WorkerRequest } from './ort-worker-thread.js';
 
 // Distributive Omit, so each request kind keeps its own fields.
@@ -138,10 +139,9 @@ export function workerBackend(opts: WorkerBackendOptions = {}): Backend & { clos
   };
   const facade = { InferenceSession, Tensor: ort.Tensor, env: ort.env } as unknown as Ort;
   return {
-    name: 'node',
+    // the same onnxruntime-node build as nodeBackend: only where sessions live differs
+    ...nodeBackend,
     ort: facade,
-    version: ort.env.versions.node ?? ort.env.versions.common,
-    defaultEp: 'cpu',
     async close() {
       await Promise.all(hosts.splice(0).map((h) => h.worker.terminate()));
     },

@@ -495,7 +495,12 @@ export function latencyPredictorFromTables(tables: LatencyTables, arch: Arch): L
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
-/** Least squares y ≈ a·x + b; falls back to a pure scale (b = 0) when the fit gives a ≤ 0 or x has no spread. */
+/**
+ * Least squares y ≈ a·x + b; falls back to a pure scale (b = 0) when the fit gives a ≤ 0, x has no
+ * spread, or the line would predict less than half the measurement at the smallest calibration point
+ * (a steep line through noisy timings of tiny subnets can cross zero there, and a budget search must
+ * never see a subnet predicted to take no time).
+ */
 export function fitLinear(x: readonly number[], y: readonly number[]): { a: number; b: number } {
   const n = x.length;
   if (n === 0) return { a: 1, b: 0 };
@@ -508,7 +513,12 @@ export function fitLinear(x: readonly number[], y: readonly number[]): { a: numb
     sxy += (x[i]! - mx) * (y[i]! - my);
   }
   const a = sxx > 0 ? sxy / sxx : 0;
-  if (n >= 3 && a > 0 && Number.isFinite(a)) return { a, b: my - a * mx };
+  if (n >= 3 && a > 0 && Number.isFinite(a)) {
+    const b = my - a * mx;
+    let lo = 0;
+    for (let i = 1; i < n; i++) if (x[i]! < x[lo]!) lo = i;
+    if (a * x[lo]! + b >= 0.5 * y[lo]!) return { a, b };
+  }
   const scale = mx > 0 ? my / mx : 1;
   return { a: scale > 0 ? scale : 1, b: 0 };
 }

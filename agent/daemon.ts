@@ -27,7 +27,7 @@ import { nodeBackend } from '../runtime/node/ort-node.js';
 import { workerBackend } from '../runtime/node/ort-worker.js';
 import type { SupernetPackage } from '../runtime/package.js';
 import { evaluateFlat, staticMemoryModel } from '../runtime/search/efficiency.js';
-import { ModelSession, type Backend } from '../runtime/session.js';
+import { ModelSession, type Backend, type SessionOptions } from '../runtime/session.js';
 import type { SubnetConfig } from '../runtime/space.js';
 import { Monitor, type LatencyWindow, type Sensors } from './monitor.js';
 import { Policy, type Choice, type Decision, type EffectiveBudget, type PolicyOptions, type Prediction, type UserBudget } from './policy.js';
@@ -391,17 +391,27 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   // --- runtime parts -------------------------------------------------------------------------
   const stats = opts.dataDir ? diskStatsStore(join(opts.dataDir, 'bn-stats')) : new MemoryStatsStore();
   const materializer = new Materializer(pkg, backend, stats);
+  const sessionOptions: Partial<SessionOptions> = threads > 0 ? { threads } : {};
   let monitor: Monitor | undefined;
   const hot = new HotSwapper({
     backend,
     sampleShape,
     idOf: (cfg) => pkg.space.id(cfg),
     build: async (cfg) => {
+      if (pool) {
+        // worker host: the worker that will serve the candidate materializes it and loads it, so
+        // neither step stalls this thread (statistics come from the cache, or are computed once)
+        const { stats, cached } = await materializer.statistics(cfg, opts.calibration ?? {});
+        const session = await ModelSession.open(pool, sessionOptions, (o) => pool.openSubnet(pkg, cfg, stats, o));
+        return { subnetId: pkg.space.id(cfg), session, statsCached: cached };
+      }
       const r = await materializer.materialize(cfg, opts.calibration ? { calibration: opts.calibration } : {});
       return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
     },
-    session: threads > 0 ? { threads } : {},
+    // worker host: the worker rebuilds ONNX in a few ms off this thread; cached bytes would only be copied across
+    ...(pool ? { onnxCacheBytes: 0 } : {}),
     ...(opts.hotSwap ?? {}),
+    session: sessionOptions,
     onRun: (ms, batch, id) => monitor?.recordRun(ms, batch, id),
   });
   const policy = new Policy<SubnetConfig>(opts.policy ?? {});

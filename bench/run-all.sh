@@ -19,7 +19,7 @@ only=${1:-all}
 [[ $only == all || $only == ofa-baseline ]] && run ofa-baseline node dist/bench/ofa-baseline.js
 [[ $only == all || $only == search ]] && run search node dist/bench/search.js
 [[ $only == all || $only == swap ]] && run swap node dist/bench/swap.js
-[[ $only == all || $only == swap-worker ]] && run swap-worker node dist/bench/swap.js --host worker
+[[ $only == all || $only == swap-worker ]] && run swap-worker node dist/bench/swap.js --host worker --threads 1
 [[ $only == all || $only == profile ]] && run profile node dist/bench/profile.js
 [[ $only == all || $only == registry ]] && run registry node dist/bench/registry.js
 [[ $only == all || $only == calibration ]] && run calibration node dist/bench/calibration.js

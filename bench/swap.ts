@@ -1,13 +1,15 @@
 /**
  * Hot-swap benchmark → JSON on stdout.
  *
- *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--threads 0] [--host worker|main]
+ *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate 500] [--threads 0] [--host worker|main]
  *
  * --host: where the agent's sessions run (its `sessionHost`): the main thread (default) or worker threads.
  *
  * Figures, all measured side by side in one run:
- *  - errors over `requests` requests sent at a steady rate, half without swaps and half across
- *    `swaps` swaps; p99 during swaps vs steady-state p99 (runtime level, d.infer);
+ *  - errors over `requests` requests sent open-loop at `rate` per second (request i is due at
+ *    i/rate s), half without swaps and half across `swaps` swaps; p99 during swaps vs steady-state
+ *    p99 (runtime level, d.infer), timed from each request's call and, separately, from when it
+ *    was due (so a request held back by a blocked thread counts its wait);
  *  - decision→serving of a swap with cached BN statistics (ONNX not cached: rebuilt every time);
  *  - runtime inference overhead vs bare onnxruntime-node run() on the same ONNX (alternating blocks);
  *    HTTP overhead (JSON and binary) reported separately;
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '10000' },
     swaps: { type: 'string', default: '100' },
     threads: { type: 'string', default: '0' },
+    rate: { type: 'string', default: '500' },
     host: { type: 'string', default: 'main' },
   },
 });
@@ -36,6 +39,7 @@ const dir = values.supernet ?? (existsSync(`${fmnist}/manifest.json`) ? fmnist :
 const nRequests = Number(values.requests);
 const nSwaps = Number(values.swaps);
 const threads = Number(values.threads);
+const intervalMs = 1000 / Number(values.rate);
 const sessionHost = values.host === 'worker' ? 'worker' : 'main';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -71,9 +75,11 @@ const per = pkg.manifest.input.shape.reduce((a, b) => a * b, 1);
 const x = Float32Array.from({ length: per }, (_, i) => (i % 23) / 23);
 
 // --- steady rate: half steady, half across swaps ------------------------------------------------
-async function phase(n: number, swaps: number): Promise<{ lat: number[]; errors: number; records: SwapRecord[] }> {
+async function phase(n: number, swaps: number): Promise<{ lat: number[]; late: number[]; errors: number; records: SwapRecord[] }> {
   const lat: number[] = [];
+  const late: number[] = [];
   let errors = 0;
+  const start = performance.now();
   const inflight: Promise<void>[] = [];
   const records: SwapRecord[] = [];
   const every = swaps > 0 ? Math.floor(n / swaps) : Infinity;
@@ -85,20 +91,28 @@ async function phase(n: number, swaps: number): Promise<{ lat: number[]; errors:
         records.push(await d.switchTo(cfg, { pin: true }));
       });
     }
+    // open loop: request i is due at start + i·interval whether or not earlier ones have finished
+    const due = start + i * intervalMs;
+    const wait = due - performance.now();
+    if (wait >= 1) await sleep(wait);
     const t0 = performance.now();
     inflight.push(
       d.infer(x, 1).then(
-        () => void lat.push(performance.now() - t0),
+        () => {
+          const t1 = performance.now();
+          lat.push(t1 - t0);
+          late.push(t1 - Math.min(t0, due));
+        },
         () => void errors++,
       ),
     );
     if (inflight.length >= 64) await Promise.all(inflight.splice(0));
-    await sleep(1); // steady rate: ~one request per timer tick
   }
   await Promise.all(inflight);
   await swapChain;
-  return { lat, errors, records };
+  return { lat, late, errors, records };
 }
+await phase(Math.min(1000, Math.floor(nRequests / 10)), 0); // warm-up (JIT, allocator), not counted
 const steady = await phase(Math.floor(nRequests / 2), 0);
 const swapping = await phase(nRequests - Math.floor(nRequests / 2), nSwaps);
 const swapped = swapping.records.filter((r) => r.outcome === 'swapped');
@@ -164,12 +178,19 @@ const result = {
   ortVersion: nodeBackend.version,
   subnets: cfgs.map((c) => pkg.space.id(c)),
   requests: steady.lat.length + swapping.lat.length + steady.errors + swapping.errors,
+  ratePerSecond: Number(values.rate),
   errors: steady.errors + swapping.errors,
   swaps: { requested: swapping.records.length, swapped: swapped.length, failed: swapping.records.filter((r) => r.outcome === 'failed').length },
   latencyMs: {
     steady: { p50: r3(q(steady.lat, 0.5)), p99: r3(q(steady.lat, 0.99)) },
     duringSwaps: { p50: r3(q(swapping.lat, 0.5)), p99: r3(q(swapping.lat, 0.99)) },
     p99Ratio: r3(q(swapping.lat, 0.99) / q(steady.lat, 0.99)),
+    // from when each request was due: a request held back because this thread was busy counts its wait
+    fromSchedule: {
+      steady: { p50: r3(q(steady.late, 0.5)), p99: r3(q(steady.late, 0.99)) },
+      duringSwaps: { p50: r3(q(swapping.late, 0.5)), p99: r3(q(swapping.late, 0.99)) },
+      p99Ratio: r3(q(swapping.late, 0.99) / q(steady.late, 0.99)),
+    },
   },
   swapDecisionToServingMs: {
     note: 'BN statistics cached, ONNX rebuilt (materialize + session + warm-up + health check)',

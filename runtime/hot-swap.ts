@@ -16,18 +16,21 @@ import { NestswapError, type ErrorCode } from './errors.js';
 import { ModelSession, type Backend, type RunOutput, type SessionOptions } from './session.js';
 import type { SubnetConfig } from './space.js';
 
-export interface BuiltModel {
+export type BuiltModel = {
   subnetId: string;
-  bytes: Uint8Array;
   /** BN statistics came from a cache (reported in the swap record) */
   statsCached?: boolean;
-}
+} & (
+  | { bytes: Uint8Array; session?: undefined }
+  /** a session the builder opened itself (e.g. materialized and loaded in a worker thread); not cached as bytes */
+  | { session: ModelSession; bytes?: undefined }
+);
 
 export interface HotSwapOptions {
   backend: Backend;
   /** One sample's input dims, e.g. [1, 28, 28] (the package's input contract, stable across swaps). */
   sampleShape: readonly number[];
-  /** Builds a subnet's ONNX bytes (materialize + BN statistics). */
+  /** Builds a subnet's ONNX bytes (materialize + BN statistics), or opens its session itself. */
   build: (cfg: SubnetConfig) => Promise<BuiltModel>;
   /** Canonical id of a config (used before building, to hit the ONNX cache). */
   idOf: (cfg: SubnetConfig) => string;
@@ -280,13 +283,18 @@ export class HotSwapper {
       if (bytes) onnxCached = true;
       else {
         const built = await this.opts.build(p.cfg);
-        bytes = built.bytes;
         statsCached = built.statsCached ?? null;
-        this.cachePut(id, bytes);
+        if (built.session) session = built.session;
+        else {
+          bytes = built.bytes;
+          this.cachePut(id, bytes);
+        }
       }
       const tBuilt = this.now();
-      if (this.opts.candidateHook) bytes = this.opts.candidateHook(bytes, id);
-      session = await ModelSession.create(this.opts.backend, bytes, this.opts.session ?? {});
+      if (!session) {
+        if (this.opts.candidateHook) bytes = this.opts.candidateHook(bytes!, id);
+        session = await ModelSession.create(this.opts.backend, bytes!, this.opts.session ?? {});
+      }
       const dims = [1, ...this.opts.sampleShape];
       for (let i = 0; i < (this.opts.warmupRuns ?? 3); i++) await session.runFirst(this.checkInput, dims);
       const tWarm = this.now();

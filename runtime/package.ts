@@ -187,20 +187,28 @@ export class SupernetPackage {
         });
       files.set(f.path, bytes);
     }
+    return SupernetPackage.fromVerifiedFiles(manifest, files, source.location);
+  }
+
+  /**
+   * Assembles a package from files whose sizes and digests were already checked against `manifest`
+   * (by `load`, or in another thread that shares them): decodes the tensors and checks their shapes.
+   */
+  static fromVerifiedFiles(manifest: Manifest, files: ReadonlyMap<string, Uint8Array>, location: string): SupernetPackage {
     const byRole = (role: string) => files.get(manifest.files.find((f) => f.role === role)!.path)!;
-    const tensors = decodeTensors(byRole('weights'), byRole('weights-index'), source.location);
+    const tensors = decodeTensors(byRole('weights'), byRole('weights-index'), location);
     for (const [name, shape] of supernetTensorShapes(manifest.arch)) {
       const t = tensors.get(name);
       if (!t || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-        throw new NestswapError('ERR_PACKAGE_TENSOR', `Package ${source.location} does not match its architecture: tensor '${name}' should have shape ${JSON.stringify(shape)}, found ${t ? JSON.stringify(t.shape) : 'none'}.`);
+        throw new NestswapError('ERR_PACKAGE_TENSOR', `Package ${location} does not match its architecture: tensor '${name}' should have shape ${JSON.stringify(shape)}, found ${t ? JSON.stringify(t.shape) : 'none'}.`);
     }
     const calibration = byRole('calibration');
     const c = manifest.calibration;
     const expected = c.count * c.shape.reduce((a, b) => a * b, 1);
     if (calibration.length !== expected)
-      throw new NestswapError('ERR_PACKAGE_MANIFEST', `Calibration set of ${source.location} has ${calibration.length} bytes; ${c.count} images of ${c.shape.join('x')} need ${expected}.`);
+      throw new NestswapError('ERR_PACKAGE_MANIFEST', `Calibration set of ${location} has ${calibration.length} bytes; ${c.count} images of ${c.shape.join('x')} need ${expected}.`);
     const weightsDigest = manifest.files.find((f) => f.role === 'weights')!.sha256;
-    return new SupernetPackage(manifest, manifest.arch, tensors, calibration, files, weightsDigest, source.location);
+    return new SupernetPackage(manifest, manifest.arch, tensors, calibration, files, weightsDigest, location);
   }
 }
 

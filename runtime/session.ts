@@ -59,7 +59,19 @@ export class ModelSession implements AsyncDisposable {
     readonly options: RecordedSessionOptions,
   ) {}
 
-  static async create(backend: Backend, bytes: Uint8Array, opts: Partial<SessionOptions> = {}): Promise<ModelSession> {
+  static create(backend: Backend, bytes: Uint8Array, opts: Partial<SessionOptions> = {}): Promise<ModelSession> {
+    return ModelSession.open(backend, opts, (o) => backend.ort.InferenceSession.create(bytes, o));
+  }
+
+  /**
+   * Opens a session through `make`, given onnxruntime session options built from `opts` (for backends
+   * that create sessions their own way, e.g. a worker that materializes the subnet itself).
+   */
+  static async open(
+    backend: Backend,
+    opts: Partial<SessionOptions>,
+    make: (o: OrtApi.InferenceSession.SessionOptions) => Promise<OrtApi.InferenceSession>,
+  ): Promise<ModelSession> {
     const ep = opts.ep ?? backend.defaultEp;
     const level = opts.graphOptimizationLevel ?? 'all';
     const o: OrtApi.InferenceSession.SessionOptions = {
@@ -70,7 +82,7 @@ export class ModelSession implements AsyncDisposable {
     if (opts.allowSpinning === false) o.extra = { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } };
     let inner: OrtApi.InferenceSession;
     try {
-      inner = await backend.ort.InferenceSession.create(bytes, o);
+      inner = await make(o);
     } catch (cause) {
       throw new NestswapError('ERR_SESSION', `onnxruntime-${backend.name} could not create a session with execution provider '${ep}': ${(cause as Error).message}`, { cause });
     }

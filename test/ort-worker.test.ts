@@ -42,6 +42,33 @@ test('worker-hosted sessions give the main thread results, with the run time mea
   }
 });
 
+test('a subnet materialized and loaded inside a worker answers as the one built here; a bad config fails clearly', async (t) => {
+  const pkg = await loadPackageDir(dir);
+  const m = new Materializer(pkg, nodeBackend);
+  const wb = workerBackend({ workers: 2 });
+  t.after(() => wb.close());
+  const dims = [3, ...pkg.manifest.input.shape];
+  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 53) % 97) / 97);
+  // two subnets: one per worker, so both receive the package
+  for (const cfg of [pkg.space.max(), pkg.space.min()]) {
+    const { stats } = await m.statistics(cfg, FAST.calibration);
+    const { bytes } = await m.materialize(cfg, FAST);
+    const here = await ModelSession.create(nodeBackend, bytes);
+    const there = await ModelSession.open(wb, {}, (o) => wb.openSubnet(pkg, cfg, stats, o));
+    const a = await here.runFirst(x, dims);
+    const b = await there.runFirst(x, dims);
+    assert.deepEqual(b.dims, a.dims);
+    assert.ok(maxAbsDiff(a.data, b.data) <= 1e-6, `outputs differ by ${maxAbsDiff(a.data, b.data)}`);
+    await here.release();
+    await there.release();
+  }
+  const bad = { ...pkg.space.max(), ks: pkg.space.max().ks.map(() => 4) };
+  await assert.rejects(
+    ModelSession.open(wb, {}, (o) => wb.openSubnet(pkg, bad, undefined, o)),
+    (e: Error & { code?: string }) => e.code === 'ERR_SESSION' && /could not create a session/.test(e.message),
+  );
+});
+
 test('a session whose worker is gone fails with a clear error; a new session starts a fresh worker', async () => {
   const pkg = await loadPackageDir(dir);
   const { bytes } = await new Materializer(pkg, nodeBackend).materialize(pkg.space.min(), FAST);

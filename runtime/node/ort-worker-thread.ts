@@ -5,9 +5,17 @@
  */
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
+import type { BnStatsMap } from '../calibrate.js';
+import { buildSubnet, SubnetWeights } from '../materialize.js';
+import { SupernetPackage, type Manifest } from '../package.js';
+import type { SubnetConfig } from '../space.js';
 
 export type WorkerRequest =
   | { t: 'create'; rid: number; bytes: Uint8Array; options: ort.InferenceSession.SessionOptions }
+  /** a verified package's files (large ones SharedArrayBuffer-backed: shared, not copied), kept under `key` */
+  | { t: 'package'; rid: number; key: string; manifest: Manifest; files: Map<string, Uint8Array>; location: string }
+  /** materialize a subnet of package `key` here (BN folded with `stats`) and open its session */
+  | { t: 'build'; rid: number; key: string; config: SubnetConfig; stats?: BnStatsMap; options: ort.InferenceSession.SessionOptions }
   | { t: 'run'; rid: number; sid: number; input: Float32Array; dims: number[]; outputs: string[] }
   | { t: 'release'; rid: number; sid: number };
 
@@ -33,16 +41,28 @@ const port = parentPort;
 if (!port) throw new Error('ort-worker-thread must run in a worker thread.');
 
 const sessions = new Map<number, ort.InferenceSession>();
+const packages = new Map<string, SubnetWeights>();
 let nextSid = 1;
+
+async function open(bytes: Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<CreatedReply> {
+  const s = await ort.InferenceSession.create(bytes, options);
+  const sid = nextSid++;
+  sessions.set(sid, s);
+  return { sid, inputNames: [...s.inputNames], outputNames: [...s.outputNames], inputMetadata: [...s.inputMetadata], outputMetadata: [...s.outputMetadata] };
+}
 
 async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: ArrayBuffer[] }> {
   switch (m.t) {
-    case 'create': {
-      const s = await ort.InferenceSession.create(m.bytes, m.options);
-      const sid = nextSid++;
-      sessions.set(sid, s);
-      const value: CreatedReply = { sid, inputNames: [...s.inputNames], outputNames: [...s.outputNames], inputMetadata: [...s.inputMetadata], outputMetadata: [...s.outputMetadata] };
-      return { value };
+    case 'create':
+      return { value: await open(m.bytes, m.options) };
+    case 'package':
+      if (!packages.has(m.key)) packages.set(m.key, new SubnetWeights(SupernetPackage.fromVerifiedFiles(m.manifest, m.files, m.location)));
+      return { value: null };
+    case 'build': {
+      const w = packages.get(m.key);
+      if (!w) throw new Error(`package ${m.key} was not sent to this worker`);
+      const { bytes } = buildSubnet(w, m.config, m.stats ? { mode: 'fold', stats: m.stats } : { mode: 'fold' });
+      return { value: await open(bytes, m.options) };
     }
     case 'run': {
       const s = sessions.get(m.sid);

@@ -16,7 +16,10 @@
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type * as OrtApi from 'onnxruntime-common';
+import type { BnStatsMap } from '../calibrate.js';
+import type { SupernetPackage } from '../package.js';
 import { COMPUTE_MS, type Backend, type Ort } from '../session.js';
+import type { SubnetConfig } from '../space.js';
 import { nodeBackend } from './ort-node.js';
 import type { CreatedReply, RunReply, WorkerReply, WorkerRequest } from './ort-worker-thread.js';
 
@@ -26,6 +29,8 @@ type RequestBody = WorkerRequest extends infer R ? (R extends { rid: number } ? 
 class Host {
   readonly worker: Worker;
   sessions = 0;
+  /** packages already sent to this worker, by key */
+  readonly packages = new Set<string>();
   dead: Error | undefined;
   private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private rid = 0;
@@ -105,8 +110,38 @@ export interface WorkerBackendOptions {
   workers?: number;
 }
 
+/** Files of a verified package to hand to workers: large ones copied once into shared memory. */
+const shared = new WeakMap<SupernetPackage, Map<string, Uint8Array>>();
+function sharedFiles(pkg: SupernetPackage): Map<string, Uint8Array> {
+  let files = shared.get(pkg);
+  if (!files) {
+    files = new Map();
+    for (const [path, bytes] of pkg.files) {
+      if (bytes.length < 65536) {
+        files.set(path, bytes); // small (JSON, predictor): structured clone is cheap
+        continue;
+      }
+      const view = new Uint8Array(new SharedArrayBuffer(bytes.length));
+      view.set(bytes);
+      files.set(path, view);
+    }
+    shared.set(pkg, files);
+  }
+  return files;
+}
+
+export interface WorkerBackend extends Backend {
+  /**
+   * Materializes a subnet inside a worker (BN folded with `stats`) and opens its session there:
+   * neither the ONNX build nor onnxruntime's model load runs on the calling thread, and the ONNX
+   * bytes never cross threads. The package goes to each worker once, its large files shared.
+   */
+  openSubnet(pkg: SupernetPackage, config: SubnetConfig, stats: BnStatsMap | undefined, options?: OrtApi.InferenceSession.SessionOptions): Promise<OrtApi.InferenceSession>;
+  close(): Promise<void>;
+}
+
 /** A backend whose sessions live in worker threads. Each call makes an independent pool. */
-export function workerBackend(opts: WorkerBackendOptions = {}): Backend & { close(): Promise<void> } {
+export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
   const size = Math.max(1, Math.floor(opts.workers ?? 2));
   const hosts: Host[] = [];
   let turn = 0;
@@ -124,24 +159,37 @@ export function workerBackend(opts: WorkerBackendOptions = {}): Backend & { clos
     for (const h of hosts) if (h.sessions < best.sessions) best = h;
     return best;
   };
+  const open = async (request: (host: Host) => Promise<CreatedReply>): Promise<WorkerSession> => {
+    const host = pick();
+    host.sessions++;
+    try {
+      const created = await request(host);
+      return new WorkerSession(host, created.sid, created);
+    } catch (e) {
+      host.sessions--;
+      throw e;
+    }
+  };
   const InferenceSession = {
-    async create(bytes: Uint8Array, options: OrtApi.InferenceSession.SessionOptions = {}): Promise<WorkerSession> {
-      const host = pick();
-      host.sessions++;
-      try {
-        const created = await host.call<CreatedReply>({ t: 'create', bytes, options: options as ort.InferenceSession.SessionOptions });
-        return new WorkerSession(host, created.sid, created);
-      } catch (e) {
-        host.sessions--;
-        throw e;
-      }
-    },
+    create: (bytes: Uint8Array, options: OrtApi.InferenceSession.SessionOptions = {}) =>
+      open((host) => host.call<CreatedReply>({ t: 'create', bytes, options: options as ort.InferenceSession.SessionOptions })),
   };
   const facade = { InferenceSession, Tensor: ort.Tensor, env: ort.env } as unknown as Ort;
   return {
     // the same onnxruntime-node build as nodeBackend: only where sessions live differs
     ...nodeBackend,
     ort: facade,
+    // a WorkerSession stands in for an onnxruntime session, as the facade's `create` results do
+    openSubnet: (pkg, config, stats, options = {}) =>
+      open((host) => {
+        const key = pkg.weightsDigest;
+        if (!host.packages.has(key)) {
+          // messages to one worker are handled in order: no need to wait before the build request
+          host.call({ t: 'package', key, manifest: pkg.manifest, files: sharedFiles(pkg), location: pkg.location }).catch(() => host.packages.delete(key));
+          host.packages.add(key);
+        }
+        return host.call<CreatedReply>({ t: 'build', key, config, ...(stats ? { stats } : {}), options: options as ort.InferenceSession.SessionOptions });
+      }) as unknown as Promise<OrtApi.InferenceSession>,
     async close() {
       await Promise.all(hosts.splice(0).map((h) => h.worker.terminate()));
     },

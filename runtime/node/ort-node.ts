@@ -2,6 +2,12 @@
 import * as ort from 'onnxruntime-node';
 import type { Backend } from '../session.js';
 
+// onnxruntime-node's Linux build sends usage telemetry: every few seconds it starts threads that
+// resolve and contact an outside host (seen with strace; ~2% of a core on an idle agent, and DNS
+// traffic from devices that may be offline). onnxruntime reads this variable when its environment
+// is created, on the first session, after this module has run. Set it to 0 to keep the default.
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
 export const nodeBackend: Backend = {
   name: 'node',
   ort: ort as unknown as Backend['ort'],

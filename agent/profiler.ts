@@ -86,6 +86,7 @@ export interface ProfileOptions {
   quantile?: number;
   /** timed runs per whole subnet (calibration, validation) */
   subnetRuns?: number;
+  /** whole subnets timed to fit measured ≈ a·Σparts + b (default 16: min, max and random ones) */
   calibrationSubnets?: number;
   validationSubnets?: number;
   /** subnets measured in child processes to fit the memory model (0 = no memory model) */
@@ -246,7 +247,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
 
   // Calibration on whole subnets at measured resolutions (their parts are measured, not interpolated),
   // including the smallest and largest subnet so the fit spans the range.
-  const nCal = opts.calibrationSubnets ?? 8;
+  const nCal = opts.calibrationSubnets ?? 16;
   const calCfgs = [pkg.space.min(), { ...pkg.space.max(), image_size: measured[measured.length - 1]! }, ...sampleSubnets(pkg, Math.max(0, nCal - 2), seed, measured)].slice(0, Math.max(nCal, 0));
   const subnetTiming = { ...timing, runs: subnetRuns };
   const calSamples: ProfileSample[] = [];

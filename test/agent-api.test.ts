@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { pack } from 'msgpackr';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { startDaemon, type DaemonHandle } from '../agent/daemon.js';
-import { repoPath } from './helpers.js';
+import { TINY } from './helpers.js';
 
 let d: DaemonHandle;
 let url: string;
@@ -11,7 +11,7 @@ const PER = 144; // tiny fixture: 1x12x12
 const sample = (v = 0.5) => new Array<number>(PER).fill(v);
 
 before(async () => {
-  const pkg = await loadPackageDir(repoPath('test', 'fixtures', 'tiny', 'package'));
+  const pkg = await loadPackageDir(TINY);
   // a budget every subnet fits: the policy has nothing to change while the API is exercised
   d = await startDaemon({
     pkg,

@@ -9,6 +9,12 @@ export function repoPath(...parts: string[]): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', ...parts);
 }
 
+/** The tiny untrained fixture package (fast to materialize, calibrate and run). */
+export const TINY = repoPath('test', 'fixtures', 'tiny', 'package');
+
+/** Materializer options that calibrate BN on 64 images instead of all: enough for tests of behaviour. */
+export const FAST = { calibration: { images: 64 } };
+
 export function tempDir(prefix = 'nestswap-test-'): { path: string; [Symbol.dispose](): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, [Symbol.dispose]: () => rmSync(path, { recursive: true, force: true }) };

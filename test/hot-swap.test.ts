@@ -11,11 +11,10 @@ import { ModelSession } from '../runtime/session.js';
 import type { SupernetPackage } from '../runtime/package.js';
 import type { SubnetConfig } from '../runtime/space.js';
 import { mulberry32 } from '../runtime/random.js';
-import { maxAbsDiff, repoPath, tempDir } from './helpers.js';
+import { FAST, maxAbsDiff, tempDir, TINY } from './helpers.js';
 
-const dir = repoPath('test', 'fixtures', 'tiny', 'package');
+const dir = TINY;
 // BN recalibration on 64 images keeps the tests short; the statistics path is the same
-const FAST = { calibration: { images: 64 } };
 
 function swapper(pkg: SupernetPackage, m: Materializer, extra: Partial<ConstructorParameters<typeof HotSwapper>[0]> = {}): HotSwapper {
   return new HotSwapper({

@@ -7,14 +7,14 @@ import { webBackend } from '../runtime/web/ort-web.js';
 import { Materializer } from '../runtime/materializer.js';
 import { ModelSession } from '../runtime/session.js';
 import type { SubnetConfig } from '../runtime/space.js';
-import { maxAbs, maxAbsDiff, repoPath } from './helpers.js';
+import { maxAbs, maxAbsDiff, TINY } from './helpers.js';
 
 interface Golden {
   inputs: { shape: number[]; scale: number; data: number[] };
   subnets: { name: string; config: SubnetConfig; stored: number[][]; calibrated: number[][] }[];
 }
 
-const dir = repoPath('test', 'fixtures', 'tiny', 'package');
+const dir = TINY;
 const golden = JSON.parse(readFileSync(`${dir}/golden.json`, 'utf8')) as Golden;
 const input = Float32Array.from(golden.inputs.data, (v) => v * golden.inputs.scale);
 const dims = golden.inputs.shape;

@@ -6,10 +6,10 @@ import { buildSubnet, SubnetWeights } from '../runtime/materialize.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { buildMemoryModel, peakActivationBoundMB, peakActivationMB, weightsMB } from '../runtime/profile.js';
 import { evaluateFlat } from '../runtime/search/efficiency.js';
-import { repoPath } from './helpers.js';
+import { TINY } from './helpers.js';
 
 test('weightsMB matches the materialized model size (fp32 weights dominate the ONNX file)', async () => {
-  const pkg = await loadPackageDir(repoPath('test/fixtures/tiny/package'));
+  const pkg = await loadPackageDir(TINY);
   const w = new SubnetWeights(pkg);
   for (const cfg of [pkg.space.min(), pkg.space.max()]) {
     const bytes = buildSubnet(w, cfg, { batch: 1 }).bytes.length;
@@ -19,12 +19,12 @@ test('weightsMB matches the materialized model size (fp32 weights dominate the O
 });
 
 test('the activation bound holds for every subnet of a resolution', async () => {
-  const pkg = await loadPackageDir(repoPath('test/fixtures/tiny/package'));
+  const pkg = await loadPackageDir(TINY);
   for (const cfg of sampleSubnets(pkg, 30, 5)) assert.ok(peakActivationMB(pkg.arch, cfg) <= peakActivationBoundMB(pkg.arch, cfg.image_size) + 1e-12);
 });
 
 test('a fresh child process reports the resident-memory increase of a session', async () => {
-  const pkg = await loadPackageDir(repoPath('test/fixtures/tiny/package'));
+  const pkg = await loadPackageDir(TINY);
   const bytes = buildSubnet(new SubnetWeights(pkg), pkg.space.max(), { batch: 1 }).bytes;
   const m = await measureSubnetMemory(bytes, [1, 1, 12, 12], { ep: 'cpu', threads: 1 });
   assert.ok(m.rssBeforeMB > 10 && m.rssAfterMB >= m.rssBeforeMB);
@@ -33,7 +33,7 @@ test('a fresh child process reports the resident-memory increase of a session', 
 });
 
 test('the memory fit recovers known coefficients and its flat model agrees with it', async () => {
-  const pkg = await loadPackageDir(repoPath('test/fixtures/tiny/package'));
+  const pkg = await loadPackageDir(TINY);
   const cfgs = sampleSubnets(pkg, 12, 9);
   const truth = (c: (typeof cfgs)[number]) => {
     const f = memoryFeatures(pkg.arch, c);

@@ -11,10 +11,9 @@ import { workerBackend } from '../runtime/node/ort-worker.js';
 import { Materializer } from '../runtime/materializer.js';
 import { ModelSession } from '../runtime/session.js';
 import { startDaemon } from '../agent/daemon.js';
-import { maxAbsDiff, repoPath } from './helpers.js';
+import { FAST, maxAbsDiff, TINY } from './helpers.js';
 
-const dir = repoPath('test', 'fixtures', 'tiny', 'package');
-const FAST = { calibration: { images: 64 } };
+const dir = TINY;
 
 test('worker-hosted sessions give the main thread results, with the run time measured in the worker', async (t) => {
   const pkg = await loadPackageDir(dir);
@@ -103,7 +102,7 @@ test('a malformed model is rejected by the worker with onnxruntime\'s reason, an
 
 test("an agent with sessionHost 'worker' answers every request across swaps", async (t) => {
   const pkg = await loadPackageDir(dir);
-  const d = await startDaemon({ pkg, budget: { latencyMs: 1e6 }, sessionHost: 'worker', calibration: { images: 64 }, ladderSize: 3, monitor: { intervalMs: 200 }, policy: { cooldownMs: 1e9 } });
+  const d = await startDaemon({ pkg, budget: { latencyMs: 1e6 }, sessionHost: 'worker', ...FAST, ladderSize: 3, monitor: { intervalMs: 200 }, policy: { cooldownMs: 1e9 } });
   t.after(() => d.close());
   const x = new Float32Array(pkg.manifest.input.shape.reduce((a, b) => a * b, 1)).fill(0.25);
   const cfgs = [pkg.space.min(), pkg.space.max()];

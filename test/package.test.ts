@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { isNestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { repoPath, tempDir } from './helpers.js';
+import { repoPath, tempDir, TINY } from './helpers.js';
 
-const src = repoPath('test', 'fixtures', 'tiny', 'package');
+const src = TINY;
 
 async function loadCode(dir: string): Promise<string | undefined> {
   try {

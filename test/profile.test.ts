@@ -22,7 +22,7 @@ import {
 import { evaluateFlat } from '../runtime/search/efficiency.js';
 import { mulberry32 } from '../runtime/random.js';
 import { loadOrProfile, profileDevice, readProfileFile, sampleSubnets, type ProfileOptions } from '../agent/profiler.js';
-import { repoPath, tempDir } from './helpers.js';
+import { tempDir, TINY } from './helpers.js';
 
 let pkg: SupernetPackage;
 let profile: Profile;
@@ -31,7 +31,7 @@ const device = { fingerprint: '00112233445566778899aabbccddeeff', deviceClass: '
 const quick: ProfileOptions = { device, runs: 3, warmup: 1, subnetRuns: 3, calibrationSubnets: 4, validationSubnets: 3, memorySubnets: 0 };
 
 before(async () => {
-  pkg = await loadPackageDir(repoPath('test/fixtures/tiny/package'));
+  pkg = await loadPackageDir(TINY);
   profile = await profileDevice(pkg, { ...quick, memorySubnets: 3 });
 });
 

@@ -12,9 +12,9 @@ import { parseManifest } from '../runtime/package.js';
 import { profileLatencyPredictor, serializeProfile, type Profile } from '../runtime/profile.js';
 import { mulberry32 } from '../runtime/random.js';
 import { ArchEncoder } from '../runtime/space.js';
-import { repoPath } from './helpers.js';
+import { TINY } from './helpers.js';
 
-export const TINY = repoPath('test', 'fixtures', 'tiny', 'package');
+export { TINY };
 
 /**
  * A linear-sigmoid accuracy predictor over OFA's encoding of the tiny space: larger kernels,

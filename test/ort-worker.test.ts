@@ -68,6 +68,27 @@ test('a subnet materialized and loaded inside a worker answers as the one built 
   );
 });
 
+test('sessions go to an idle worker first, then to the one with the fewest sessions', async (t) => {
+  const pkg = await loadPackageDir(dir);
+  const { bytes } = await new Materializer(pkg, nodeBackend).materialize(pkg.space.min(), FAST);
+  const wb = workerBackend({ workers: 2 });
+  t.after(() => wb.close());
+  const a = await ModelSession.create(wb, bytes);
+  assert.deepEqual(wb.occupancy(), [1]);
+  await a.release();
+  // one session at a time (calibration, a lone model) never starts a second worker
+  const b = await ModelSession.create(wb, bytes);
+  assert.deepEqual(wb.occupancy(), [1]);
+  const c = await ModelSession.create(wb, bytes);
+  assert.deepEqual(wb.occupancy(), [1, 1]);
+  const d = await ModelSession.create(wb, bytes);
+  assert.deepEqual([...wb.occupancy()].sort(), [1, 2]);
+  await b.release();
+  await c.release();
+  await d.release();
+  assert.deepEqual(wb.occupancy(), [0, 0]);
+});
+
 test('a session whose worker is gone fails with a clear error; a new session starts a fresh worker', async () => {
   const pkg = await loadPackageDir(dir);
   const { bytes } = await new Materializer(pkg, nodeBackend).materialize(pkg.space.min(), FAST);

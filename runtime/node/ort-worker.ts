@@ -137,6 +137,8 @@ export interface WorkerBackend extends Backend {
    * bytes never cross threads. The package goes to each worker once, its large files shared.
    */
   openSubnet(pkg: SupernetPackage, config: SubnetConfig, stats: BnStatsMap | undefined, options?: OrtApi.InferenceSession.SessionOptions): Promise<OrtApi.InferenceSession>;
+  /** open sessions per live worker, in start order */
+  occupancy(): number[];
   close(): Promise<void>;
 }
 
@@ -146,6 +148,9 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
   const hosts: Host[] = [];
   let turn = 0;
   const pick = (): Host => {
+    // an idle worker first: a second one starts only when every worker already hosts a session
+    const idle = hosts.find((h) => h.sessions === 0);
+    if (idle) return idle;
     if (hosts.length < size) {
       const h = new Host((dead) => {
         const i = hosts.indexOf(dead);
@@ -190,6 +195,7 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
         }
         return host.call<CreatedReply>({ t: 'build', key, config, ...(stats ? { stats } : {}), options: options as ort.InferenceSession.SessionOptions });
       }) as unknown as Promise<OrtApi.InferenceSession>,
+    occupancy: () => hosts.map((h) => h.sessions),
     async close() {
       await Promise.all(hosts.splice(0).map((h) => h.worker.terminate()));
     },

@@ -36,7 +36,7 @@ import {
   type PartTime,
 } from '../runtime/profile.js';
 import { mulberry32 } from '../runtime/random.js';
-import { evaluateFlat } from '../runtime/search/efficiency.js';
+import { evaluateFlat, flatMinimum } from '../runtime/search/efficiency.js';
 import { ModelSession, type Backend } from '../runtime/session.js';
 import type { SubnetConfig } from '../runtime/space.js';
 import { fitMemory, measureSubnetMemory } from './memory.js';
@@ -259,7 +259,8 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
     calSamples.push({ id: pkg.space.id(cfg), measured: t.ms, predicted: sum });
     progress({ phase: 'calibration', done: i + 1, total: calCfgs.length });
   }
-  const calibration = fitLinear(calRaw, calSamples.map((s) => s.measured));
+  // the line must stay sane down to the cheapest subnet of the space, not just the calibration points
+  const calibration = fitLinear(calRaw, calSamples.map((s) => s.measured), flatMinimum(raw, pkg.space).value);
   const model = { ...raw, calibration };
 
   // Validation on held-out random subnets over the whole space (interpolated resolutions included).

@@ -496,12 +496,14 @@ export function latencyPredictorFromTables(tables: LatencyTables, arch: Arch): L
 // Statistics
 
 /**
- * Least squares y ≈ a·x + b; falls back to a pure scale (b = 0) when the fit gives a ≤ 0, x has no
- * spread, or the line would predict less than half the measurement at the smallest calibration point
- * (a steep line through noisy timings of tiny subnets can cross zero there, and a budget search must
- * never see a subnet predicted to take no time).
+ * Least squares y ≈ a·x + b. Falls back to a pure scale (b = 0) with fewer than 3 points, when the
+ * slope is ≤ 0, when x has no spread, or when the line predicts less than half of what a pure scale
+ * through the smallest calibration point would at `xFloor` — the smallest x any subnet can have
+ * (default: the smallest calibration x). A steep line through noisy timings of tiny subnets can
+ * cross zero just below the calibration points, and a budget search must never see a subnet
+ * predicted to take no time.
  */
-export function fitLinear(x: readonly number[], y: readonly number[]): { a: number; b: number } {
+export function fitLinear(x: readonly number[], y: readonly number[], xFloor?: number): { a: number; b: number } {
   const n = x.length;
   if (n === 0) return { a: 1, b: 0 };
   const mx = x.reduce((s, v) => s + v, 0) / n;
@@ -517,7 +519,9 @@ export function fitLinear(x: readonly number[], y: readonly number[]): { a: numb
     const b = my - a * mx;
     let lo = 0;
     for (let i = 1; i < n; i++) if (x[i]! < x[lo]!) lo = i;
-    if (a * x[lo]! + b >= 0.5 * y[lo]!) return { a, b };
+    const floor = Math.min(xFloor ?? x[lo]!, x[lo]!);
+    const scaleAtFloor = x[lo]! > 0 ? (y[lo]! / x[lo]!) * floor : y[lo]!;
+    if (a * floor + b >= 0.5 * scaleAtFloor && a * floor + b > 0) return { a, b };
   }
   const scale = mx > 0 ? my / mx : 1;
   return { a: scale > 0 ? scale : 1, b: 0 };

@@ -154,6 +154,14 @@ test('statistics: linear fit and Kendall tau', () => {
   const steep = fitLinear([0.3, 1, 2], [0.3, 1.0, 5.2]);
   assert.equal(steep.b, 0);
   assert.ok(steep.a > 0 && steep.a * 0.3 > 0.1, `${steep.a}`);
+  // a line fine at the calibration points can still cross zero below them, where the cheapest subnet
+  // of the space lies (a ≈ 2.0, b ≈ -0.37: +0.23 ms at x = 0.3 but -0.17 ms at x = 0.1)
+  const x3 = [0.3, 1, 2];
+  const y3 = [0.25, 1.6, 3.65];
+  assert.ok(fitLinear(x3, y3).b < 0, 'without a floor the fitted line is kept');
+  const floored = fitLinear(x3, y3, 0.1);
+  assert.equal(floored.b, 0);
+  assert.ok(floored.a * 0.1 > 0);
   assert.equal(kendallTau([1, 2, 3, 4], [10, 20, 30, 40]), 1);
   assert.equal(kendallTau([1, 2, 3, 4], [4, 3, 2, 1]), -1);
   assert.equal(kendallTau([1], [1]), null);

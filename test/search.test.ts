@@ -259,3 +259,4 @@ test("the compiled search encodes genomes exactly as ArchEncoder encodes their c
     assert.deepEqual(a, encoder.encode(cp.toConfig(g)));
   }
 });
+

@@ -136,6 +136,8 @@ export interface LatencyWindow {
   subnetId: string | null;
   /** single-sample runs on the serving subnet in this window */
   samples: number;
+  /** how many of those came from requests rather than the monitor's own probes (absent: unknown) */
+  traffic?: number;
   p50Ms: number | null;
   p99Ms: number | null;
   predictedMs: number | null;
@@ -247,8 +249,9 @@ export class Monitor {
   async tick(): Promise<LatencyWindow> {
     const active = this.opts.activeId();
     const min = this.opts.minSamples ?? 3;
+    const traffic = this.sampleId === active ? this.samples.length : 0;
     if (this.opts.probe && active) {
-      const have = this.sampleId === active ? this.samples.length : 0;
+      const have = traffic;
       this.idleWindows = have === 0 ? this.idleWindows + 1 : 0;
       const every = this.idleEvery;
       if (have > 0 || this.idleWindows % every === 1 || every === 1) {
@@ -270,6 +273,7 @@ export class Monitor {
       at: new Date().toISOString(),
       subnetId: active,
       samples: xs.length,
+      traffic,
       p50Ms: p50,
       p99Ms: xs.length ? quantile(xs, 0.99) : null,
       predictedMs: predicted,

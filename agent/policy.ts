@@ -11,7 +11,8 @@
  * `violationTolerance`) or memory budget for `downgradeWindows` consecutive windows → the best
  * subnet under the effective budget × (1 − downgradeMargin).
  * Upgrade: a better subnet fits the effective budget × (1 − upgradeMargin) for `upgradeWindows`
- * consecutive windows. The gap between the tolerance above the budget and the margin below it is
+ * consecutive windows with traffic (a window where only the monitor's probes ran never upgrades
+ * and runs no search). The gap between the tolerance above the budget and the margin below it is
  * the hysteresis band; after any swap nothing happens for `cooldownMs` and counters restart, so it
  * never flaps.
  *
@@ -215,6 +216,12 @@ export class Policy<C = unknown> {
       return { action: 'downgrade', reason: `${what} budget violated for ${this.violations} windows`, effective: eff, target };
     }
     this.violations = 0;
+    // An idle agent (only the monitor's probes ran) holds: an upgrade helps no request yet, and each
+    // search an idle window would run costs CPU; the first window with traffic looks again.
+    if (w.traffic === 0) {
+      this.better = 0;
+      return hold('idle: upgrades wait for traffic');
+    }
     const target = await choose(scaled(1 - o.upgradeMargin));
     if (!target.feasible || target.subnetId === active.subnetId || target.score <= active.score) {
       this.better = 0;

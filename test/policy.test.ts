@@ -80,6 +80,25 @@ test('upgrades only after upgradeWindows windows in which a better subnet fits w
   assert.equal(d.target!.subnetId, 's8');
 });
 
+test('a window where only probes ran never upgrades and asks for no search; downgrades still count', async () => {
+  const p = new Policy({ upgradeWindows: 2, downgradeWindows: 2 }, () => 0);
+  const { subnets, choose, asked } = ladder();
+  const idle = (slowdown: number, id = 's2') => ({ ...win(id, slowdown), traffic: 0 });
+  for (let i = 0; i < 4; i++) {
+    const d = await p.decide({ latencyMs: 10 }, idle(1), subnets[2]!, choose);
+    assert.equal(d.action, 'hold');
+    assert.match(d.reason, /idle/);
+  }
+  assert.equal(asked.length, 0, 'no search while idle');
+  // traffic comes back: the upgrade streak starts from zero
+  assert.match((await p.decide({ latencyMs: 10 }, { ...win('s2', 1), traffic: 10 }, subnets[2]!, choose)).reason, /1\/2/);
+  assert.equal((await p.decide({ latencyMs: 10 }, { ...win('s2', 1), traffic: 10 }, subnets[2]!, choose)).action, 'upgrade');
+  // a device slowed down while idle still downgrades (s8 at 9 ms × slowdown 3 > 10 ms)
+  const q = new Policy({ downgradeWindows: 2 }, () => 0);
+  await q.decide({ latencyMs: 10 }, idle(3, 's8'), subnets[8]!, choose);
+  assert.equal((await q.decide({ latencyMs: 10 }, idle(3, 's8'), subnets[8]!, choose)).action, 'downgrade');
+});
+
 test('windows with too few samples or from another subnet are not evidence', async () => {
   const p = new Policy({ downgradeWindows: 1 }, () => 0);
   const { subnets, choose, asked } = ladder();
@@ -156,6 +175,7 @@ test('an idle monitor probes every idleProbeEvery windows; traffic is topped up 
   const w = await m.tick();
   assert.equal(n.probes, 2);
   assert.equal(w.samples, 1); // probes go through the serving path in the agent; here they only count calls
+  assert.equal(w.traffic, 1);
   // batches are not per-sample evidence
   m.recordRun(5, 8, 's1');
   assert.equal((await m.tick()).samples, 0);
@@ -201,6 +221,7 @@ test("an idle window's probe leaves its first (cold) run out of the window", asy
   k = 0;
   const w = await m.tick(); // idle: warm-up + three measured runs
   assert.equal(w.samples, 3);
+  assert.equal(w.traffic, 0, 'probe runs are not traffic');
   assert.equal(w.p99Ms, 1, 'the cold run is not in the window');
   assert.equal(w.slowdown, 1);
 });

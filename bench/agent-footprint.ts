@@ -2,13 +2,15 @@
  * Footprint of a real standalone agent process → JSON on stdout.
  *
  *   node dist/bench/agent-footprint.js [--latency-ms 2] [--idle-s 20] [--interval-ms 1000] [--threads 0]
+ *                                      [--node-flags=--max-semi-space-size=1]
  *
  * Starts `nestswap agent --supernet fmnist-ofa` as its own process twice on one data directory:
  * a first start (profiles the device, searches, serves) and a restart (reuses the cached profile
  * and BN statistics — the steady state of a deployed agent). Each time it waits until the agent
  * serves, sends 200 requests, then leaves it idle (monitor running, no traffic) and reads, from
  * /proc/<pid>: resident memory (VmRSS, and the peak VmHWM) and CPU time (utime + stime) over the
- * idle period, as a percentage of one core (also per 5 s slice).
+ * idle period, as a percentage of one core (also per 5 s slice). The 200 requests' HTTP latency
+ * (JSON body) is reported too, so flags that trade memory for speed (--node-flags) show both sides.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -19,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { repoPath } from '../test/helpers.js';
 
 const { values } = parseArgs({
-  options: { 'latency-ms': { type: 'string', default: '2' }, 'idle-s': { type: 'string', default: '20' }, 'interval-ms': { type: 'string', default: '1000' }, threads: { type: 'string', default: '0' } },
+  options: { 'latency-ms': { type: 'string', default: '2' }, 'idle-s': { type: 'string', default: '20' }, 'interval-ms': { type: 'string', default: '1000' }, threads: { type: 'string', default: '0' }, 'node-flags': { type: 'string', default: '' } },
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const dir = mkdtempSync(join(tmpdir(), 'nestswap-footprint-'));
@@ -35,7 +37,8 @@ async function freePort(): Promise<number> {
 async function measure() {
   const port = await freePort();
   const args = ['agent', '--supernet', 'fmnist-ofa', '--latency-ms', values['latency-ms'], '--port', String(port), '--data', dir, '--interval-ms', values['interval-ms'], '--threads', values.threads, '--log-level', 'error'];
-  const child = spawn(process.execPath, [repoPath('bin', 'nestswap.js'), ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const nodeFlags = values['node-flags']!.split(/\s+/).filter(Boolean);
+  const child = spawn(process.execPath, [...nodeFlags, repoPath('bin', 'nestswap.js'), ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   const procStatus = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024;
   const cpuTicks = () => {
@@ -60,11 +63,15 @@ async function measure() {
     }
     const readyMs = performance.now() - t0;
     const input = Array.from({ length: 784 }, (_, i) => (i % 17) / 17);
+    const lat: number[] = [];
     for (let i = 0; i < 200; i++) {
+      const t = performance.now();
       const res = await fetch(`${url}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input }) });
       if (!res.ok) throw new Error(`infer failed: ${res.status}`);
       await res.arrayBuffer();
+      lat.push(performance.now() - t);
     }
+    lat.sort((a, b) => a - b);
     await sleep(3000); // let the last window close
     const idleS = Number(values['idle-s']);
     const c0 = cpuTicks();
@@ -80,6 +87,7 @@ async function measure() {
     return {
       subnet: status.subnet?.id,
       readyMs: Math.round(readyMs),
+      httpMs: { median: Math.round(lat[100]! * 1000) / 1000, p99: Math.round(lat[197]! * 1000) / 1000 },
       rssMB: Math.round(procStatus('VmRSS')),
       peakRssMB: Math.round(procStatus('VmHWM')),
       idle: { seconds: Math.round(wallS * 10) / 10, cpuPercentOfOneCore: Math.round((cpuS / wallS) * 1000) / 10, per5s: slices.map((t) => Math.round((t / 5) * 10) / 10) },
@@ -98,6 +106,7 @@ try {
     supernet: 'fmnist-ofa',
     monitorIntervalMs: Number(values['interval-ms']),
     threads: Number(values.threads),
+    nodeFlags: values['node-flags'],
     firstStart: { note: 'profiles the device, searches, calibrates, serves', ...firstStart },
     restart: { note: 'cached profile and BN statistics: the steady state', ...restart },
     targets: { rssMB: 150, idleCpuPercent: 1 },

@@ -24,4 +24,6 @@ only=${1:-all}
 [[ $only == all || $only == registry ]] && run registry node dist/bench/registry.js
 [[ $only == all || $only == calibration ]] && run calibration node dist/bench/calibration.js
 [[ $only == all || $only == agent-footprint ]] && run agent-footprint node dist/bench/agent-footprint.js
+[[ $only == all || $only == agent-footprint ]] && run agent-footprint-threads1 node dist/bench/agent-footprint.js --threads 1
+[[ $only == all || $only == agent-footprint ]] && run agent-footprint-semispace2 node dist/bench/agent-footprint.js --node-flags=--max-semi-space-size=2
 true

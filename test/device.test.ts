@@ -81,3 +81,12 @@ test('discovery on this machine: GPU and NPU lists match what exists, fingerprin
   assert.equal(a.eps.find((e) => e.name === 'bogus')!.usable, false);
   assert.equal(a.eps.find((e) => e.name === 'cpu')!.usable, true);
 });
+
+test("onnxruntime's usage telemetry is off unless the user set ORT_DISABLE_TELEMETRY", async () => {
+  const { spawnSync } = await import('node:child_process');
+  const script = `await import(${JSON.stringify(repoPath('dist', 'runtime', 'node', 'ort-node.js'))}); process.stdout.write(String(process.env.ORT_DISABLE_TELEMETRY));`;
+  const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8' }).stdout;
+  const { ORT_DISABLE_TELEMETRY: _omit, ...clean } = process.env;
+  assert.equal(run(clean), '1');
+  assert.equal(run({ ...clean, ORT_DISABLE_TELEMETRY: '0' }), '0');
+});

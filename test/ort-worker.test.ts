@@ -15,6 +15,15 @@ import { FAST, maxAbsDiff, TINY } from './helpers.js';
 
 const dir = TINY;
 
+/** Runs one input on a main-thread session and a worker-hosted one; asserts they answer alike. */
+async function sameAnswer(here: ModelSession, there: ModelSession, x: Float32Array, dims: number[]) {
+  const a = await here.runFirst(x, dims);
+  const b = await there.runFirst(x, dims);
+  assert.deepEqual(b.dims, a.dims);
+  assert.ok(maxAbsDiff(a.data, b.data) <= 1e-6, `outputs differ by ${maxAbsDiff(a.data, b.data)}`);
+  return { a, b };
+}
+
 test('worker-hosted sessions give the main thread results, with the run time measured in the worker', async (t) => {
   const pkg = await loadPackageDir(dir);
   const m = new Materializer(pkg, nodeBackend);
@@ -26,10 +35,7 @@ test('worker-hosted sessions give the main thread results, with the run time mea
     const { bytes } = await m.materialize(cfg, FAST);
     const here = await ModelSession.create(nodeBackend, bytes);
     const there = await ModelSession.create(wb, bytes);
-    const a = await here.runFirst(x, dims);
-    const b = await there.runFirst(x, dims);
-    assert.deepEqual(b.dims, a.dims);
-    assert.ok(maxAbsDiff(a.data, b.data) <= 1e-6, `outputs differ by ${maxAbsDiff(a.data, b.data)}`);
+    const { a, b } = await sameAnswer(here, there, x, dims);
     assert.equal(a.computeMs, undefined, 'main-thread runs have no separate compute time');
     assert.ok(typeof b.computeMs === 'number' && b.computeMs > 0, 'worker runs report their own time');
     // several runs in flight at once all come back, each with its own answer
@@ -48,19 +54,19 @@ test('a subnet materialized and loaded inside a worker answers as the one built 
   t.after(() => wb.close());
   const dims = [3, ...pkg.manifest.input.shape];
   const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 53) % 97) / 97);
-  // two subnets: one per worker, so both receive the package
+  // two subnets open at once: one per worker, so both workers receive the package
+  const opened: ModelSession[] = [];
   for (const cfg of [pkg.space.max(), pkg.space.min()]) {
     const { stats } = await m.statistics(cfg, FAST.calibration);
     const { bytes } = await m.materialize(cfg, FAST);
     const here = await ModelSession.create(nodeBackend, bytes);
     const there = await ModelSession.open(wb, {}, (o) => wb.openSubnet(pkg, cfg, stats, o));
-    const a = await here.runFirst(x, dims);
-    const b = await there.runFirst(x, dims);
-    assert.deepEqual(b.dims, a.dims);
-    assert.ok(maxAbsDiff(a.data, b.data) <= 1e-6, `outputs differ by ${maxAbsDiff(a.data, b.data)}`);
+    await sameAnswer(here, there, x, dims);
     await here.release();
-    await there.release();
+    opened.push(there);
   }
+  assert.deepEqual(wb.occupancy(), [1, 1]);
+  for (const s of opened) await s.release();
   const bad = { ...pkg.space.max(), ks: pkg.space.max().ks.map(() => 4) };
   await assert.rejects(
     ModelSession.open(wb, {}, (o) => wb.openSubnet(pkg, bad, undefined, o)),

@@ -67,7 +67,7 @@ export interface DaemonOptions {
   selector?: Selector;
   chooseSubnet?: (budget: UserBudget) => Promise<SubnetChoice>;
   predict?: (cfg: SubnetConfig) => Prediction;
-  monitor?: { intervalMs?: number; minSamples?: number; sensors?: Sensors; probe?: boolean };
+  monitor?: { intervalMs?: number; minSamples?: number; sensors?: Sensors; probe?: boolean; idleProbeEvery?: number; idleProbeMaxEvery?: number };
   policy?: Partial<PolicyOptions>;
   /** serve the local HTTP API */
   listen?: { port: number; host?: string; maxBodyBytes?: number };
@@ -499,6 +499,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     intervalMs: monOpts.intervalMs ?? 1000,
     minSamples: monOpts.minSamples ?? policy.opts.minSamples,
     ...(monOpts.sensors ? { sensors: monOpts.sensors } : {}),
+    ...(monOpts.idleProbeEvery !== undefined ? { idleProbeEvery: monOpts.idleProbeEvery } : {}),
+    ...(monOpts.idleProbeMaxEvery !== undefined ? { idleProbeMaxEvery: monOpts.idleProbeMaxEvery } : {}),
     ...(monOpts.probe === false ? {} : { probe: () => hot.infer(probeInput, 1) }),
     predictedMs: (id) => known.get(id)?.predicted.latencyMs ?? null,
     activeId: () => hot.active?.subnetId ?? null,

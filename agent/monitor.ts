@@ -156,12 +156,20 @@ export interface MonitorOptions {
    * window's probe starts with one extra run that warms the model up and is not counted */
   probe?: () => Promise<unknown>;
   /**
-   * With no traffic at all, probe only every this many windows (default 10): an idle agent then
-   * costs a few runs per 10 s instead of a few per second. On the timer, the windows in between are
-   * skipped outright (no sensor reads, no window event, no policy), so memory and battery rules
-   * react within this many intervals while idle. Thin but non-zero traffic is topped up every window.
+   * With no traffic at all, probe only every this many windows at first (default 10; see
+   * `idleProbeMaxEvery` for the back-off): an idle agent then costs a few runs per 10 s instead of
+   * a few per second. On the timer, the windows in between are skipped outright (no sensor reads,
+   * no window event, no policy), so memory and battery rules react within the current probe gap
+   * while idle. Thin but non-zero traffic is topped up every window.
    */
   idleProbeEvery?: number;
+  /**
+   * While the agent stays idle, the gap between probes doubles after each idle probe, from
+   * `idleProbeEvery` up to this many windows (default 60: once a minute at 1 s windows). Nothing is
+   * served meanwhile and an idle window never upgrades; the first request brings back a window
+   * every interval. Set it equal to `idleProbeEvery` for a fixed period.
+   */
+  idleProbeMaxEvery?: number;
   /** predicted latency (ms) of a subnet */
   predictedMs: (subnetId: string) => number | null;
   /** the serving subnet */
@@ -180,6 +188,9 @@ export class Monitor {
   private ticking: Promise<void> | undefined;
   private readonly sensors: Sensors;
   private idleWindows = 0;
+  /** the idle window (1-based count) at which the next idle probe runs, and the gap after it */
+  private nextIdleProbe = 1;
+  private idleGap = 0;
   /** runs to leave out (the warm-up run of an idle probe) */
   private discard = 0;
   last: LatencyWindow | undefined;
@@ -196,6 +207,10 @@ export class Monitor {
   /** idle windows per probe (`idleProbeEvery`, default 10) */
   private get idleEvery(): number {
     return Math.max(1, this.opts.idleProbeEvery ?? 10);
+  }
+
+  private get idleMaxEvery(): number {
+    return Math.max(this.idleEvery, this.opts.idleProbeMaxEvery ?? 60);
   }
 
   /** Feeds one run (from the hot swapper's onRun hook). Batches are left out: predictions are per sample. */
@@ -228,13 +243,14 @@ export class Monitor {
 
   /**
    * While idle (no traffic in the last window nor since), windows that would not probe are only
-   * counted: no sensor reads, no window event, no policy. An idle agent then does its work once
-   * per `idleProbeEvery` intervals; the first request brings back a window every interval.
+   * counted: no sensor reads, no window event, no policy. An idle agent then does its work only in
+   * its probe windows (every `idleProbeEvery` intervals, backing off to `idleProbeMaxEvery`); the
+   * first request brings back a window every interval.
    */
   private skipIdleWindow(): boolean {
     const every = this.idleEvery;
     if (!this.opts.probe || every === 1 || this.idleWindows === 0 || this.samples.length > 0) return false;
-    if ((this.idleWindows + 1) % every === 1) return false;
+    if (this.idleWindows + 1 >= this.nextIdleProbe) return false;
     this.idleWindows++;
     return true;
   }
@@ -252,10 +268,19 @@ export class Monitor {
     const traffic = this.sampleId === active ? this.samples.length : 0;
     if (this.opts.probe && active) {
       const have = traffic;
-      this.idleWindows = have === 0 ? this.idleWindows + 1 : 0;
       const every = this.idleEvery;
-      if (have > 0 || this.idleWindows % every === 1 || every === 1) {
+      if (have === 0) this.idleWindows++;
+      else {
+        this.idleWindows = 0;
+        this.nextIdleProbe = 1;
+        this.idleGap = every;
+      }
+      if (have > 0 || every === 1 || this.idleWindows >= this.nextIdleProbe) {
         if (have === 0) {
+          // an idle probe: the next one comes `idleGap` windows later, and the gap doubles (capped)
+          this.idleGap = Math.max(every, this.idleGap);
+          this.nextIdleProbe = this.idleWindows + this.idleGap;
+          this.idleGap = Math.min(this.idleGap * 2, this.idleMaxEvery);
           // After idle time the first run is cold (threads asleep, caches gone): ~30% slower on
           // fmnist-ofa. Counted, it would read as a slowdown and could downgrade an idle agent.
           this.discard = 1;

@@ -145,7 +145,7 @@ test('invalid policy options are rejected', () => {
 });
 
 /** A monitor on subnet 's1' that probes every 5th idle window; counts its probes and sensor reads. */
-function countingMonitor(intervalMs?: number) {
+function countingMonitor(intervalMs?: number, maxEvery = 5) {
   const n = { probes: 0, reads: 0 };
   const m = new Monitor({
     ...(intervalMs ? { intervalMs } : {}),
@@ -157,6 +157,7 @@ function countingMonitor(intervalMs?: number) {
     },
     minSamples: 3,
     idleProbeEvery: 5,
+    idleProbeMaxEvery: maxEvery,
     probe: async () => {
       n.probes++;
     },
@@ -204,6 +205,27 @@ test('on its timer, an idle monitor closes a window (sensors, policy) only every
   assert.equal(windows.length, 7);
   assert.deepEqual(windows.slice(4), [3, 3, 3]);
   await m.stop();
+});
+
+test('while idle, the gap between probes doubles up to idleProbeMaxEvery; traffic resets it', async () => {
+  const { m, n } = countingMonitor(undefined, 20);
+  const probed: number[] = [];
+  for (let i = 1; i <= 60; i++) {
+    const before = n.probes;
+    await m.tick();
+    if (n.probes > before) probed.push(i);
+  }
+  assert.deepEqual(probed, [1, 6, 16, 36, 56]); // gaps 5, 10, 20, then capped at 20
+  // traffic: every window is measured again, and the next idle spell starts from the short gap
+  m.recordRun(1, 1, 's1');
+  await m.tick();
+  const again: number[] = [];
+  for (let i = 1; i <= 12; i++) {
+    const before = n.probes;
+    await m.tick();
+    if (n.probes > before) again.push(i);
+  }
+  assert.deepEqual(again, [1, 6]); // the short gap again (5), then 10: the next would be window 16
 });
 
 test("an idle window's probe leaves its first (cold) run out of the window", async () => {

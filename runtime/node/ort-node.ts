@@ -1,6 +1,6 @@
 /** Backend: onnxruntime-node (native CPU, and WebGPU where the platform has it). */
 import * as ort from 'onnxruntime-node';
-import type { Backend } from '../session.js';
+import { COMPUTE_MS, type Backend } from '../session.js';
 
 // onnxruntime-node's Linux build sends usage telemetry: every few seconds it starts threads that
 // resolve and contact an outside host (seen with strace; ~2% of a core on an idle agent, and DNS
@@ -8,9 +8,48 @@ import type { Backend } from '../session.js';
 // is created, on the first session, after this module has run. Set it to 0 to keep the default.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 
+/**
+ * When the last native run on this thread returned (ms, performance.now()). Runs on one thread
+ * never overlap, so a run's compute starts no earlier than this.
+ */
+let lastRunEnd = 0;
+
+/**
+ * onnxruntime-node runs a session in a setImmediate callback, so the time from `run()` to its
+ * result also counts whatever else the event loop does first (HTTP parsing, other requests). To
+ * report the run's own time, as the worker backend does, a timestamp is taken in an immediate
+ * queued just before onnxruntime's (immediates run in order), and the end is taken when the result
+ * arrives (promise continuations run right after that immediate). With several runs in flight the
+ * start is moved to the end of the previous run.
+ */
+function timed(session: ort.InferenceSession): ort.InferenceSession {
+  const run = session.run.bind(session) as (...a: unknown[]) => Promise<ort.InferenceSession.OnnxValueMapType>;
+  Object.defineProperty(session, 'run', {
+    value: async (...args: unknown[]) => {
+      let start = Number.NaN;
+      setImmediate(() => (start = performance.now()));
+      const res = await run(...args);
+      const end = performance.now();
+      const ms = end - Math.max(Number.isNaN(start) ? end : start, lastRunEnd);
+      lastRunEnd = end;
+      (res as { [COMPUTE_MS]?: number })[COMPUTE_MS] = Math.max(0, ms);
+      return res;
+    },
+  });
+  return session;
+}
+
+const facade = {
+  InferenceSession: {
+    create: async (...args: Parameters<typeof ort.InferenceSession.create>) => timed(await (ort.InferenceSession.create as (...a: unknown[]) => Promise<ort.InferenceSession>)(...args)),
+  },
+  Tensor: ort.Tensor,
+  env: ort.env,
+};
+
 export const nodeBackend: Backend = {
   name: 'node',
-  ort: ort as unknown as Backend['ort'],
+  ort: facade as unknown as Backend['ort'],
   version: ort.env.versions.node ?? ort.env.versions.common,
   defaultEp: 'cpu',
 };

@@ -193,8 +193,10 @@ export class SupernetPackage {
   /**
    * Assembles a package from files whose sizes and digests were already checked against `manifest`
    * (by `load`, or in another thread that shares them): decodes the tensors and checks their shapes.
+   * `withoutCalibration` is for holders that only build calibrated subnets from given statistics (a
+   * session worker): the calibration set may then be absent, and the package holds none.
    */
-  static fromVerifiedFiles(manifest: Manifest, files: ReadonlyMap<string, Uint8Array>, location: string): SupernetPackage {
+  static fromVerifiedFiles(manifest: Manifest, files: ReadonlyMap<string, Uint8Array>, location: string, withoutCalibration = false): SupernetPackage {
     const byRole = (role: string) => files.get(manifest.files.find((f) => f.role === role)!.path)!;
     const tensors = decodeTensors(byRole('weights'), byRole('weights-index'), location);
     for (const [name, shape] of supernetTensorShapes(manifest.arch)) {
@@ -202,10 +204,10 @@ export class SupernetPackage {
       if (!t || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
         throw new NestswapError('ERR_PACKAGE_TENSOR', `Package ${location} does not match its architecture: tensor '${name}' should have shape ${JSON.stringify(shape)}, found ${t ? JSON.stringify(t.shape) : 'none'}.`);
     }
-    const calibration = byRole('calibration');
+    const calibration = withoutCalibration ? new Uint8Array(0) : byRole('calibration');
     const c = manifest.calibration;
     const expected = c.count * c.shape.reduce((a, b) => a * b, 1);
-    if (calibration.length !== expected)
+    if (!withoutCalibration && calibration.length !== expected)
       throw new NestswapError('ERR_PACKAGE_MANIFEST', `Calibration set of ${location} has ${calibration.length} bytes; ${c.count} images of ${c.shape.join('x')} need ${expected}.`);
     const weightsDigest = manifest.files.find((f) => f.role === 'weights')!.sha256;
     return new SupernetPackage(manifest, manifest.arch, tensors, calibration, files, weightsDigest, location);

@@ -12,7 +12,7 @@ import type { SubnetConfig } from '../space.js';
 
 export type WorkerRequest =
   | { t: 'create'; rid: number; bytes: Uint8Array; options: ort.InferenceSession.SessionOptions }
-  /** a verified package's files (large ones SharedArrayBuffer-backed: shared, not copied), kept under `key` */
+  /** a verified package's files but its calibration set (the weights SharedArrayBuffer-backed: shared, not copied), kept under `key` */
   | { t: 'package'; rid: number; key: string; manifest: Manifest; files: Map<string, Uint8Array>; location: string }
   /** materialize a subnet of package `key` here (BN folded with `stats`) and open its session */
   | { t: 'build'; rid: number; key: string; config: SubnetConfig; stats?: BnStatsMap; options: ort.InferenceSession.SessionOptions }
@@ -56,7 +56,7 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
     case 'create':
       return { value: await open(m.bytes, m.options) };
     case 'package':
-      if (!packages.has(m.key)) packages.set(m.key, new SubnetWeights(SupernetPackage.fromVerifiedFiles(m.manifest, m.files, m.location)));
+      if (!packages.has(m.key)) packages.set(m.key, new SubnetWeights(SupernetPackage.fromVerifiedFiles(m.manifest, m.files, m.location, true)));
       return { value: null };
     case 'build': {
       const w = packages.get(m.key);

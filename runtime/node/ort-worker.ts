@@ -110,20 +110,26 @@ export interface WorkerBackendOptions {
   workers?: number;
 }
 
-/** Files of a verified package to hand to workers: large ones copied once into shared memory. */
+/**
+ * Files of a verified package to hand to workers: the weights copied once into shared memory (every
+ * worker reads the same bytes), the small files cloned, the calibration set left out (a worker
+ * builds subnets from statistics computed here).
+ */
 const shared = new WeakMap<SupernetPackage, Map<string, Uint8Array>>();
 function sharedFiles(pkg: SupernetPackage): Map<string, Uint8Array> {
   let files = shared.get(pkg);
   if (!files) {
     files = new Map();
-    for (const [path, bytes] of pkg.files) {
-      if (bytes.length < 65536) {
-        files.set(path, bytes); // small (JSON, predictor): structured clone is cheap
+    for (const f of pkg.manifest.files) {
+      const bytes = pkg.files.get(f.path)!;
+      if (f.role === 'calibration') continue;
+      if (f.role !== 'weights') {
+        files.set(f.path, bytes);
         continue;
       }
       const view = new Uint8Array(new SharedArrayBuffer(bytes.length));
       view.set(bytes);
-      files.set(path, view);
+      files.set(f.path, view);
     }
     shared.set(pkg, files);
   }

@@ -1,13 +1,15 @@
 /**
  * Hot-swap benchmark → JSON on stdout.
  *
- *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate 500] [--threads 0] [--host worker|main]
+ *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate 500] [--blocks 4]
+ *                           [--threads 0] [--host worker|main]
  *
  * --host: where the agent's sessions run (its `sessionHost`): the main thread (default) or worker threads.
  *
  * Figures, all measured side by side in one run:
  *  - errors over `requests` requests sent open-loop at `rate` per second (request i is due at
- *    i/rate s), half without swaps and half across `swaps` swaps; p99 during swaps vs steady-state
+ *    i/rate s), half without swaps and half across `swaps` swaps, in `blocks` alternating pairs of
+ *    a steady block and a swapping block; p99 during swaps vs steady-state
  *    p99 (runtime level, d.infer), timed from each request's call and, separately, from when it
  *    was due (so a request held back by a blocked thread counts its wait);
  *  - decision→serving of a swap with cached BN statistics (ONNX not cached: rebuilt every time);
@@ -31,6 +33,7 @@ const { values } = parseArgs({
     swaps: { type: 'string', default: '100' },
     threads: { type: 'string', default: '0' },
     rate: { type: 'string', default: '500' },
+    blocks: { type: 'string', default: '4' },
     host: { type: 'string', default: 'main' },
   },
 });
@@ -40,6 +43,7 @@ const nRequests = Number(values.requests);
 const nSwaps = Number(values.swaps);
 const threads = Number(values.threads);
 const intervalMs = 1000 / Number(values.rate);
+const blocks = Math.max(1, Math.floor(Number(values.blocks)));
 const sessionHost = values.host === 'worker' ? 'worker' : 'main';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -113,12 +117,27 @@ async function phase(n: number, swaps: number): Promise<{ lat: number[]; late: n
   return { lat, late, errors, records };
 }
 await phase(Math.min(1000, Math.floor(nRequests / 10)), 0); // warm-up (JIT, allocator), not counted
-const steady = await phase(Math.floor(nRequests / 2), 0);
-const swapping = await phase(nRequests - Math.floor(nRequests / 2), nSwaps);
+// Steady and swapping blocks alternate, so both see the same machine (its speed drifts on shared
+// hosts); every steady block serves the largest subnet, switched to before the block starts.
+const steady = { lat: [] as number[], late: [] as number[], errors: 0, records: [] as SwapRecord[] };
+const swapping = { lat: [] as number[], late: [] as number[], errors: 0, records: [] as SwapRecord[] };
+const addTo = (into: typeof steady, r: Awaited<ReturnType<typeof phase>>) => {
+  into.lat.push(...r.lat);
+  into.late.push(...r.late);
+  into.errors += r.errors;
+  into.records.push(...r.records);
+};
+for (let b = 0; b < blocks; b++) {
+  await d.switchTo(cfgs[cfgs.length - 1]!, { pin: true });
+  await sleep(50);
+  addTo(steady, await phase(Math.floor(nRequests / 2 / blocks), 0));
+  addTo(swapping, await phase(Math.floor(nRequests / 2 / blocks), Math.round(nSwaps / blocks)));
+}
 const swapped = swapping.records.filter((r) => r.outcome === 'swapped');
 const totals = swapped.map((r) => r.timings!.totalMs);
 
-// --- runtime vs bare onnxruntime-node run() on the same ONNX -------------------------------------
+// --- runtime vs bare onnxruntime-node run() on the same ONNX (the largest subnet) -----------------
+await d.switchTo(cfgs[cfgs.length - 1]!, { pin: true });
 const active = d.status().subnet!;
 const bytes = (await new Materializer(pkg, nodeBackend).materialize(active.config)).bytes;
 const bare = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', ...(threads > 0 ? { intraOpNumThreads: threads } : {}) });
@@ -179,6 +198,7 @@ const result = {
   subnets: cfgs.map((c) => pkg.space.id(c)),
   requests: steady.lat.length + swapping.lat.length + steady.errors + swapping.errors,
   ratePerSecond: Number(values.rate),
+  blocks,
   errors: steady.errors + swapping.errors,
   swaps: { requested: swapping.records.length, swapped: swapped.length, failed: swapping.records.filter((r) => r.outcome === 'failed').length },
   latencyMs: {

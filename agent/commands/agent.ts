@@ -19,7 +19,7 @@ PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz) and hot-swap
 conditions (CPU contention, memory, battery, temperature) change.
 --session-host worker runs onnxruntime sessions in two worker threads: the next subnet is materialized and
 loaded in the worker that will serve it, so a swap never stalls requests (p99 during back-to-back swaps
-1.2-1.9x steady instead of 5-15x on 2 cores), at ~0.15 ms more per request (a thread hop) and more resident memory.
+~2x steady instead of ~11x on 2 cores), at ~0.15 ms more per request (a thread hop) and more resident memory.
 With it --threads defaults to 1 (two workers each with a full thread pool oversubscribe small machines).
 With --registry: enrolls with a registry and follows its commands (fleet mode).`;
 

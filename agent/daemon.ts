@@ -51,11 +51,11 @@ export interface DaemonOptions {
   backend?: Backend;
   /**
    * Where sessions run when no `backend` is given. 'main' (default) runs them on this thread:
-   * onnxruntime-node loads models and runs synchronously, so a swap blocks serving while its
-   * session is created (~13 ms for the largest fmnist-ofa subnet). 'worker' hosts them in two
-   * worker threads, so the next model is created, warmed and checked on one while the other
-   * serves; each request then crosses a thread. On the 2-core reference machine 'worker' measured
-   * worse on every figure of bench/swap (README), so it is opt-in.
+   * onnxruntime-node loads models and runs synchronously, so a swap blocks serving while its ONNX
+   * is built and its session created (~8 + ~8–15 ms on fmnist-ofa). 'worker' hosts them in two
+   * worker threads; the worker that will serve the next subnet builds, loads, warms and checks it
+   * while the other serves. Each request then crosses a thread and the process holds two more V8
+   * isolates, so it is opt-in (bench/swap figures for both in the README).
    */
   sessionHost?: 'main' | 'worker';
   /** intra-op threads of every session (0: onnxruntime's default) */
@@ -315,7 +315,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const pool = !opts.backend && opts.sessionHost === 'worker' ? workerBackend() : undefined;
   const backend = opts.backend ?? pool ?? nodeBackend;
   // The ladder is measured before serving starts, on this thread, the way the profiler measures;
-  // worker runs report their own time, so observed and predicted latencies stay comparable.
+  // runs report their own time on either host, so observed and predicted latencies stay comparable.
   const measuring = opts.backend ?? nodeBackend;
   let budget = validateUserBudget(opts.budget);
   const threads = opts.threads ?? 0;

@@ -190,12 +190,13 @@ export class Monitor {
   private idleWindows = 0;
   /** the idle window (1-based count) at which the next idle probe runs, and the gap after it */
   private nextIdleProbe = 1;
-  private idleGap = 0;
+  private idleGap: number;
   /** runs to leave out (the warm-up run of an idle probe) */
   private discard = 0;
   last: LatencyWindow | undefined;
 
   constructor(private readonly opts: MonitorOptions) {
+    this.idleGap = this.idleEvery;
     this.sensors = opts.sensors ?? systemSensors();
     this.sensors.read(); // first CPU reading: the baseline of the first window
   }
@@ -267,18 +268,16 @@ export class Monitor {
     const min = this.opts.minSamples ?? 3;
     const traffic = this.sampleId === active ? this.samples.length : 0;
     if (this.opts.probe && active) {
-      const have = traffic;
       const every = this.idleEvery;
-      if (have === 0) this.idleWindows++;
+      if (traffic === 0) this.idleWindows++;
       else {
         this.idleWindows = 0;
         this.nextIdleProbe = 1;
         this.idleGap = every;
       }
-      if (have > 0 || every === 1 || this.idleWindows >= this.nextIdleProbe) {
-        if (have === 0) {
+      if (traffic > 0 || every === 1 || this.idleWindows >= this.nextIdleProbe) {
+        if (traffic === 0) {
           // an idle probe: the next one comes `idleGap` windows later, and the gap doubles (capped)
-          this.idleGap = Math.max(every, this.idleGap);
           this.nextIdleProbe = this.idleWindows + this.idleGap;
           this.idleGap = Math.min(this.idleGap * 2, this.idleMaxEvery);
           // After idle time the first run is cold (threads asleep, caches gone): ~30% slower on
@@ -287,7 +286,7 @@ export class Monitor {
           await this.opts.probe().catch(() => undefined);
           this.discard = 0;
         }
-        for (let i = have; i < min; i++) await this.opts.probe().catch(() => undefined);
+        for (let i = traffic; i < min; i++) await this.opts.probe().catch(() => undefined);
       }
     }
     const xs = this.sampleId === active ? this.samples.sort((a, b) => a - b) : [];

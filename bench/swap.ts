@@ -70,8 +70,6 @@ const d = await startDaemon({
 });
 const cfgs = selector.candidates.map((c) => c.config);
 // BN statistics of every subnet computed once, before anything is timed
-const stats = new Materializer(pkg, nodeBackend);
-void stats;
 for (const c of cfgs) await d.switchTo(c, { pin: true });
 await d.switchTo(cfgs[cfgs.length - 1]!, { pin: true });
 
@@ -134,6 +132,12 @@ for (let b = 0; b < blocks; b++) {
   addTo(swapping, await phase(Math.floor(nRequests / 2 / blocks), Math.round(nSwaps / blocks)));
 }
 const swapped = swapping.records.filter((r) => r.outcome === 'swapped');
+/** p50/p99 steady and during swaps, and the p99 ratio, of one latency series */
+const tails = (k: 'lat' | 'late') => ({
+  steady: { p50: r3(q(steady[k], 0.5)), p99: r3(q(steady[k], 0.99)) },
+  duringSwaps: { p50: r3(q(swapping[k], 0.5)), p99: r3(q(swapping[k], 0.99)) },
+  p99Ratio: r3(q(swapping[k], 0.99) / q(steady[k], 0.99)),
+});
 const totals = swapped.map((r) => r.timings!.totalMs);
 
 // --- runtime vs bare onnxruntime-node run() on the same ONNX (the largest subnet) -----------------
@@ -202,15 +206,9 @@ const result = {
   errors: steady.errors + swapping.errors,
   swaps: { requested: swapping.records.length, swapped: swapped.length, failed: swapping.records.filter((r) => r.outcome === 'failed').length },
   latencyMs: {
-    steady: { p50: r3(q(steady.lat, 0.5)), p99: r3(q(steady.lat, 0.99)) },
-    duringSwaps: { p50: r3(q(swapping.lat, 0.5)), p99: r3(q(swapping.lat, 0.99)) },
-    p99Ratio: r3(q(swapping.lat, 0.99) / q(steady.lat, 0.99)),
+    ...tails('lat'),
     // from when each request was due: a request held back because this thread was busy counts its wait
-    fromSchedule: {
-      steady: { p50: r3(q(steady.late, 0.5)), p99: r3(q(steady.late, 0.99)) },
-      duringSwaps: { p50: r3(q(swapping.late, 0.5)), p99: r3(q(swapping.late, 0.99)) },
-      p99Ratio: r3(q(swapping.late, 0.99) / q(steady.late, 0.99)),
-    },
+    fromSchedule: tails('late'),
   },
   swapDecisionToServingMs: {
     note: 'BN statistics cached, ONNX rebuilt (materialize + session + warm-up + health check)',

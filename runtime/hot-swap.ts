@@ -193,7 +193,7 @@ export class HotSwapper {
     try {
       const t0 = this.now();
       const out = await m.session.runFirst(input, [batch, ...this.opts.sampleShape]);
-      // the run's own time where the backend measured it (a worker), else the wall time here
+      // the run's own time where the backend measured it, else the wall time here
       this.opts.onRun?.(out.computeMs ?? this.now() - t0, batch, m.subnetId);
       return { logits: out.data, dims: out.dims, subnetId: m.subnetId, config: m.config };
     } finally {

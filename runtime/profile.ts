@@ -521,7 +521,8 @@ export function fitLinear(x: readonly number[], y: readonly number[], xFloor?: n
     for (let i = 1; i < n; i++) if (x[i]! < x[lo]!) lo = i;
     const floor = Math.min(xFloor ?? x[lo]!, x[lo]!);
     const scaleAtFloor = x[lo]! > 0 ? (y[lo]! / x[lo]!) * floor : y[lo]!;
-    if (a * floor + b >= 0.5 * scaleAtFloor && a * floor + b > 0) return { a, b };
+    const atFloor = a * floor + b;
+    if (atFloor >= 0.5 * scaleAtFloor && atFloor > 0) return { a, b };
   }
   const scale = mx > 0 ? my / mx : 1;
   return { a: scale > 0 ? scale : 1, b: 0 };

@@ -38,16 +38,16 @@ export interface Backend {
 }
 
 /**
- * A backend whose runs cross a thread boundary may attach the run's own time (ms, measured where
- * it ran) to the result record under this key, so monitors compare compute time with compute-time
- * predictions and the hop is accounted for separately.
+ * A backend may attach a run's own time (ms, measured where and when it actually ran: in a worker,
+ * or on the main thread without the event loop's other work) to the result record under this key,
+ * so monitors compare compute time with compute-time predictions.
  */
 export const COMPUTE_MS = Symbol.for('nestswap.computeMs');
 
 export interface RunOutput {
   data: Float32Array;
   dims: readonly number[];
-  /** the run's own time where the backend measured it (worker backend); undefined otherwise */
+  /** the run's own time where the backend measured it (node and worker backends); undefined otherwise */
   computeMs?: number;
 }
 

@@ -3,7 +3,7 @@
  * main thread, report their own run time, spread over the pool, fail clearly once their worker is
  * gone, and serve an agent across swaps (sessionHost 'worker').
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
@@ -15,6 +15,17 @@ import { FAST, maxAbsDiff, TINY } from './helpers.js';
 
 const dir = TINY;
 
+/** The tiny package, its materializer, a two-worker pool (closed after the test) and a batch of `n` inputs. */
+async function fixture(t: TestContext, n: number) {
+  const pkg = await loadPackageDir(dir);
+  const m = new Materializer(pkg, nodeBackend);
+  const wb = workerBackend({ workers: 2 });
+  t.after(() => wb.close());
+  const dims = [n, ...pkg.manifest.input.shape];
+  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 37) % 101) / 101);
+  return { pkg, m, wb, dims, x };
+}
+
 /** Runs one input on a main-thread session and a worker-hosted one; asserts they answer alike. */
 async function sameAnswer(here: ModelSession, there: ModelSession, x: Float32Array, dims: number[]) {
   const a = await here.runFirst(x, dims);
@@ -25,12 +36,7 @@ async function sameAnswer(here: ModelSession, there: ModelSession, x: Float32Arr
 }
 
 test('worker-hosted sessions give the main thread results, with the run time measured in the worker', async (t) => {
-  const pkg = await loadPackageDir(dir);
-  const m = new Materializer(pkg, nodeBackend);
-  const wb = workerBackend({ workers: 2 });
-  t.after(() => wb.close());
-  const dims = [2, ...pkg.manifest.input.shape];
-  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 37) % 101) / 101);
+  const { pkg, m, wb, dims, x } = await fixture(t, 2);
   for (const cfg of [pkg.space.min(), pkg.space.max()]) {
     const { bytes } = await m.materialize(cfg, FAST);
     const here = await ModelSession.create(nodeBackend, bytes);
@@ -74,12 +80,7 @@ test("a main-thread run's reported time leaves out the event loop's other work, 
 });
 
 test('a subnet materialized and loaded inside a worker answers as the one built here; a bad config fails clearly', async (t) => {
-  const pkg = await loadPackageDir(dir);
-  const m = new Materializer(pkg, nodeBackend);
-  const wb = workerBackend({ workers: 2 });
-  t.after(() => wb.close());
-  const dims = [3, ...pkg.manifest.input.shape];
-  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 53) % 97) / 97);
+  const { pkg, m, wb, dims, x } = await fixture(t, 3);
   // two subnets open at once: one per worker, so both workers receive the package
   const opened: ModelSession[] = [];
   for (const cfg of [pkg.space.max(), pkg.space.min()]) {

@@ -9,30 +9,22 @@ import { COMPUTE_MS, type Backend } from '../session.js';
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 
 /**
- * When the last native run on this thread returned (ms, performance.now()). Runs on one thread
- * never overlap, so a run's compute starts no earlier than this.
- */
-let lastRunEnd = 0;
-
-/**
  * onnxruntime-node runs a session in a setImmediate callback, so the time from `run()` to its
  * result also counts whatever else the event loop does first (HTTP parsing, other requests). To
  * report the run's own time, as the worker backend does, a timestamp is taken in an immediate
- * queued just before onnxruntime's (immediates run in order), and the end is taken when the result
- * arrives (promise continuations run right after that immediate). With several runs in flight the
- * start is moved to the end of the previous run.
+ * queued just before onnxruntime's (immediates run in order, and onnxruntime-common queues its
+ * own synchronously inside `run()`, so nothing can come between), and the end is taken when the
+ * result arrives (promise continuations run right after that immediate). Runs in flight together
+ * queue their immediates in pairs, so each start still falls right before its own run.
  */
 function timed(session: ort.InferenceSession): ort.InferenceSession {
   const run = session.run.bind(session) as (...a: unknown[]) => Promise<ort.InferenceSession.OnnxValueMapType>;
   Object.defineProperty(session, 'run', {
     value: async (...args: unknown[]) => {
-      let start = Number.NaN;
+      let start = 0;
       setImmediate(() => (start = performance.now()));
       const res = await run(...args);
-      const end = performance.now();
-      const ms = end - Math.max(Number.isNaN(start) ? end : start, lastRunEnd);
-      lastRunEnd = end;
-      (res as { [COMPUTE_MS]?: number })[COMPUTE_MS] = Math.max(0, ms);
+      (res as { [COMPUTE_MS]?: number })[COMPUTE_MS] = performance.now() - start;
       return res;
     },
   });

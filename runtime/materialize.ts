@@ -175,27 +175,26 @@ export class SubnetGraphBuilder {
         { epsilon: { float: eps } },
       );
     }
-    // calibrate: normalise with this batch's statistics (biased variance) and output them.
-    // Mean over (N, H, W) as GlobalAveragePool (H, W: contiguous, fast) then ReduceMean over N: onnxruntime's
-    // ReduceMean over axes [0, 2, 3] of an NCHW tensor is several times slower than inference itself.
-    // The variance is E[y²] − mean² from a ReduceSumSquare over (H, W), and the normalisation is one
-    // BatchNormalization node fed those statistics: three passes over the activation instead of the
-    // six of (y − m)² and (y − m)·γ/σ + β written out, which made calibration 2.5× an inference.
-    const overN = (t: string) => this.g.op('ReduceMean', [t], { axes: [0], keepdims: { int: 1 } });
-    const m = overN(this.g.op('GlobalAveragePool', [y]));
-    const hw = this.g.op('Cast', [this.g.op('ReduceProd', [this.g.op('Shape', [y], { start: { int: 2 } })], { keepdims: { int: 1 } })], { to: { int: 1 } });
-    const e2 = this.g.op('Div', [overN(this.g.op('ReduceSumSquare', [y], { axes: [2, 3], keepdims: { int: 1 } })), hw]);
-    const v = this.g.op('Relu', [this.g.op('Sub', [e2, this.g.op('Mul', [m, m])])]);
-    const flat = this.g.int64Tensor(`${bn}.flat`, [C]);
-    const mean1 = this.g.op('Reshape', [m, flat], {}, `${bn}:mean`);
-    const var1 = this.g.op('Reshape', [v, flat], {}, `${bn}:var`);
-    this.bnNames.push(bn);
-    this.bnOutputs.push({ name: mean1, channels: C }, { name: var1, channels: C });
-    return this.g.op(
+    // calibrate: normalise with this batch's statistics and output them. BatchNormalization in training mode
+    // does both in one kernel: with momentum 0 its running_mean/running_var outputs are the batch mean and
+    // biased variance (what OFA's set_running_statistics averages). It replaced GlobalAveragePool,
+    // ReduceSumSquare and an inference-mode BatchNormalization fed their results (three passes over the
+    // activation and a dozen small nodes per BN), which made calibration about twice an inference.
+    const [out, bMean, bVar] = this.g.opOutputs(
       'BatchNormalization',
-      [y, this.g.floatTensor(`${bn}.gamma`, Float32Array.from(gamma), [C]), this.g.floatTensor(`${bn}.beta`, Float32Array.from(beta), [C]), mean1, var1],
-      { epsilon: { float: eps } },
+      [
+        y,
+        this.g.floatTensor(`${bn}.gamma`, Float32Array.from(gamma), [C]),
+        this.g.floatTensor(`${bn}.beta`, Float32Array.from(beta), [C]),
+        this.g.floatTensor(`${bn}.mean`, new Float32Array(C), [C]),
+        this.g.floatTensor(`${bn}.var`, new Float32Array(C).fill(1), [C]),
+      ],
+      { epsilon: { float: eps }, momentum: { float: 0 }, training_mode: { int: 1 } },
+      [undefined, `${bn}:mean`, `${bn}:var`],
     );
+    this.bnNames.push(bn);
+    this.bnOutputs.push({ name: bMean!, channels: C }, { name: bVar!, channels: C });
+    return out!;
   }
 
   act(x: string, a: Activation | 'h_sigmoid'): string {

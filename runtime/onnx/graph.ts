@@ -78,8 +78,14 @@ export class GraphBuilder {
 
   /** Adds a node; returns its (first) output name. */
   op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outName?: string, nOut = 1): string {
-    const outs: string[] = [];
-    for (let i = 0; i < nOut; i++) outs.push(i === 0 && outName ? this.claim(outName) : this.fresh(`${opType.toLowerCase()}`));
+    const names: (string | undefined)[] = [outName];
+    names.length = nOut;
+    return this.opOutputs(opType, inputs, attrs, names)[0]!;
+  }
+
+  /** A node with several outputs; `outNames[i]` names output i (a fresh name where undefined). */
+  opOutputs(opType: string, inputs: string[], attrs: Record<string, AttrValue>, outNames: (string | undefined)[]): string[] {
+    const outs = Array.from(outNames, (n) => (n ? this.claim(n) : this.fresh(`${opType.toLowerCase()}`)));
     this.nodes.push({
       op_type: opType,
       input: inputs,
@@ -87,7 +93,7 @@ export class GraphBuilder {
       name: `${opType}_${this.nodes.length}`,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
-    return outs[0]!;
+    return outs;
   }
 
   private claim(name: string): string {

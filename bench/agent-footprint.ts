@@ -1,10 +1,11 @@
 /**
  * Footprint of a real standalone agent process → JSON on stdout.
  *
- *   node dist/bench/agent-footprint.js [--latency-ms 2] [--idle-s 20] [--interval-ms 1000] [--threads 0]
- *                                      [--node-flags=--max-semi-space-size=1]
+ *   node dist/bench/agent-footprint.js [--latency-ms 2] [--idle-s 60] [--interval-ms 1000] [--threads 0]
+ *                                      [--launch launcher|node] [--node-flags=--max-semi-space-size=1]
  *
- * Starts `nestswap agent --supernet fmnist-ofa` as its own process twice on one data directory:
+ * Starts the agent for fmnist-ofa as its own process twice on one data directory, the way it is installed
+ * (`bin/nestswap-agent`, with its memory settings; `--launch node`: plain `node bin/nestswap.js agent`):
  * a first start (profiles the device, searches, serves) and a restart (reuses the cached profile
  * and BN statistics — the steady state of a deployed agent). Each time it waits until the agent
  * serves, sends 200 requests, then leaves it idle (monitor running, no traffic) and reads, from
@@ -21,9 +22,18 @@ import { parseArgs } from 'node:util';
 import { repoPath } from '../test/helpers.js';
 
 const { values } = parseArgs({
-  options: { 'latency-ms': { type: 'string', default: '2' }, 'idle-s': { type: 'string', default: '20' }, 'interval-ms': { type: 'string', default: '1000' }, threads: { type: 'string', default: '0' }, 'node-flags': { type: 'string', default: '' } },
+  options: {
+    'latency-ms': { type: 'string', default: '2' },
+    'idle-s': { type: 'string', default: '60' },
+    'interval-ms': { type: 'string', default: '1000' },
+    threads: { type: 'string', default: '0' },
+    'node-flags': { type: 'string', default: '' },
+    launch: { type: 'string', default: 'launcher' },
+  },
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const launch = values.launch!;
+if (launch !== 'launcher' && launch !== 'node') throw new Error(`--launch must be launcher or node, not ${launch}`);
 const dir = mkdtempSync(join(tmpdir(), 'nestswap-footprint-'));
 
 async function freePort(): Promise<number> {
@@ -36,9 +46,15 @@ async function freePort(): Promise<number> {
 
 async function measure() {
   const port = await freePort();
-  const args = ['agent', '--supernet', 'fmnist-ofa', '--latency-ms', values['latency-ms'], '--port', String(port), '--data', dir, '--interval-ms', values['interval-ms'], '--threads', values.threads, '--log-level', 'error'];
+  const args = ['--supernet', 'fmnist-ofa', '--latency-ms', values['latency-ms'], '--port', String(port), '--data', dir, '--interval-ms', values['interval-ms'], '--threads', values.threads, '--log-level', 'error'];
   const nodeFlags = values['node-flags']!.split(/\s+/).filter(Boolean);
-  const child = spawn(process.execPath, [...nodeFlags, repoPath('bin', 'nestswap.js'), ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child =
+    launch === 'launcher'
+      ? spawn(repoPath('bin', 'nestswap-agent'), args, {
+          stdio: ['ignore', 'ignore', 'inherit'],
+          env: { ...process.env, NODE: process.execPath, NESTSWAP_NODE_FLAGS: nodeFlags.join(' ') },
+        })
+      : spawn(process.execPath, [...nodeFlags, repoPath('bin', 'nestswap.js'), 'agent', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   const procStatus = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024;
   const cpuTicks = () => {
@@ -90,7 +106,13 @@ async function measure() {
       httpMs: { median: Math.round(lat[100]! * 1000) / 1000, p99: Math.round(lat[197]! * 1000) / 1000 },
       rssMB: Math.round(procStatus('VmRSS')),
       peakRssMB: Math.round(procStatus('VmHWM')),
-      idle: { seconds: Math.round(wallS * 10) / 10, cpuPercentOfOneCore: Math.round((cpuS / wallS) * 1000) / 10, per5s: slices.map((t) => Math.round((t / 5) * 10) / 10) },
+      idle: {
+        seconds: Math.round(wallS * 10) / 10,
+        cpuPercentOfOneCore: Math.round((cpuS / wallS) * 1000) / 10,
+        // the monitor probes every 10 s right after traffic stops, backing off to once a minute
+        first20sCpuPercent: Math.round((slices.slice(0, 4).reduce((a, b) => a + b, 0) / 100 / Math.min(20, slices.length * 5)) * 1000) / 10,
+        per5s: slices.map((t) => Math.round((t / 5) * 10) / 10),
+      },
     };
   } finally {
     child.kill('SIGTERM');
@@ -106,6 +128,7 @@ try {
     supernet: 'fmnist-ofa',
     monitorIntervalMs: Number(values['interval-ms']),
     threads: Number(values.threads),
+    launch: launch === 'launcher' ? 'bin/nestswap-agent (MALLOC_MMAP_THRESHOLD_=131072, --max-semi-space-size=2)' : 'node bin/nestswap.js agent',
     nodeFlags: values['node-flags'],
     firstStart: { note: 'profiles the device, searches, calibrates, serves', ...firstStart },
     restart: { note: 'cached profile and BN statistics: the steady state', ...restart },

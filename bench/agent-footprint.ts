@@ -128,7 +128,7 @@ try {
     supernet: 'fmnist-ofa',
     monitorIntervalMs: Number(values['interval-ms']),
     threads: Number(values.threads),
-    launch: launch === 'launcher' ? 'bin/nestswap-agent (MALLOC_MMAP_THRESHOLD_=131072, --max-semi-space-size=2)' : 'node bin/nestswap.js agent',
+    launch: launch === 'launcher' ? 'bin/nestswap-agent' : 'node bin/nestswap.js agent',
     nodeFlags: values['node-flags'],
     firstStart: { note: 'profiles the device, searches, calibrates, serves', ...firstStart },
     restart: { note: 'cached profile and BN statistics: the steady state', ...restart },

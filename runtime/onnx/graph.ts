@@ -78,8 +78,7 @@ export class GraphBuilder {
 
   /** Adds a node; returns its (first) output name. */
   op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outName?: string, nOut = 1): string {
-    const names: (string | undefined)[] = [outName];
-    names.length = nOut;
+    const names = Array.from({ length: nOut }, (_, i) => (i === 0 ? outName : undefined));
     return this.opOutputs(opType, inputs, attrs, names)[0]!;
   }
 

@@ -27,7 +27,7 @@ import { nodeBackend } from '../runtime/node/ort-node.js';
 import { workerBackend } from '../runtime/node/ort-worker.js';
 import type { SupernetPackage } from '../runtime/package.js';
 import { evaluateFlat, staticMemoryModel } from '../runtime/search/efficiency.js';
-import { ModelSession, type Backend, type SessionOptions } from '../runtime/session.js';
+import { ModelSession, ortSessionOptions, type Backend, type SessionOptions } from '../runtime/session.js';
 import type { SubnetConfig } from '../runtime/space.js';
 import { Monitor, type LatencyWindow, type Sensors } from './monitor.js';
 import { Policy, type Choice, type Decision, type EffectiveBudget, type PolicyOptions, type Prediction, type UserBudget } from './policy.js';
@@ -50,14 +50,17 @@ export interface DaemonOptions {
   budget: UserBudget;
   backend?: Backend;
   /**
-   * Where sessions run when no `backend` is given. 'main' (default) runs them on this thread:
-   * onnxruntime-node loads models and runs synchronously, so a swap blocks serving while its ONNX
-   * is built and its session created (~8 + ~8–15 ms on fmnist-ofa). 'worker' hosts them in two
-   * worker threads; the worker that will serve the next subnet builds, loads, warms and checks it
-   * while the other serves. Each request then crosses a thread and the process holds two more V8
-   * isolates, so it is opt-in (bench/swap figures for both in the README).
+   * Where sessions run when no `backend` is given. 'main' (default) runs them on this thread
+   * (onnxruntime-node loads models and runs synchronously on the calling thread): a builder worker
+   * calibrates, materializes, optimises, warms up and checks the next subnet, and this thread only
+   * loads the optimised graph (about half a raw session creation) and swaps; the builder ends after
+   * 30 s without work. 'worker' hosts the sessions themselves in two worker threads; the worker that
+   * will serve the next subnet builds, loads, warms and checks it while the other serves, so no
+   * swap step runs here, but each request then crosses a thread (bench/swap figures for both in the README).
    */
   sessionHost?: 'main' | 'worker';
+  /** sessionHost 'main': build candidates on this thread too (no builder worker; default false) */
+  buildOnMainThread?: boolean;
   /** intra-op threads of every session (0: onnxruntime's default) */
   threads?: number;
   /** BN statistics and measured-ladder cache; in memory when absent */
@@ -314,6 +317,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const log = opts.logger ?? pino({ level: 'silent' });
   const pool = !opts.backend && opts.sessionHost === 'worker' ? workerBackend() : undefined;
   const backend = opts.backend ?? pool ?? nodeBackend;
+  // sessions here: candidates are built, optimised and checked in a worker that ends when idle
+  const builder = !opts.backend && !pool && !opts.buildOnMainThread ? workerBackend({ workers: 1, idleExitMs: 30_000 }) : undefined;
   // The ladder is measured before serving starts, on this thread, the way the profiler measures;
   // runs report their own time on either host, so observed and predicted latencies stay comparable.
   const measuring = opts.backend ?? nodeBackend;
@@ -390,14 +395,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
 
   // --- runtime parts -------------------------------------------------------------------------
   const stats = opts.dataDir ? diskStatsStore(join(opts.dataDir, 'bn-stats')) : new MemoryStatsStore();
-  const materializer = new Materializer(pkg, backend, stats);
+  // calibration sessions run in the builder when there is one (~1 s of compute per subnet)
+  const materializer = new Materializer(pkg, builder ?? backend, stats);
   const sessionOptions: Partial<SessionOptions> = threads > 0 ? { threads } : {};
   let monitor: Monitor | undefined;
   const hot = new HotSwapper({
     backend,
     sampleShape,
     idOf: (cfg) => pkg.space.id(cfg),
-    build: async (cfg) => {
+    build: async (cfg, check) => {
       if (pool) {
         // worker host: the worker that will serve the candidate materializes it and loads it, so
         // neither step stalls this thread (statistics come from the cache, or are computed once)
@@ -405,11 +411,27 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
         const session = await ModelSession.open(pool, sessionOptions, (o) => pool.openSubnet(pkg, cfg, stats, o));
         return { subnetId: pkg.space.id(cfg), session, statsCached: cached };
       }
+      if (builder) {
+        const { stats, cached } = await materializer.statistics(cfg, opts.calibration ?? {});
+        const p = await builder.prepareSubnet(pkg, cfg, stats, ortSessionOptions(backend, sessionOptions), check);
+        return {
+          subnetId: pkg.space.id(cfg),
+          bytes: p.bytes,
+          statsCached: cached,
+          // optimised in the builder, for this machine and these options
+          sessionOptions: { graphOptimizationLevel: 'disabled' },
+          checked: p.checked,
+        };
+      }
       const r = await materializer.materialize(cfg, opts.calibration ? { calibration: opts.calibration } : {});
       return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
     },
     // worker host: the worker rebuilds ONNX in a few ms off this thread; cached bytes would only be copied across
     ...(pool ? { onnxCacheBytes: 0 } : {}),
+    // 2 warm-up runs and the median of 3 timed runs: enough for a health check with a 4x latency slack,
+    // and in the builder they run while this thread loads the candidate, so they should not outlast that
+    warmupRuns: 2,
+    checkRuns: 3,
     ...(opts.hotSwap ?? {}),
     session: sessionOptions,
     onRun: (ms, batch, id) => monitor?.recordRun(ms, batch, id),
@@ -475,6 +497,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   if (rec0.outcome !== 'swapped') {
     await hot.close();
     await pool?.close();
+    await builder?.close();
     throw new NestswapError('ERR_HEALTH_CHECK', `The first subnet ${first.subnetId} could not be served: ${rec0.error?.message ?? rec0.outcome}`, { details: { swap: rec0 } });
   }
   setBudgetGauges(undefined);
@@ -607,6 +630,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       await server?.close();
       await hot.close();
       await pool?.close();
+      await builder?.close();
       events.removeAllListeners();
       log.info('agent closed');
     },

@@ -1,10 +1,13 @@
 /**
  * Hot-swap benchmark → JSON on stdout.
  *
- *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate 500] [--blocks 4]
- *                           [--threads 0] [--host worker|main]
+ *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate auto|N] [--blocks 4]
+ *                           [--threads auto|N] [--host worker|main] [--inline-build]
  *
  * --host: where the agent's sessions run (its `sessionHost`): the main thread (default) or worker threads.
+ * --inline-build: with --host main, build candidates on the main thread too (no builder worker).
+ * --rate auto (default): 500 requests/s, or half the measured capacity of the largest subnet when
+ *   that is lower (a machine that runs slower that day is not driven into overload).
  *
  * Figures, all measured side by side in one run:
  *  - errors over `requests` requests sent open-loop at `rate` per second (request i is due at
@@ -18,6 +21,7 @@
  *  - process RSS with the model loaded, and idle CPU (monitor running, no traffic).
  */
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
@@ -31,8 +35,9 @@ const { values } = parseArgs({
     supernet: { type: 'string' },
     requests: { type: 'string', default: '10000' },
     swaps: { type: 'string', default: '100' },
-    threads: { type: 'string', default: '0' },
-    rate: { type: 'string', default: '500' },
+    threads: { type: 'string', default: 'auto' },
+    rate: { type: 'string', default: 'auto' },
+    'inline-build': { type: 'boolean', default: false },
     blocks: { type: 'string', default: '4' },
     host: { type: 'string', default: 'main' },
   },
@@ -41,10 +46,10 @@ const fmnist = 'models/fmnist-ofa/package';
 const dir = values.supernet ?? (existsSync(`${fmnist}/manifest.json`) ? fmnist : 'test/fixtures/tiny/package');
 const nRequests = Number(values.requests);
 const nSwaps = Number(values.swaps);
-const threads = Number(values.threads);
-const intervalMs = 1000 / Number(values.rate);
+// auto: as `nestswap agent` chooses (main host: the cores less one, left to the builder; worker host: 1)
 const blocks = Math.max(1, Math.floor(Number(values.blocks)));
 const sessionHost = values.host === 'worker' ? 'worker' : 'main';
+const threads = values.threads === 'auto' ? (sessionHost === 'worker' ? 1 : Math.max(1, availableParallelism() - 1)) : Number(values.threads);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const q = (xs: number[], p: number) => {
@@ -61,6 +66,7 @@ const d = await startDaemon({
   selector,
   threads,
   sessionHost,
+  buildOnMainThread: values['inline-build'],
   monitor: { intervalMs: 1000 },
   // every swap rebuilds its ONNX from the cached BN statistics (the figure asked for)
   hotSwap: { onnxCacheBytes: 0 },
@@ -75,6 +81,20 @@ await d.switchTo(cfgs[cfgs.length - 1]!, { pin: true });
 
 const per = pkg.manifest.input.shape.reduce((a, b) => a * b, 1);
 const x = Float32Array.from({ length: per }, (_, i) => (i % 23) / 23);
+
+// the request rate: fixed, or at most half of what the largest subnet can serve here today
+let capacityMs = 0;
+{
+  const ts: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const t0 = performance.now();
+    await d.infer(x, 1);
+    if (i >= 50) ts.push(performance.now() - t0);
+  }
+  capacityMs = q(ts, 0.5);
+}
+const rate = values.rate === 'auto' ? Math.min(500, 500 / capacityMs) : Number(values.rate);
+const intervalMs = 1000 / rate;
 
 // --- steady rate: half steady, half across swaps ------------------------------------------------
 async function phase(n: number, swaps: number): Promise<{ lat: number[]; late: number[]; errors: number; records: SwapRecord[] }> {
@@ -201,7 +221,9 @@ const result = {
   ortVersion: nodeBackend.version,
   subnets: cfgs.map((c) => pkg.space.id(c)),
   requests: steady.lat.length + swapping.lat.length + steady.errors + swapping.errors,
-  ratePerSecond: Number(values.rate),
+  ratePerSecond: r3(rate),
+  rateNote: values.rate === 'auto' ? `auto: min(500, half of 1 / ${r3(capacityMs)} ms, the largest subnet's sequential median before the run)` : 'fixed',
+  buildOnMainThread: sessionHost === 'main' && values['inline-build'],
   blocks,
   errors: steady.errors + swapping.errors,
   swaps: { requested: swapping.records.length, swapped: swapped.length, failed: swapping.records.filter((r) => r.outcome === 'failed').length },
@@ -215,6 +237,10 @@ const result = {
     median: r3(q(totals, 0.5)),
     p90: r3(q(totals, 0.9)),
     statsCachedShare: r3(swapped.filter((r) => r.statsCached).length / Math.max(1, swapped.length)),
+    // decision → candidate ready (built; where a builder checks it, also optimised and checked), and the rest:
+    // opening, warming and checking it on the serving host, then the swap
+    buildMedian: r3(q(swapped.map((r) => r.timings!.buildMs), 0.5)),
+    afterBuildMedian: r3(q(swapped.map((r) => r.timings!.totalMs - r.timings!.buildMs), 0.5)),
   },
   inferenceOverhead: {
     subnet: active.id,

@@ -16,12 +16,41 @@ import { NestswapError, type ErrorCode } from './errors.js';
 import { ModelSession, type Backend, type RunOutput, type SessionOptions } from './session.js';
 import type { SubnetConfig } from './space.js';
 
+/** How a candidate is warmed up and checked: given to `build`, for builders that check where they build. */
+export interface CandidateCheck {
+  /** one sample */
+  input: Float32Array;
+  /** [1, ...sampleShape] */
+  dims: number[];
+  warmupRuns: number;
+  checkRuns: number;
+}
+
+export interface CheckedElsewhere {
+  times: number[];
+  output: { data: Float32Array; dims: readonly number[] };
+}
+
+/** A candidate's ONNX bytes and how to open them. */
+export interface CandidateBytes {
+  bytes: Uint8Array;
+  /** session options for these bytes over the swapper's own (e.g. graph optimisation 'disabled' for a graph optimised where it was built) */
+  sessionOptions?: Partial<SessionOptions>;
+  /**
+   * The candidate is warmed up and checked where it was built, with the swapper's CandidateCheck (it
+   * may still be running while the session here opens): the check runs' times and the last one's
+   * output. Here it then gets one warm-up run and one check run (finite outputs of the serving
+   * model's shape), and its checked latency is the median of `times`.
+   */
+  checked?: Promise<CheckedElsewhere> | CheckedElsewhere;
+}
+
 export type BuiltModel = {
   subnetId: string;
   /** BN statistics came from a cache (reported in the swap record) */
   statsCached?: boolean;
 } & (
-  | { bytes: Uint8Array; session?: undefined }
+  | (CandidateBytes & { session?: undefined })
   /** a session the builder opened itself (e.g. materialized and loaded in a worker thread); not cached as bytes */
   | { session: ModelSession; bytes?: undefined }
 );
@@ -31,7 +60,7 @@ export interface HotSwapOptions {
   /** One sample's input dims, e.g. [1, 28, 28] (the package's input contract, stable across swaps). */
   sampleShape: readonly number[];
   /** Builds a subnet's ONNX bytes (materialize + BN statistics), or opens its session itself. */
-  build: (cfg: SubnetConfig) => Promise<BuiltModel>;
+  build: (cfg: SubnetConfig, check: CandidateCheck) => Promise<BuiltModel>;
   /** Canonical id of a config (used before building, to hit the ONNX cache). */
   idOf: (cfg: SubnetConfig) => string;
   session?: Partial<SessionOptions>;
@@ -124,7 +153,7 @@ export class HotSwapper {
   private current: Loaded | undefined;
   private queued: Pending | undefined;
   private worker: Promise<void> | undefined;
-  private readonly cache = new Map<string, Uint8Array>();
+  private readonly cache = new Map<string, CandidateBytes>();
   private cacheBytes = 0;
   private seq = 0;
   private closed = false;
@@ -279,35 +308,41 @@ export class HotSwapper {
     let checkLatencyMs: number | null = null;
     const t0 = p.decidedAt;
     try {
-      let bytes = this.cacheGet(id);
-      if (bytes) onnxCached = true;
+      let built = this.cacheGet(id);
+      if (built) onnxCached = true;
       else {
-        const built = await this.opts.build(p.cfg);
-        statsCached = built.statsCached ?? null;
-        if (built.session) session = built.session;
+        const b = await this.opts.build(p.cfg, this.candidateCheck());
+        statsCached = b.statsCached ?? null;
+        if (b.session) session = b.session;
         else {
-          bytes = built.bytes;
-          this.cachePut(id, bytes);
+          built = { bytes: b.bytes };
+          if (b.sessionOptions) built.sessionOptions = b.sessionOptions;
+          if (b.checked) built.checked = b.checked;
+          this.cachePut(id, built);
         }
       }
       const tBuilt = this.now();
       if (!session) {
-        if (this.opts.candidateHook) bytes = this.opts.candidateHook(bytes!, id);
-        session = await ModelSession.create(this.opts.backend, bytes!, this.opts.session ?? {});
+        const bytes = this.opts.candidateHook ? this.opts.candidateHook(built!.bytes, id) : built!.bytes;
+        session = await ModelSession.create(this.opts.backend, bytes, { ...(this.opts.session ?? {}), ...(built!.sessionOptions ?? {}) });
       }
+      const pre = built?.checked ? await built.checked : undefined;
+      if (pre && !pre.output.data.every(Number.isFinite))
+        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input where it was built.`, { details: { subnetId: id } });
       const dims = [1, ...this.opts.sampleShape];
-      for (let i = 0; i < (this.opts.warmupRuns ?? 3); i++) await session.runFirst(this.checkInput, dims);
+      const warmups = pre ? Math.min(1, this.opts.warmupRuns ?? 3) : (this.opts.warmupRuns ?? 3);
+      for (let i = 0; i < warmups; i++) await session.runFirst(this.checkInput, dims);
       const tWarm = this.now();
       const times: number[] = [];
       let out: RunOutput | undefined;
-      for (let i = 0; i < Math.max(1, this.opts.checkRuns ?? 5); i++) {
+      for (let i = 0; i < (pre ? 1 : Math.max(1, this.opts.checkRuns ?? 5)); i++) {
         const a = this.now();
         out = await session.runFirst(this.checkInput, dims);
         times.push(out.computeMs ?? this.now() - a);
         if (!out.data.every(Number.isFinite))
           throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input.`, { details: { subnetId: id } });
       }
-      checkLatencyMs = median(times);
+      checkLatencyMs = median(pre && pre.times.length ? pre.times : times);
       const want = this.current?.outputDims;
       if (want && (out!.dims.length !== want.length || out!.dims.some((d, i) => d !== want[i])))
         throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} outputs [${out!.dims.join(', ')}]; the serving model outputs [${want.join(', ')}].`);
@@ -347,7 +382,11 @@ export class HotSwapper {
       .finally(() => this.retiring.delete(m));
   }
 
-  private cacheGet(id: string): Uint8Array | undefined {
+  private candidateCheck(): CandidateCheck {
+    return { input: this.checkInput, dims: [1, ...this.opts.sampleShape], warmupRuns: this.opts.warmupRuns ?? 3, checkRuns: Math.max(1, this.opts.checkRuns ?? 5) };
+  }
+
+  private cacheGet(id: string): CandidateBytes | undefined {
     const b = this.cache.get(id);
     if (b) {
       // refresh LRU position
@@ -361,19 +400,19 @@ export class HotSwapper {
     const b = this.cache.get(id);
     if (!b) return;
     this.cache.delete(id);
-    this.cacheBytes -= b.length;
+    this.cacheBytes -= b.bytes.length;
   }
 
-  private cachePut(id: string, bytes: Uint8Array): void {
+  private cachePut(id: string, c: CandidateBytes): void {
     const cap = this.opts.onnxCacheBytes ?? 64 * 1024 * 1024;
-    if (cap <= 0 || bytes.length > cap) return;
+    if (cap <= 0 || c.bytes.length > cap) return;
     if (this.cache.has(id)) return;
-    this.cache.set(id, bytes);
-    this.cacheBytes += bytes.length;
+    this.cache.set(id, c);
+    this.cacheBytes += c.bytes.length;
     for (const [k, v] of this.cache) {
       if (this.cacheBytes <= cap) break;
       this.cache.delete(k);
-      this.cacheBytes -= v.length;
+      this.cacheBytes -= v.bytes.length;
     }
   }
 }

@@ -51,6 +51,17 @@ export interface RunOutput {
   computeMs?: number;
 }
 
+/** onnxruntime session options for `opts` (execution provider, optimisation level, threads, spinning). */
+export function ortSessionOptions(backend: Backend, opts: Partial<SessionOptions>): OrtApi.InferenceSession.SessionOptions {
+  const o: OrtApi.InferenceSession.SessionOptions = {
+    executionProviders: [opts.ep ?? backend.defaultEp],
+    graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+  };
+  if (opts.threads && opts.threads > 0) o.intraOpNumThreads = opts.threads;
+  if (opts.allowSpinning === false) o.extra = { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } };
+  return o;
+}
+
 export class ModelSession implements AsyncDisposable {
   private released = false;
   private constructor(
@@ -74,12 +85,7 @@ export class ModelSession implements AsyncDisposable {
   ): Promise<ModelSession> {
     const ep = opts.ep ?? backend.defaultEp;
     const level = opts.graphOptimizationLevel ?? 'all';
-    const o: OrtApi.InferenceSession.SessionOptions = {
-      executionProviders: [ep],
-      graphOptimizationLevel: level,
-    };
-    if (opts.threads && opts.threads > 0) o.intraOpNumThreads = opts.threads;
-    if (opts.allowSpinning === false) o.extra = { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } };
+    const o = ortSessionOptions(backend, opts);
     let inner: OrtApi.InferenceSession;
     try {
       inner = await make(o);

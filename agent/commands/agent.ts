@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
@@ -17,10 +18,12 @@ Standalone: loads the package, measures this device (or reuses the cached measur
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
 PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz) and hot-swaps subnets when live
 conditions (CPU contention, memory, battery, temperature) change.
---session-host worker runs onnxruntime sessions in two worker threads: the next subnet is materialized and
-loaded in the worker that will serve it, so a swap never stalls requests (p99 during back-to-back swaps
-~2x steady instead of ~11x on 2 cores), at ~0.15 ms more per request (a thread hop) and more resident memory.
-With it --threads defaults to 1 (two workers each with a full thread pool oversubscribe small machines).
+Sessions run on the main thread (--session-host main, the default): a builder worker calibrates,
+materializes, optimises and checks the next subnet, and the main thread only loads the optimised graph,
+so a swap stalls requests for about half a session creation. --threads defaults to the cores less one,
+leaving one to the builder. --session-host worker runs the sessions themselves in two worker threads:
+no swap step stalls the main thread, but each request crosses a thread (~0.15-0.6 ms more) and the
+process holds more memory; --threads then defaults to 1.
 With --registry: enrolls with a registry and follows its commands (fleet mode).`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -73,7 +76,8 @@ export async function run(argv: string[]): Promise<number> {
   const port = numberOpt(v.port, '--port') ?? 8787;
   const sessionHost = v['session-host'] ?? 'main';
   if (sessionHost !== 'main' && sessionHost !== 'worker') throw new NestswapError('ERR_USAGE', `--session-host must be 'main' or 'worker' (got '${sessionHost}').`);
-  const threads = numberOpt(v.threads, '--threads') ?? (sessionHost === 'worker' ? 1 : 0);
+  // the builder (main host) or the second worker needs a core of its own while a swap is prepared
+  const threads = numberOpt(v.threads, '--threads') ?? (sessionHost === 'worker' ? 1 : Math.max(1, availableParallelism() - 1));
   const intervalMs = numberOpt(v['interval-ms'], '--interval-ms') ?? 1000;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NestswapError('ERR_USAGE', `--port must be an integer 0..65535 (got ${port}).`);
   if (!Number.isInteger(threads) || threads < 0) throw new NestswapError('ERR_USAGE', `--threads must be an integer >= 0 (got ${threads}).`);

@@ -84,7 +84,9 @@ let nextFile = 1;
 function builtWith(m: { key: string; config: SubnetConfig; stats?: BnStatsMap }): Uint8Array {
   const w = packages.get(m.key);
   if (!w) throw new Error(`package ${m.key} was not sent to this worker`);
-  return buildSubnet(w, m.config, m.stats ? { mode: 'fold', stats: m.stats } : { mode: 'fold' }).bytes;
+  // configs cross threads as plain data: validated again here (clear error naming the field)
+  const cfg = w.pkg.space.parse(m.config);
+  return buildSubnet(w, cfg, m.stats ? { mode: 'fold', stats: m.stats } : { mode: 'fold' }).bytes;
 }
 
 /**

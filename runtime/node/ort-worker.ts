@@ -86,6 +86,12 @@ class Host {
     });
   }
 
+  /** Resolves once no call is pending (or after `maxMs`): terminating a worker inside a native run aborts the process. */
+  async settled(maxMs: number): Promise<void> {
+    const until = performance.now() + maxMs;
+    while (this.pending.size > 0 && !this.dead && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+  }
+
   /** Once nothing is open or pending, the worker (its V8 heap, its onnxruntime arenas) goes after `idleExitMs`. */
   idleCheck(): void {
     if (this.idleExitMs === undefined || this.sessions > 0 || this.pending.size > 0 || this.dead) return;
@@ -254,7 +260,12 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
     },
     occupancy: () => hosts.map((h) => h.sessions),
     async close() {
-      await Promise.all(hosts.splice(0).map((h) => h.worker.terminate()));
+      // calls in flight finish first (a run, a build): onnxruntime aborts the process when its
+      // thread is torn down inside a native call
+      await Promise.all(hosts.splice(0).map(async (h) => {
+        await h.settled(5000);
+        await h.worker.terminate();
+      }));
     },
   };
 }

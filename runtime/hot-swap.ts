@@ -39,8 +39,8 @@ export interface CandidateBytes {
   /**
    * The candidate is warmed up and checked where it was built, with the swapper's CandidateCheck (it
    * may still be running while the session here opens): the check runs' times and the last one's
-   * output. Here it then gets one warm-up run and one check run (finite outputs of the serving
-   * model's shape), and its checked latency is the median of `times`.
+   * output. Here it then gets a single run (finite outputs of the serving model's shape), and its
+   * checked latency is the median of `times`.
    */
   checked?: Promise<CheckedElsewhere> | CheckedElsewhere;
 }
@@ -330,7 +330,8 @@ export class HotSwapper {
       if (pre && !pre.output.data.every(Number.isFinite))
         throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input where it was built.`, { details: { subnetId: id } });
       const dims = [1, ...this.opts.sampleShape];
-      const warmups = pre ? Math.min(1, this.opts.warmupRuns ?? 3) : (this.opts.warmupRuns ?? 3);
+      // checked where it was built: one run here is warm-up and check in one (finite outputs, right shape)
+      const warmups = pre ? 0 : (this.opts.warmupRuns ?? 3);
       for (let i = 0; i < warmups; i++) await session.runFirst(this.checkInput, dims);
       const tWarm = this.now();
       const times: number[] = [];

@@ -419,7 +419,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
           bytes: p.bytes,
           statsCached: cached,
           // optimised in the builder, for this machine and these options
-          sessionOptions: { graphOptimizationLevel: 'disabled' },
+          ...(p.optimized ? { sessionOptions: { graphOptimizationLevel: 'disabled' as const } } : {}),
           checked: p.checked,
         };
       }

@@ -111,3 +111,26 @@ test('a candidate checked where it was built: non-finite outputs there, or a che
   assert.equal(r3.checkLatencyMs, 0.3, "the checked latency is the median of the builder's runs");
   await hot.close();
 });
+
+test('where the optimised graph cannot be saved (no writable temp dir), the builder hands back the raw ONNX instead of failing', async (t) => {
+  const pkg = await loadPackageDir(TINY);
+  const m = new Materializer(pkg, nodeBackend);
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = '/nonexistent/nestswap-test'; // a worker copies the environment when it starts
+  const wb = workerBackend({ workers: 1 });
+  t.after(async () => {
+    await wb.close();
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  });
+  const cfg = pkg.space.max();
+  const shape = pkg.manifest.input.shape;
+  const check = { input: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.4), dims: [1, ...shape], warmupRuns: 0, checkRuns: 1 };
+  const p = await wb.prepareSubnet(pkg, cfg, undefined, ortSessionOptions(nodeBackend, {}), check);
+  assert.equal(p.optimized, false);
+  const raw = (await m.materialize(cfg, { calibrate: false })).bytes;
+  assert.equal(Buffer.compare(Buffer.from(p.bytes), Buffer.from(raw)), 0, 'the raw ONNX came back');
+  const s = await ModelSession.create(nodeBackend, p.bytes);
+  assert.ok(maxAbsDiff((await s.runFirst(check.input, check.dims)).data, (await p.checked).output.data) <= 1e-5);
+  await s.release();
+});

@@ -52,8 +52,10 @@ export interface CheckSpec {
 }
 
 export interface PreparedReply {
-  /** the optimised ONNX (load it with graph optimisation 'disabled': it is already optimised, for this machine) */
+  /** the optimised ONNX (load it with graph optimisation 'disabled': it is already optimised, for this machine),
+   * or the raw ONNX when the optimised graph could not be saved (`optimized` false) */
   bytes: Uint8Array;
+  optimized: boolean;
   /** the optimising session, open for one 'check' */
   sid: number;
   /** materialize, optimise (the optimising session's creation, saving included), read back (ms) */
@@ -101,17 +103,29 @@ async function prepare(m: Extract<WorkerRequest, { t: 'prepare' }>): Promise<{ v
   const file = join(tmpdir(), `nestswap-${process.pid}-${threadId}-${nextFile++}.onnx`);
   try {
     const t0 = performance.now();
-    // severity 3: onnxruntime warns that an NCHWc-optimised graph belongs to this machine, which is the point
-    const s = await ort.InferenceSession.create(bytes, { ...m.options, optimizedModelFilePath: file, logSeverityLevel: 3 });
+    let s: ort.InferenceSession;
+    let optimized = true;
+    try {
+      // severity 3: onnxruntime warns that an NCHWc-optimised graph belongs to this machine, which is the point
+      s = await ort.InferenceSession.create(bytes, { ...m.options, optimizedModelFilePath: file, logSeverityLevel: 3 });
+    } catch (e) {
+      // the model itself may be at fault (then this fails the same way), or only the saving (no writable temp dir):
+      // then the raw ONNX goes back and is optimised where it loads
+      s = await ort.InferenceSession.create(bytes, m.options).catch(() => Promise.reject(e));
+      optimized = false;
+    }
     const optimizeMs = performance.now() - t0;
     const sid = nextSid++;
     sessions.set(sid, s);
     const tr = performance.now();
-    const buf = await readFile(file);
-    // a file read this large owns its memory: hand that over instead of copying it
-    const optimized = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength ? new Uint8Array(buf.buffer) : new Uint8Array(buf);
+    let out = bytes;
+    if (optimized) {
+      const buf = await readFile(file);
+      // a file read this large owns its memory: hand that over instead of copying it
+      out = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength ? new Uint8Array(buf.buffer) : new Uint8Array(buf);
+    }
     const readMs = performance.now() - tr;
-    return { value: { bytes: optimized, sid, timings: { materializeMs, optimizeMs, readMs } }, transfer: [optimized.buffer as ArrayBuffer] };
+    return { value: { bytes: out, optimized, sid, timings: { materializeMs, optimizeMs, readMs } }, transfer: [out.buffer as ArrayBuffer] };
   } finally {
     await unlink(file).catch(() => undefined);
   }

@@ -26,8 +26,9 @@ import type { CheckedReply, CheckSpec, CreatedReply, PreparedReply, RunReply, Wo
 export type { CheckedReply, CheckSpec };
 
 export interface PreparedSubnet {
-  /** the optimised ONNX: load it with graph optimisation 'disabled' */
+  /** the optimised ONNX: load it with graph optimisation 'disabled' (when `optimized`; else the raw ONNX) */
   bytes: Uint8Array;
+  optimized: boolean;
   timings: PreparedReply['timings'];
   /** the optimising session's warm-up and check, running in the worker while the caller loads `bytes` */
   checked: Promise<CheckedReply>;
@@ -256,7 +257,7 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
       const p = await host.call<PreparedReply>({ t: 'prepare', key: pkg.weightsDigest, config, ...(stats ? { stats } : {}), options: options as ort.InferenceSession.SessionOptions });
       const checked = host.call<CheckedReply>({ t: 'check', sid: p.sid, check });
       checked.catch(() => undefined); // the caller may fail before it awaits this; it still sees the rejection when it does
-      return { bytes: p.bytes, timings: p.timings, checked };
+      return { bytes: p.bytes, optimized: p.optimized, timings: p.timings, checked };
     },
     occupancy: () => hosts.map((h) => h.sessions),
     async close() {

@@ -1,7 +1,7 @@
 /**
  * Footprint of a real standalone agent process → JSON on stdout.
  *
- *   node dist/bench/agent-footprint.js [--latency-ms 2] [--idle-s 60] [--interval-ms 1000] [--threads 0]
+ *   node dist/bench/agent-footprint.js [--latency-ms 2] [--idle-s 60] [--interval-ms 1000] [--threads N]
  *                                      [--launch launcher|node] [--node-flags=--max-semi-space-size=1]
  *
  * Starts the agent for fmnist-ofa as its own process twice on one data directory, the way it is installed
@@ -26,7 +26,7 @@ const { values } = parseArgs({
     'latency-ms': { type: 'string', default: '2' },
     'idle-s': { type: 'string', default: '60' },
     'interval-ms': { type: 'string', default: '1000' },
-    threads: { type: 'string', default: '0' },
+    threads: { type: 'string' },
     'node-flags': { type: 'string', default: '' },
     launch: { type: 'string', default: 'launcher' },
   },
@@ -46,7 +46,7 @@ async function freePort(): Promise<number> {
 
 async function measure() {
   const port = await freePort();
-  const args = ['--supernet', 'fmnist-ofa', '--latency-ms', values['latency-ms'], '--port', String(port), '--data', dir, '--interval-ms', values['interval-ms'], '--threads', values.threads, '--log-level', 'error'];
+  const args = ['--supernet', 'fmnist-ofa', '--latency-ms', values['latency-ms'], '--port', String(port), '--data', dir, '--interval-ms', values['interval-ms'], ...(values.threads !== undefined ? ['--threads', values.threads] : []), '--log-level', 'error'];
   const nodeFlags = values['node-flags']!.split(/\s+/).filter(Boolean);
   const child =
     launch === 'launcher'
@@ -127,7 +127,7 @@ try {
     bench: 'agent-footprint',
     supernet: 'fmnist-ofa',
     monitorIntervalMs: Number(values['interval-ms']),
-    threads: Number(values.threads),
+    threads: values.threads !== undefined ? Number(values.threads) : "the agent's default",
     launch: launch === 'launcher' ? 'bin/nestswap-agent' : 'node bin/nestswap.js agent',
     nodeFlags: values['node-flags'],
     firstStart: { note: 'profiles the device, searches, calibrates, serves', ...firstStart },

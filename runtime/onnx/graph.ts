@@ -2,7 +2,7 @@
  * A small ONNX graph builder: named values, initializers as raw little-endian bytes, and a
  * serializer to ModelProto bytes (opset 17, IR 8).
  */
-import { AttributeType, DataType, ModelProto } from './proto.js';
+import { AttributeType, DataType, GraphProto, ModelProto, TensorProto } from './proto.js';
 
 export const OPSET = 17;
 export const IR_VERSION = 8;
@@ -37,6 +37,12 @@ function attribute(name: string, v: AttrValue): Record<string, unknown> {
   if ('floats' in v) return { name, type: AttributeType.FLOATS, floats: v.floats };
   if ('int' in v) return { name, type: AttributeType.INT, i: v.int };
   return { name, type: AttributeType.FLOAT, f: v.float };
+}
+
+function varintLength(n: number): number {
+  let k = 1;
+  for (; n >= 0x80; n = Math.floor(n / 128)) k++;
+  return k;
 }
 
 function bytesOf(a: Float32Array | BigInt64Array | Int32Array): Uint8Array {
@@ -116,20 +122,50 @@ export class GraphBuilder {
         },
       },
     });
+    const graph = {
+      name: this.name,
+      node: this.nodes,
+      input: inputs.map(vi),
+      output: outputs.map(vi),
+    };
     const model = {
       ir_version: IR_VERSION,
       opset_import: [{ domain: '', version: OPSET }],
       producer_name: 'nestswap',
       producer_version: '0.1.0',
-      graph: {
-        name: this.name,
-        node: this.nodes,
-        initializer: this.inits,
-        input: inputs.map(vi),
-        output: outputs.map(vi),
-      },
       metadata_props: Object.entries(metadata).map(([key, value]) => ({ key, value })),
     };
-    return ModelProto.encode(ModelProto.fromObject(model)).finish();
+    // A protobuf message is the concatenation of its fields, in any order. protobufjs encodes the small
+    // parts; the initializers' raw bytes (nearly all of a model) are written once, straight into the
+    // result, where protobufjs would copy them twice (into its writer, then into the finished buffer).
+    const modelHead = ModelProto.encode(ModelProto.fromObject(model)).finish();
+    const graphHead = GraphProto.encode(GraphProto.fromObject(graph)).finish();
+    const tensors = this.inits.map((t) => {
+      const head = TensorProto.encode(TensorProto.fromObject({ dims: t.dims, data_type: t.data_type, name: t.name })).finish();
+      const size = head.length + 1 + varintLength(t.raw_data.length) + t.raw_data.length;
+      return { head, raw: t.raw_data, size };
+    });
+    const graphSize = tensors.reduce((a, t) => a + 1 + varintLength(t.size) + t.size, graphHead.length);
+    const out = new Uint8Array(modelHead.length + 1 + varintLength(graphSize) + graphSize);
+    let at = 0;
+    const put = (b: Uint8Array) => {
+      out.set(b, at);
+      at += b.length;
+    };
+    const tagAndLength = (field: number, n: number) => {
+      out[at++] = (field << 3) | 2; // length-delimited; fields 5, 7 and 9 fit one byte
+      for (; n >= 0x80; n = Math.floor(n / 128)) out[at++] = (n % 128) | 0x80;
+      out[at++] = n;
+    };
+    put(modelHead);
+    tagAndLength(7, graphSize); // ModelProto.graph
+    put(graphHead);
+    for (const t of tensors) {
+      tagAndLength(5, t.size); // GraphProto.initializer
+      put(t.head);
+      tagAndLength(9, t.raw.length); // TensorProto.raw_data
+      put(t.raw);
+    }
+    return out;
   }
 }

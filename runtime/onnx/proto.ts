@@ -83,6 +83,8 @@ const descriptor = {
 
 const root = protobuf.Root.fromJSON(descriptor);
 export const ModelProto = root.lookupType('onnx.ModelProto');
+export const GraphProto = root.lookupType('onnx.GraphProto');
+export const TensorProto = root.lookupType('onnx.TensorProto');
 
 export const AttributeType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
 export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7 } as const;

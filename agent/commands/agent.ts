@@ -65,7 +65,8 @@ export async function run(argv: string[]): Promise<number> {
       port: numberOpt(v.port, '--port'),
       host: v.host,
       dataDir: v.data,
-      threads: numberOpt(v.threads, '--threads'),
+      // as standalone: one core left to the builder that prepares swaps
+      threads: numberOpt(v.threads, '--threads') ?? Math.max(1, availableParallelism() - 1),
       logger,
     });
     return typeof code === 'number' ? code : 0;

@@ -19,11 +19,13 @@ only=${1:-all}
 [[ $only == all || $only == ofa-baseline ]] && run ofa-baseline node dist/bench/ofa-baseline.js
 [[ $only == all || $only == search ]] && run search node dist/bench/search.js
 [[ $only == all || $only == swap ]] && run swap node dist/bench/swap.js
-[[ $only == all || $only == swap-worker ]] && run swap-worker node dist/bench/swap.js --host worker --threads 1
+[[ $only == all || $only == swap ]] && run swap-inline node dist/bench/swap.js --inline-build
+[[ $only == all || $only == swap ]] && run swap-worker node dist/bench/swap.js --host worker
+[[ $only == all || $only == swap ]] && run swap-onnx-cache node dist/bench/swap.js --onnx-cache
 [[ $only == all || $only == profile ]] && run profile node dist/bench/profile.js
+[[ $only == all || $only == profile ]] && run profile-mbv3 node dist/bench/profile.js --families ofa-mbv3-w1.0 --memory-subnets 0
 [[ $only == all || $only == registry ]] && run registry node dist/bench/registry.js
 [[ $only == all || $only == calibration ]] && run calibration node dist/bench/calibration.js
 [[ $only == all || $only == agent-footprint ]] && run agent-footprint node dist/bench/agent-footprint.js
-[[ $only == all || $only == agent-footprint ]] && run agent-footprint-threads1 node dist/bench/agent-footprint.js --threads 1
-[[ $only == all || $only == agent-footprint ]] && run agent-footprint-semispace2 node dist/bench/agent-footprint.js --node-flags=--max-semi-space-size=2
+[[ $only == all || $only == agent-footprint ]] && run agent-footprint-node node dist/bench/agent-footprint.js --launch node
 true

@@ -15,6 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -395,8 +396,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
 
   // --- runtime parts -------------------------------------------------------------------------
   const stats = opts.dataDir ? diskStatsStore(join(opts.dataDir, 'bn-stats')) : new MemoryStatsStore();
-  // calibration sessions run in the builder when there is one (~1 s of compute per subnet)
+  // calibration sessions run in the builder when there is one (~1 s of compute per subnet), on the cores
+  // serving leaves free (at least one), so a calibration does not slow the requests being served
   const materializer = new Materializer(pkg, builder ?? backend, stats);
+  const calibration: CalibrateOptions = builder
+    ? { threads: Math.max(1, availableParallelism() - (threads > 0 ? threads : availableParallelism())), ...(opts.calibration ?? {}) }
+    : (opts.calibration ?? {});
   const sessionOptions: Partial<SessionOptions> = threads > 0 ? { threads } : {};
   let monitor: Monitor | undefined;
   const hot = new HotSwapper({
@@ -407,12 +412,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       if (pool) {
         // worker host: the worker that will serve the candidate materializes it and loads it, so
         // neither step stalls this thread (statistics come from the cache, or are computed once)
-        const { stats, cached } = await materializer.statistics(cfg, opts.calibration ?? {});
+        const { stats, cached } = await materializer.statistics(cfg, calibration);
         const session = await ModelSession.open(pool, sessionOptions, (o) => pool.openSubnet(pkg, cfg, stats, o));
         return { subnetId: pkg.space.id(cfg), session, statsCached: cached };
       }
       if (builder) {
-        const { stats, cached } = await materializer.statistics(cfg, opts.calibration ?? {});
+        const { stats, cached } = await materializer.statistics(cfg, calibration);
         const p = await builder.prepareSubnet(pkg, cfg, stats, ortSessionOptions(backend, sessionOptions), check);
         return {
           subnetId: pkg.space.id(cfg),
@@ -508,7 +513,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     for (const c of selector.candidates ?? []) {
       if (closed) return;
       try {
-        await materializer.statistics(c.config, opts.calibration ?? {});
+        await materializer.statistics(c.config, calibration);
       } catch (err) {
         log.warn({ err, subnet: pkg.space.id(c.config) }, 'background BN calibration failed');
       }

@@ -18,6 +18,8 @@
  *    p99 (runtime level, d.infer), timed from each request's call and, separately, from when it
  *    was due (so a request held back by a blocked thread counts its wait);
  *  - decision→serving of a swap with cached BN statistics (ONNX not cached: rebuilt every time);
+ *  - three swaps to never-calibrated subnets (BN calibration on the swap path) while requests keep
+ *    coming: their decision→serving and the request latency meanwhile (from each request's due time);
  *  - runtime inference overhead vs bare onnxruntime-node run() on the same ONNX (alternating blocks);
  *    HTTP overhead (JSON and binary) reported separately;
  *  - process RSS with the model loaded, and idle CPU (monitor running, no traffic).
@@ -31,6 +33,7 @@ import { nodeBackend } from '../runtime/node/ort-node.js';
 import { Materializer } from '../runtime/materializer.js';
 import { ladderSelector, startDaemon } from '../agent/daemon.js';
 import type { SwapRecord } from '../runtime/hot-swap.js';
+import { mulberry32 } from '../runtime/random.js';
 
 const { values } = parseArgs({
   options: {
@@ -102,7 +105,7 @@ const rate = values.rate === 'auto' ? Math.min(500, 1000 / 3 / capacityMs) : Num
 const intervalMs = 1000 / rate;
 
 // --- steady rate: half steady, half across swaps ------------------------------------------------
-async function phase(n: number, swaps: number): Promise<{ lat: number[]; late: number[]; errors: number; records: SwapRecord[] }> {
+async function phase(n: number, swaps: number, list = cfgs): Promise<{ lat: number[]; late: number[]; errors: number; records: SwapRecord[] }> {
   const lat: number[] = [];
   const late: number[] = [];
   let errors = 0;
@@ -113,7 +116,7 @@ async function phase(n: number, swaps: number): Promise<{ lat: number[]; late: n
   let swapChain: Promise<void> = Promise.resolve();
   for (let i = 0; i < n; i++) {
     if (i % every === 0 && records.length + 1 <= swaps) {
-      const cfg = cfgs[(i / every) % cfgs.length]!;
+      const cfg = list[(i / every) % list.length]!;
       swapChain = swapChain.then(async () => {
         records.push(await d.switchTo(cfg, { pin: true }));
       });
@@ -164,6 +167,14 @@ const tails = (k: 'lat' | 'late') => ({
   p99Ratio: r3(q(swapping[k], 0.99) / q(steady[k], 0.99)),
 });
 const totals = swapped.map((r) => r.timings!.totalMs);
+
+// --- swaps to subnets never calibrated: BN calibration (2,000 images) on the swap path ------------
+// (where the builder calibrates, serving goes on beside it; built inline, calibration runs on the serving thread)
+const rng = mulberry32(2029);
+const fresh = Array.from({ length: 3 }, () => pkg.space.sample(rng));
+await d.switchTo(cfgs[cfgs.length - 1]!, { pin: true });
+const freshPhase = await phase(Math.round(rate * 15), fresh.length, fresh);
+const freshSwapped = freshPhase.records.filter((r) => r.outcome === 'swapped');
 
 // --- runtime vs bare onnxruntime-node run() on the same ONNX (the largest subnet) -----------------
 await d.switchTo(cfgs[cfgs.length - 1]!, { pin: true });
@@ -247,6 +258,17 @@ const result = {
     // opening, warming and checking it on the serving host, then the swap
     buildMedian: r3(q(swapped.map((r) => r.timings!.buildMs), 0.5)),
     afterBuildMedian: r3(q(swapped.map((r) => r.timings!.totalMs - r.timings!.buildMs), 0.5)),
+  },
+  uncalibratedSwaps: {
+    note: 'three swaps to subnets never calibrated (statistics computed on the swap path) over ~15 s of requests at the same rate',
+    requests: freshPhase.lat.length + freshPhase.errors,
+    errors: freshPhase.errors,
+    swapped: freshSwapped.length,
+    decisionToServingMs: freshSwapped.map((r) => r3(r.timings!.totalMs)),
+    statsCached: freshSwapped.map((r) => r.statsCached),
+    latencyMs: { p50: r3(q(freshPhase.lat, 0.5)), p99: r3(q(freshPhase.lat, 0.99)), max: r3(Math.max(...freshPhase.lat)) },
+    fromSchedule: { p99: r3(q(freshPhase.late, 0.99)), max: r3(Math.max(...freshPhase.late)) },
+    p99RatioToSteady: r3(q(freshPhase.late, 0.99) / q(steady.late, 0.99)),
   },
   inferenceOverhead: {
     subnet: active.id,

@@ -2,7 +2,7 @@
  * Hot-swap benchmark → JSON on stdout.
  *
  *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate auto|N] [--blocks 4]
- *                           [--threads auto|N] [--host worker|main] [--inline-build]
+ *                           [--threads auto|N] [--host worker|main] [--inline-build] [--onnx-cache]
  *
  * --host: where the agent's sessions run (its `sessionHost`): the main thread (default) or worker threads.
  * --inline-build: with --host main, build candidates on the main thread too (no builder worker).
@@ -52,9 +52,9 @@ const fmnist = 'models/fmnist-ofa/package';
 const dir = values.supernet ?? (existsSync(`${fmnist}/manifest.json`) ? fmnist : 'test/fixtures/tiny/package');
 const nRequests = Number(values.requests);
 const nSwaps = Number(values.swaps);
-// auto: as `nestswap agent` chooses (main host: the cores less one, left to the builder; worker host: 1)
 const blocks = Math.max(1, Math.floor(Number(values.blocks)));
 const sessionHost = values.host === 'worker' ? 'worker' : 'main';
+// auto: as `nestswap agent` chooses (main host: the cores less one, left to the builder; worker host: 1)
 const threads = values.threads === 'auto' ? (sessionHost === 'worker' ? 1 : Math.max(1, availableParallelism() - 1)) : Number(values.threads);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -88,7 +88,7 @@ await d.switchTo(cfgs[cfgs.length - 1]!, { pin: true });
 const per = pkg.manifest.input.shape.reduce((a, b) => a * b, 1);
 const x = Float32Array.from({ length: per }, (_, i) => (i % 23) / 23);
 
-// the request rate: fixed, or at most half of what the largest subnet can serve here today
+// the request rate: fixed, or at most a third of what the largest subnet can serve here today
 let capacityMs = 0;
 {
   const ts: number[] = [];

@@ -433,10 +433,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     },
     // worker host: the worker rebuilds ONNX in a few ms off this thread; cached bytes would only be copied across
     ...(pool ? { onnxCacheBytes: 0 } : {}),
-    // 2 warm-up runs and the median of 3 timed runs: enough for a health check with a 4x latency slack,
+    // 1 warm-up run and the median of 2 timed runs: enough for a health check with a 4x latency slack,
     // and in the builder they run while this thread loads the candidate, so they should not outlast that
-    warmupRuns: 2,
-    checkRuns: 3,
+    warmupRuns: 1,
+    checkRuns: 2,
     ...(opts.hotSwap ?? {}),
     session: sessionOptions,
     onRun: (ms, batch, id) => monitor?.recordRun(ms, batch, id),

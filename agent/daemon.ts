@@ -547,6 +547,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     else if (hot.busy) decision = { action: 'hold', reason: 'swap in progress', effective: effectiveNow() };
     else decision = await policy.decide(budget, w, choiceOf(active.config), choose);
     lastDecision = decision;
+    // a swap may follow in a few windows: have the builder up by then (it ends after 30 s without work)
+    if (builder && decision.action === 'hold' && policy.leaning) builder.warm(pkg).catch((err: unknown) => log.warn({ err }, 'builder warm-up failed'));
     setBudgetGauges(decision.effective);
     events.emit('telemetry', { window: w, decision: { action: decision.action, reason: decision.reason }, effective: decision.effective } satisfies Telemetry);
     if (decision.action !== 'hold' && decision.target && !pinned && !closed) {

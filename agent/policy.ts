@@ -137,6 +137,11 @@ export class Policy<C = unknown> {
     this.better = 0;
   }
 
+  /** Whether the last windows are counting towards a swap (a violation or a better fit seen, not yet enough). */
+  get leaning(): boolean {
+    return this.violations > 0 || this.better > 0;
+  }
+
   /** The slowdown in force: the clamped measurement, held until it moves by more than the deadband. */
   slowdownOf(w: LatencyWindow | undefined): number {
     const o = this.opts;

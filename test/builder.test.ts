@@ -67,6 +67,26 @@ test('an idle builder worker ends after idleExitMs; the next build starts a fres
   assert.deepEqual(wb.occupancy(), [0]);
 });
 
+test('warm() starts the builder and hands it the package before any build; an idle warmed builder still ends', async (t) => {
+  const pkg = await loadPackageDir(TINY);
+  const wb = workerBackend({ workers: 1, idleExitMs: 150 });
+  t.after(() => wb.close());
+  assert.deepEqual(wb.occupancy(), [], 'no worker before');
+  await wb.warm(pkg);
+  assert.deepEqual(wb.occupancy(), [0], 'a worker is up, holding no session');
+  await wb.warm(pkg); // again: the same worker
+  assert.deepEqual(wb.occupancy(), [0]);
+  const check = { input: new Float32Array(pkg.manifest.input.shape.reduce((a, b) => a * b, 1)), dims: [1, ...pkg.manifest.input.shape], warmupRuns: 0, checkRuns: 1 };
+  const p = await wb.prepareSubnet(pkg, pkg.space.min(), undefined, ortSessionOptions(nodeBackend, {}), check);
+  assert.ok((await p.checked).output.data.every(Number.isFinite));
+  let gone = false;
+  for (let i = 0; i < 50 && !gone; i++) {
+    await sleep(50);
+    gone = wb.occupancy().length === 0;
+  }
+  assert.ok(gone, 'the idle worker ended');
+});
+
 test('a candidate checked where it was built: non-finite outputs there, or a check that never completes, keep the old model serving', async () => {
   const pkg = await loadPackageDir(TINY);
   const m = new Materializer(pkg, nodeBackend);

@@ -38,7 +38,9 @@ test('downgrades only after downgradeWindows violating windows, then cools down'
   const { subnets, choose } = ladder();
   const active = subnets[7]!; // 8 ms predicted, budget 10 ms
   // slowdown 2: 8 ms × 2 = 16 ms > 10 ms
+  assert.equal(p.leaning, false);
   const d1 = await p.decide({ latencyMs: 10 }, win('s7', 2), active, choose);
+  assert.equal(p.leaning, true, 'a violation counts towards a swap (the agent warms its builder)');
   const d2 = await p.decide({ latencyMs: 10 }, win('s7', 2), active, choose);
   assert.equal(d1.action, 'hold');
   assert.equal(d2.action, 'hold');
@@ -49,6 +51,7 @@ test('downgrades only after downgradeWindows violating windows, then cools down'
   assert.equal(d3.effective.latencyMs, 5);
   assert.ok(d3.target!.predicted.latencyMs! <= 4.5);
   p.swapped();
+  assert.equal(p.leaning, false);
   now += 1000;
   const d4 = await p.decide({ latencyMs: 10 }, win('s3', 2), subnets[3]!, choose);
   assert.equal(d4.reason, 'cooldown');

@@ -28,7 +28,9 @@ export type WorkerRequest =
   /** warm up and time a prepared session on `check` (a CheckedReply), then close it */
   | { t: 'check'; rid: number; sid: number; check: CheckSpec }
   | { t: 'run'; rid: number; sid: number; input: Float32Array; dims: number[]; outputs: string[] }
-  | { t: 'release'; rid: number; sid: number };
+  | { t: 'release'; rid: number; sid: number }
+  /** answers once every earlier message has been handled */
+  | { t: 'ping'; rid: number };
 
 export type WorkerReply =
   | { rid: number; ok: true; value: unknown }
@@ -162,6 +164,8 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
   switch (m.t) {
     case 'create':
       return { value: await open(m.bytes, m.options) };
+    case 'ping':
+      return { value: null };
     case 'package':
       if (!packages.has(m.key)) packages.set(m.key, new SubnetWeights(SupernetPackage.fromVerifiedFiles(m.manifest, m.files, m.location, true)));
       return { value: null };

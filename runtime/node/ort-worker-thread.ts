@@ -29,8 +29,8 @@ export type WorkerRequest =
   | { t: 'check'; rid: number; sid: number; check: CheckSpec }
   | { t: 'run'; rid: number; sid: number; input: Float32Array; dims: number[]; outputs: string[] }
   | { t: 'release'; rid: number; sid: number }
-  /** answers once every earlier message has been handled */
-  | { t: 'ping'; rid: number };
+  /** build (and drop) the smallest subnet of package `key`: the materializer's code is compiled before a real build needs it */
+  | { t: 'warm'; rid: number; key: string };
 
 export type WorkerReply =
   | { rid: number; ok: true; value: unknown }
@@ -164,8 +164,12 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
   switch (m.t) {
     case 'create':
       return { value: await open(m.bytes, m.options) };
-    case 'ping':
+    case 'warm': {
+      const w = packages.get(m.key);
+      if (!w) throw new Error(`package ${m.key} was not sent to this worker`);
+      buildSubnet(w, w.pkg.space.min(), { mode: 'fold' });
       return { value: null };
+    }
     case 'package':
       if (!packages.has(m.key)) packages.set(m.key, new SubnetWeights(SupernetPackage.fromVerifiedFiles(m.manifest, m.files, m.location, true)));
       return { value: null };

@@ -192,8 +192,9 @@ export interface WorkerBackend extends Backend {
    */
   prepareSubnet(pkg: SupernetPackage, config: SubnetConfig, stats: BnStatsMap | undefined, options: OrtApi.InferenceSession.SessionOptions, check: CheckSpec): Promise<PreparedSubnet>;
   /**
-   * Starts a worker (when none is up) and hands it `pkg`, so a build asked for soon does not also pay
-   * the worker's start (~0.25 s here: a V8 isolate, the modules, onnxruntime's binding). Resolves when it is ready.
+   * Starts a worker (when none is up), hands it `pkg` and has it build the smallest subnet once, so a
+   * build asked for soon does not also pay the worker's start (~0.25 s here: a V8 isolate, the modules,
+   * onnxruntime's binding) nor a cold compile of the materializer. Resolves when it is ready.
    */
   warm(pkg: SupernetPackage): Promise<void>;
   /** open sessions per live worker, in start order */
@@ -267,8 +268,8 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
     async warm(pkg) {
       const host = pick();
       sendPackage(host, pkg);
-      // messages are handled in order: once this answers the worker has loaded its modules and holds the package
-      await host.call({ t: 'ping' });
+      // messages are handled in order: once this answers the worker holds the package and has built one subnet
+      await host.call({ t: 'warm', key: pkg.weightsDigest });
     },
     occupancy: () => hosts.map((h) => h.sessions),
     async close() {

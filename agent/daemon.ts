@@ -15,7 +15,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -396,12 +395,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
 
   // --- runtime parts -------------------------------------------------------------------------
   const stats = opts.dataDir ? diskStatsStore(join(opts.dataDir, 'bn-stats')) : new MemoryStatsStore();
-  // calibration sessions run in the builder when there is one (~1 s of compute per subnet), on the cores
-  // serving leaves free (at least one), so a calibration does not slow the requests being served
+  // calibration sessions run in the builder when there is one (~1 s of compute per subnet), with
+  // onnxruntime's default threads: a subnet is most often calibrated for a downgrade, i.e. while other
+  // processes load the cores, where one thread got a third of the CPU time and took twice as long
+  // (test/contention: 2.7-5.6 s instead of 2.2-2.7 s)
   const materializer = new Materializer(pkg, builder ?? backend, stats);
-  const calibration: CalibrateOptions = builder
-    ? { threads: Math.max(1, availableParallelism() - (threads > 0 ? threads : availableParallelism())), ...(opts.calibration ?? {}) }
-    : (opts.calibration ?? {});
+  const calibration: CalibrateOptions = opts.calibration ?? {};
   const sessionOptions: Partial<SessionOptions> = threads > 0 ? { threads } : {};
   let monitor: Monitor | undefined;
   const hot = new HotSwapper({
@@ -508,9 +507,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   setBudgetGauges(undefined);
 
   // Keep BN recalibration off the swap path: precompute statistics of the likely subnets, one at a
-  // time, in the background (a swap that needs one meanwhile shares the same computation).
+  // time, in the background (a swap that needs one meanwhile shares the same computation). A swap
+  // goes first: the next subnet waits until no swap is being built (the builder is one thread).
   const precalibration = (async () => {
     for (const c of selector.candidates ?? []) {
+      while (hot.busy && !closed) await new Promise((r) => setTimeout(r, 20));
       if (closed) return;
       try {
         await materializer.statistics(c.config, calibration);

@@ -427,7 +427,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
           checked: p.checked,
         };
       }
-      const r = await materializer.materialize(cfg, opts.calibration ? { calibration: opts.calibration } : {});
+      const r = await materializer.materialize(cfg, { calibration });
       return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
     },
     // worker host: the worker rebuilds ONNX in a few ms off this thread; cached bytes would only be copied across

@@ -60,8 +60,6 @@ export interface PreparedReply {
   optimized: boolean;
   /** the optimising session, open for one 'check' */
   sid: number;
-  /** materialize, optimise (the optimising session's creation, saving included), read back (ms) */
-  timings: { materializeMs: number; optimizeMs: number; readMs: number };
 }
 
 export interface CheckedReply {
@@ -85,9 +83,20 @@ const packages = new Map<string, SubnetWeights>();
 let nextSid = 1;
 let nextFile = 1;
 
+function packageOf(key: string): SubnetWeights {
+  const w = packages.get(key);
+  if (!w) throw new Error(`package ${key} was not sent to this worker`);
+  return w;
+}
+
+function sessionOf(sid: number): ort.InferenceSession {
+  const s = sessions.get(sid);
+  if (!s) throw new Error(`session ${sid} is not open in this worker`);
+  return s;
+}
+
 function builtWith(m: { key: string; config: SubnetConfig; stats?: BnStatsMap }): Uint8Array {
-  const w = packages.get(m.key);
-  if (!w) throw new Error(`package ${m.key} was not sent to this worker`);
+  const w = packageOf(m.key);
   // configs cross threads as plain data: validated again here (clear error naming the field)
   const cfg = w.pkg.space.parse(m.config);
   return buildSubnet(w, cfg, m.stats ? { mode: 'fold', stats: m.stats } : { mode: 'fold' }).bytes;
@@ -99,12 +108,9 @@ function builtWith(m: { key: string; config: SubnetConfig; stats?: BnStatsMap })
  * graph loads elsewhere with optimisation off, in about half the time, and runs the same.
  */
 async function prepare(m: Extract<WorkerRequest, { t: 'prepare' }>): Promise<{ value: PreparedReply; transfer: ArrayBuffer[] }> {
-  const tm = performance.now();
   const bytes = builtWith(m);
-  const materializeMs = performance.now() - tm;
   const file = join(tmpdir(), `nestswap-${process.pid}-${threadId}-${nextFile++}.onnx`);
   try {
-    const t0 = performance.now();
     let s: ort.InferenceSession;
     let optimized = true;
     try {
@@ -116,26 +122,22 @@ async function prepare(m: Extract<WorkerRequest, { t: 'prepare' }>): Promise<{ v
       s = await ort.InferenceSession.create(bytes, m.options).catch(() => Promise.reject(e));
       optimized = false;
     }
-    const optimizeMs = performance.now() - t0;
     const sid = nextSid++;
     sessions.set(sid, s);
-    const tr = performance.now();
     let out = bytes;
     if (optimized) {
       const buf = await readFile(file);
       // a file read this large owns its memory: hand that over instead of copying it
       out = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength ? new Uint8Array(buf.buffer) : new Uint8Array(buf);
     }
-    const readMs = performance.now() - tr;
-    return { value: { bytes: out, optimized, sid, timings: { materializeMs, optimizeMs, readMs } }, transfer: [out.buffer as ArrayBuffer] };
+    return { value: { bytes: out, optimized, sid }, transfer: [out.buffer as ArrayBuffer] };
   } finally {
     await unlink(file).catch(() => undefined);
   }
 }
 
 async function checkPrepared(m: Extract<WorkerRequest, { t: 'check' }>): Promise<{ value: CheckedReply }> {
-  const s = sessions.get(m.sid);
-  if (!s) throw new Error(`session ${m.sid} is not open in this worker`);
+  const s = sessionOf(m.sid);
   try {
     const feed = () => ({ [s.inputNames[0]!]: new ort.Tensor('float32', m.check.input, m.check.dims) });
     for (let i = 0; i < m.check.warmupRuns; i++) await s.run(feed());
@@ -165,8 +167,7 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
     case 'create':
       return { value: await open(m.bytes, m.options) };
     case 'warm': {
-      const w = packages.get(m.key);
-      if (!w) throw new Error(`package ${m.key} was not sent to this worker`);
+      const w = packageOf(m.key);
       buildSubnet(w, w.pkg.space.min(), { mode: 'fold' });
       return { value: null };
     }
@@ -180,8 +181,7 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
     case 'check':
       return checkPrepared(m);
     case 'run': {
-      const s = sessions.get(m.sid);
-      if (!s) throw new Error(`session ${m.sid} is not open in this worker`);
+      const s = sessionOf(m.sid);
       const t0 = performance.now();
       const res = await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', m.input, m.dims) }, m.outputs);
       const ms = performance.now() - t0;

@@ -29,7 +29,6 @@ export interface PreparedSubnet {
   /** the optimised ONNX: load it with graph optimisation 'disabled' (when `optimized`; else the raw ONNX) */
   bytes: Uint8Array;
   optimized: boolean;
-  timings: PreparedReply['timings'];
   /** the optimising session's warm-up and check, running in the worker while the caller loads `bytes` */
   checked: Promise<CheckedReply>;
 }
@@ -46,6 +45,8 @@ class Host {
   private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private rid = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** has built a subnet (its materializer code is compiled) */
+  warmed = false;
 
   constructor(
     private readonly onExit: (h: Host) => void,
@@ -263,13 +264,19 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
       const p = await host.call<PreparedReply>({ t: 'prepare', key: pkg.weightsDigest, config, ...(stats ? { stats } : {}), options: options as ort.InferenceSession.SessionOptions });
       const checked = host.call<CheckedReply>({ t: 'check', sid: p.sid, check });
       checked.catch(() => undefined); // the caller may fail before it awaits this; it still sees the rejection when it does
-      return { bytes: p.bytes, optimized: p.optimized, timings: p.timings, checked };
+      host.warmed = true;
+      return { bytes: p.bytes, optimized: p.optimized, checked };
     },
     async warm(pkg) {
       const host = pick();
+      if (host.warmed && host.packages.has(pkg.weightsDigest)) {
+        host.idleCheck(); // already warm: only its idle time starts over
+        return;
+      }
       sendPackage(host, pkg);
       // messages are handled in order: once this answers the worker holds the package and has built one subnet
       await host.call({ t: 'warm', key: pkg.weightsDigest });
+      host.warmed = true;
     },
     occupancy: () => hosts.map((h) => h.sessions),
     async close() {

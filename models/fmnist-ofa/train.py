@@ -72,6 +72,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
+    ap.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: none)")
+    ap.add_argument("--zero-residual-bn", action="store_true",
+                    help="BigNAS: start every residual block's last BN scale at zero, so each block starts as the identity")
+    ap.add_argument("--dw-fan-in", action="store_true",
+                    help="initialise depthwise kernels for their real fan (k*k) instead of PyTorch's fan_out (channels*k*k)")
     ap.add_argument("--subnet", help="train only this subnet config (JSON) from scratch, on the labels")
     args = ap.parse_args()
 
@@ -89,7 +94,15 @@ def main():
     x_calib = x_train[torch.from_numpy(calib_rng.choice(len(train_idx), 2000, replace=False))]
 
     # channels_last roughly halves a step on CPU (depthwise convolution backward dominates).
-    model = Supernet(arch).to(memory_format=torch.channels_last)
+    model = Supernet(arch)
+    with torch.no_grad():
+        for blk in [model.first, *model.blocks]:
+            if args.zero_residual_bn and blk.residual:
+                blk.proj_bn.weight.zero_()
+            if args.dw_fan_in:
+                w = blk.dw if isinstance(blk.dw, torch.nn.Parameter) else blk.dw.weight
+                w.normal_(0.0, (2.0 / (w.shape[2] * w.shape[3])) ** 0.5)
+    model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         (no_decay if p.ndim <= 1 or ".m" in n or n.endswith("bias") else decay).append(p)
@@ -152,7 +165,8 @@ def main():
             out = model(x, cfg)
             kd = -(soft * F.log_softmax(out, dim=1)).sum(1).mean()
             kd.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        if args.clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         step += 1
         seen += x.shape[0]

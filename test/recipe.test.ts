@@ -26,6 +26,31 @@ test('fmnist-ofa recipe: one sandwich-rule training step writes a resumable chec
   assert.match(again.stdout, /resumed at step 1/);
 });
 
+test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
+  using tmp = tempDir();
+  const data = join(tmp.path, 'data');
+  prepareFmnist(data);
+  const out = join(tmp.path, 'ck');
+  const base = [repoPath('models', 'fmnist-ofa', 'train.py'), '--data', data, '--out', out, '--full-epochs', '0', '--max-steps', '1', '--batch', '8', '--threads', '1'];
+  const r = spawnSync('/usr/bin/python3', [...base, '--augment', 'flip', '--zero-residual-bn', '--dw-fan-in', '--clip', '0', '--wd', '5e-4'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  // after one warm-up step (lr ~3e-4) residual blocks' last BN scales are still ~0, the others ~1
+  const probe = spawnSync('/usr/bin/python3', ['-c', [
+    'import sys, torch',
+    'm = torch.load(sys.argv[1])["model"]',
+    'res = abs(m["blocks.1.proj_bn.weight"]).max().item()',
+    'first = abs(m["blocks.0.proj_bn.weight"]).min().item()',
+    'print(res, first)',
+  ].join('\n'), join(out, 'last.pt')], { encoding: 'utf8' });
+  assert.equal(probe.status, 0, probe.stderr);
+  const [res, first] = probe.stdout.trim().split(' ').map(Number);
+  assert.ok(res! < 0.01, `residual block scale ${res}`);
+  assert.ok(first! > 0.9, `first block of a stage (no residual) scale ${first}`);
+  const bad = spawnSync('/usr/bin/python3', [...base, '--augment', 'mixup'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--augment: invalid choice: 'mixup'/);
+});
+
 test('the Fashion-MNIST split is 55,000 train / 5,000 validation / 10,000 test with empty rows dropped', () => {
   using tmp = tempDir();
   const d = prepareFmnist(tmp.path);

@@ -9,6 +9,10 @@ After that each step trains the largest subnet on the labels, then the smallest 
 random subnets on the largest subnet's soft predictions; gradients are summed, one SGD step. One
 cosine learning-rate schedule spans all epochs. A checkpoint is written every `--ckpt-every` steps and at each epoch end; rerunning the same
 command resumes from the newest one.
+
+Options besides the committed package's recipe (see the README's trained-supernet section for what they
+measured): `--augment flip|none` (default: 2-pixel shifts and flips), `--wd`, `--zero-residual-bn`,
+`--dw-fan-in`, `--clip 0`.
 """
 import argparse
 import json
@@ -33,9 +37,14 @@ def load_data(d):
     return images, labels, split
 
 
-def augment(x, gen):
-    """Random 2-pixel-shift crop (zero padding) and horizontal flip, per sample."""
+def augment(x, gen, kind="shift-flip"):
+    """Random 2-pixel-shift crop (zero padding) and horizontal flip, per sample; `flip` only flips."""
     n = x.shape[0]
+    if kind == "none":
+        return x
+    if kind == "flip":
+        flip = torch.rand(n, generator=gen) < 0.5
+        return torch.where(flip.view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
     padded = F.pad(x, (2, 2, 2, 2))
     dx = torch.randint(0, 5, (n,), generator=gen)
     dy = torch.randint(0, 5, (n,), generator=gen)
@@ -72,6 +81,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
+    ap.add_argument("--augment", choices=["shift-flip", "flip", "none"], default="shift-flip")
     ap.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: none)")
     ap.add_argument("--zero-residual-bn", action="store_true",
                     help="BigNAS: start every residual block's last BN scale at zero, so each block starts as the identity")
@@ -150,7 +160,7 @@ def main():
         k = step % steps_per_epoch
         idx = perm[k * args.batch : (k + 1) * args.batch]
         gen = torch.Generator().manual_seed(args.seed * 7919 + step)
-        x = augment(x_train[idx], gen).contiguous(memory_format=torch.channels_last)
+        x = augment(x_train[idx], gen, args.augment).contiguous(memory_format=torch.channels_last)
         y = y_train[idx]
         rng = random.Random(args.seed * 104729 + step)
         for g in opt.param_groups:

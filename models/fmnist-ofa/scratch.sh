@@ -3,7 +3,8 @@
 # with the supernet's per-network budget (same epochs, schedule, augmentation, batch; labels only)
 # and records their test accuracy in models/fmnist-ofa/scratch/<name>.json. Resumable: rerun to continue.
 # `node dist/models/fmnist-ofa/report.js` then puts them beside the same subnets taken from the supernet.
-#   [THREADS=2] models/fmnist-ofa/scratch.sh [EPOCHS] [names...]
+#   [THREADS=2] [TRAIN_ARGS="--wd 5e-4 --augment flip"] models/fmnist-ofa/scratch.sh [EPOCHS] [names...]
+# TRAIN_ARGS: the recipe options the supernet was trained with (train.py's), so both sides get the same recipe.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 EPOCHS=${1:-11}
@@ -19,6 +20,6 @@ for name in $NAMES; do
     *) echo "unknown subnet name: $name (small, medium, large)" >&2; exit 2 ;;
   esac
   out=models/fmnist-ofa/checkpoints/scratch-$name
-  /usr/bin/python3 models/fmnist-ofa/train.py --subnet "$cfg" --epochs "$EPOCHS" --threads "${THREADS:-2}" --out "$out"
+  /usr/bin/python3 models/fmnist-ofa/train.py --subnet "$cfg" --epochs "$EPOCHS" --threads "${THREADS:-2}" ${TRAIN_ARGS:-} --out "$out"
   node -e "const f=require('fs');const s=JSON.parse(f.readFileSync('$out/scratch.json','utf8'));s.name='$name';f.writeFileSync('models/fmnist-ofa/scratch/$name.json',JSON.stringify(s,null,1)+'\n')"
 done

@@ -12,12 +12,17 @@ import { repoPath, tempDir } from './helpers.js';
 
 const hasTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
 
+/** train.py's arguments for one tiny sandwich-rule step on the real split, written under `dir` */
+function oneStep(dir: string): { args: string[]; out: string } {
+  const data = join(dir, 'data');
+  prepareFmnist(data);
+  const out = join(dir, 'ck');
+  return { out, args: [repoPath('models', 'fmnist-ofa', 'train.py'), '--data', data, '--out', out, '--full-epochs', '0', '--max-steps', '1', '--batch', '8', '--threads', '1'] };
+}
+
 test('fmnist-ofa recipe: one sandwich-rule training step writes a resumable checkpoint', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
   using tmp = tempDir();
-  const data = join(tmp.path, 'data');
-  prepareFmnist(data);
-  const out = join(tmp.path, 'ck');
-  const args = [repoPath('models', 'fmnist-ofa', 'train.py'), '--data', data, '--out', out, '--full-epochs', '0', '--max-steps', '1', '--batch', '8', '--threads', '1'];
+  const { args, out } = oneStep(tmp.path);
   const r = spawnSync('/usr/bin/python3', args, { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.ok(existsSync(join(out, 'last.pt')));
@@ -28,10 +33,7 @@ test('fmnist-ofa recipe: one sandwich-rule training step writes a resumable chec
 
 test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
   using tmp = tempDir();
-  const data = join(tmp.path, 'data');
-  prepareFmnist(data);
-  const out = join(tmp.path, 'ck');
-  const base = [repoPath('models', 'fmnist-ofa', 'train.py'), '--data', data, '--out', out, '--full-epochs', '0', '--max-steps', '1', '--batch', '8', '--threads', '1'];
+  const { args: base, out } = oneStep(tmp.path);
   const r = spawnSync('/usr/bin/python3', [...base, '--augment', 'flip', '--zero-residual-bn', '--dw-fan-in', '--clip', '0', '--wd', '5e-4'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   // after one warm-up step (lr ~3e-4) residual blocks' last BN scales are still ~0, the others ~1

@@ -548,8 +548,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     else if (hot.busy) decision = { action: 'hold', reason: 'swap in progress', effective: effectiveNow() };
     else decision = await policy.decide(budget, w, choiceOf(active.config), choose);
     lastDecision = decision;
-    // a swap may follow in a few windows: have the builder up by then (it ends after 30 s without work)
-    if (builder && decision.action === 'hold' && policy.leaning) builder.warm(pkg).catch((err: unknown) => log.warn({ err }, 'builder warm-up failed'));
+    // a swap may follow in a few windows: build the subnet it would pick now into the ONNX cache, so the
+    // decision only loads it; at least have the builder up by then (it ends after 30 s without work)
+    if (builder && decision.action === 'hold' && !pinned) {
+      const next = decision.prospect;
+      if (next) {
+        hot.prefetch(next.config).then((kept) => kept && log.debug({ subnet: next.subnetId }, 'prefetched the subnet a swap would pick'), () => undefined);
+      } else if (policy.leaning) builder.warm(pkg).catch((err: unknown) => log.warn({ err }, 'builder warm-up failed'));
+    }
     setBudgetGauges(decision.effective);
     events.emit('telemetry', { window: w, decision: { action: decision.action, reason: decision.reason }, effective: decision.effective } satisfies Telemetry);
     if (decision.action !== 'hold' && decision.target && !pinned && !closed) {

@@ -110,6 +110,11 @@ export interface Decision<C = unknown> {
   reason: string;
   effective: EffectiveBudget;
   target?: Choice<C>;
+  /**
+   * On a hold that counted towards a swap (see `leaning`): the subnet that swap would pick if it
+   * were decided now, so the agent can build it ahead of the decision.
+   */
+  prospect?: Choice<C>;
 }
 
 export class Policy<C = unknown> {
@@ -215,9 +220,13 @@ export class Policy<C = unknown> {
       this.better = 0;
       this.violations++;
       const what = [latViolated && 'latency', memViolated && 'memory'].filter(Boolean).join('+');
-      if (this.violations < o.downgradeWindows) return hold(`${what} violated (${this.violations}/${o.downgradeWindows})`);
       const target = await choose(scaled(1 - o.downgradeMargin));
-      if (target.subnetId === active.subnetId || !cheaper(target.predicted, p)) return hold(`${what} violated; no cheaper subnet`);
+      const none = target.subnetId === active.subnetId || !cheaper(target.predicted, p);
+      if (this.violations < o.downgradeWindows) {
+        const d = hold(`${what} violated (${this.violations}/${o.downgradeWindows})`);
+        return none ? d : { ...d, prospect: target };
+      }
+      if (none) return hold(`${what} violated; no cheaper subnet`);
       return { action: 'downgrade', reason: `${what} budget violated for ${this.violations} windows`, effective: eff, target };
     }
     this.violations = 0;
@@ -233,7 +242,7 @@ export class Policy<C = unknown> {
       return hold('within budget');
     }
     this.better++;
-    if (this.better < o.upgradeWindows) return hold(`better subnet fits (${this.better}/${o.upgradeWindows})`);
+    if (this.better < o.upgradeWindows) return { ...hold(`better subnet fits (${this.better}/${o.upgradeWindows})`), prospect: target };
     return { action: 'upgrade', reason: `better subnet fits with margin for ${this.better} windows`, effective: eff, target };
   }
 }

@@ -154,6 +154,7 @@ export class HotSwapper {
   private queued: Pending | undefined;
   private worker: Promise<void> | undefined;
   private readonly cache = new Map<string, CandidateBytes>();
+  private prefetching: Promise<boolean> | undefined;
   private cacheBytes = 0;
   private seq = 0;
   private closed = false;
@@ -207,6 +208,39 @@ export class HotSwapper {
       // One worker drains the queue; a second caller joins it instead of racing.
       if (!this.worker) this.worker = this.drain();
     });
+  }
+
+  /**
+   * Builds `cfg` into the ONNX cache ahead of a swap that may follow (the policy leaning towards
+   * it), so that swap only loads it. One at a time, and none while a swap is being built (they
+   * share the builder); nothing when the cache is off or already holds it, or it is serving.
+   * Resolves true when the candidate is in the cache. A failed build is not reported here: the swap,
+   * if it comes, builds again and reports it.
+   */
+  prefetch(cfg: SubnetConfig): Promise<boolean> {
+    const id = this.opts.idOf(cfg);
+    if (this.closed || this.prefetching || this.worker || this.cacheCap() <= 0 || this.cache.has(id) || this.current?.subnetId === id) return Promise.resolve(false);
+    const done = (async () => {
+      try {
+        const b = await this.opts.build(cfg, this.candidateCheck());
+        if (b.session) {
+          // a backend that opens sessions where they will serve has no bytes to keep
+          await b.session.release().catch(() => undefined);
+          return false;
+        }
+        // a candidate whose check failed where it was built is not kept: the swap builds it again and reports why
+        const checked = b.checked ? await b.checked : undefined;
+        if (checked && !checked.output.data.every(Number.isFinite)) return false;
+        this.cachePut(id, { bytes: b.bytes, ...(b.sessionOptions ? { sessionOptions: b.sessionOptions } : {}), ...(checked ? { checked } : {}) });
+        return this.cache.has(id);
+      } catch {
+        return false;
+      } finally {
+        this.prefetching = undefined;
+      }
+    })();
+    this.prefetching = done;
+    return done;
   }
 
   /** Runs one batch on the serving model; in-flight runs keep their model alive across swaps. */
@@ -308,6 +342,8 @@ export class HotSwapper {
     let checkLatencyMs: number | null = null;
     const t0 = p.decidedAt;
     try {
+      // a prefetch in flight holds the builder: the swap waits for it (it may be this very subnet)
+      if (this.prefetching) await this.prefetching;
       let built = this.cacheGet(id);
       if (built) onnxCached = true;
       else {
@@ -404,8 +440,12 @@ export class HotSwapper {
     this.cacheBytes -= b.bytes.length;
   }
 
+  private cacheCap(): number {
+    return this.opts.onnxCacheBytes ?? 64 * 1024 * 1024;
+  }
+
   private cachePut(id: string, c: CandidateBytes): void {
-    const cap = this.opts.onnxCacheBytes ?? 64 * 1024 * 1024;
+    const cap = this.cacheCap();
     if (cap <= 0 || c.bytes.length > cap) return;
     if (this.cache.has(id)) return;
     this.cache.set(id, c);

@@ -205,3 +205,69 @@ test('corrupt candidate bytes and a latency limit below the candidate also fail 
   await assert.rejects(hot.infer(new Float32Array(3), 1), { code: 'ERR_INPUT' });
   await hot.close();
 });
+
+test('prefetch builds a candidate into the ONNX cache: the swap that follows only loads it; a swap during a prefetch waits for it instead of building twice', async () => {
+  const pkg = await loadPackageDir(dir);
+  const m = new Materializer(pkg, nodeBackend);
+  const builds: string[] = [];
+  let gate: Promise<void> = Promise.resolve();
+  const hot = swapper(pkg, m, {
+    build: async (c) => {
+      builds.push(pkg.space.id(c));
+      await gate;
+      const r = await m.materialize(c, FAST);
+      return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
+    },
+  });
+  const [a, b, c] = [pkg.space.min(), pkg.space.max(), pkg.space.sample(mulberry32(3))];
+  await hot.swapTo(a);
+  assert.equal(await hot.prefetch(a), false, 'the serving subnet is not prefetched');
+  assert.equal(await hot.prefetch(b), true);
+  assert.equal(await hot.prefetch(b), false, 'already in the cache');
+  const rb = await hot.swapTo(b);
+  assert.equal(rb.outcome, 'swapped');
+  assert.equal(rb.onnxCached, true);
+  assert.deepEqual(builds, [pkg.space.id(a), pkg.space.id(b)], 'built once, by the prefetch');
+
+  // a swap decided while the prefetch of the same subnet is still building takes its result
+  let open!: () => void;
+  gate = new Promise((r) => (open = r));
+  const pending = hot.prefetch(c);
+  assert.equal(await hot.prefetch(a), false, 'one prefetch at a time');
+  const swapping = hot.swapTo(c);
+  open();
+  assert.equal(await pending, true);
+  const rc = await swapping;
+  assert.equal(rc.outcome, 'swapped');
+  assert.equal(rc.onnxCached, true);
+  assert.equal(builds.filter((id) => id === pkg.space.id(c)).length, 1);
+  assert.equal(hot.active!.subnetId, pkg.space.id(c));
+  await hot.close();
+});
+
+test('prefetch keeps nothing when the cache is off or the build fails; the swap then builds and reports', async () => {
+  const pkg = await loadPackageDir(dir);
+  const m = new Materializer(pkg, nodeBackend);
+  let fail = true;
+  const hot = swapper(pkg, m, {
+    build: async (c) => {
+      if (fail && pkg.space.id(c) === pkg.space.id(pkg.space.max())) throw new Error('builder crashed');
+      const r = await m.materialize(c, FAST);
+      return { subnetId: r.subnetId, bytes: r.bytes };
+    },
+  });
+  await hot.swapTo(pkg.space.min());
+  assert.equal(await hot.prefetch(pkg.space.max()), false);
+  const r = await hot.swapTo(pkg.space.max());
+  assert.equal(r.outcome, 'failed');
+  assert.match(r.error!.message, /builder crashed/);
+  fail = false;
+  const again = await hot.swapTo(pkg.space.max());
+  assert.equal(again.outcome, 'swapped');
+  assert.equal(again.onnxCached, false);
+  await hot.close();
+  const off = swapper(pkg, m, { onnxCacheBytes: 0 });
+  await off.swapTo(pkg.space.min());
+  assert.equal(await off.prefetch(pkg.space.max()), false);
+  await off.close();
+});

@@ -50,6 +50,10 @@ test('downgrades only after downgradeWindows violating windows, then cools down'
   // effective latency = 10 / 2 = 5 ms; with the 10% margin the target must fit 4.5 ms
   assert.equal(d3.effective.latencyMs, 5);
   assert.ok(d3.target!.predicted.latencyMs! <= 4.5);
+  // the windows before it already named that subnet, so the agent could build it ahead of the decision
+  assert.equal(d1.prospect?.subnetId, d3.target!.subnetId);
+  assert.equal(d2.prospect?.subnetId, d3.target!.subnetId);
+  assert.equal(d3.prospect, undefined);
   p.swapped();
   assert.equal(p.leaning, false);
   now += 1000;
@@ -67,6 +71,10 @@ test('a violation streak broken by a good window starts over', async () => {
   const d = await p.decide({ latencyMs: 10 }, win('s7', 2), active, choose);
   assert.equal(d.action, 'hold');
   assert.match(d.reason, /1\/3/);
+  // a violation with no cheaper subnet names none
+  const bottom = await new Policy({ downgradeWindows: 3 }, () => 0).decide({ latencyMs: 10 }, win('s0', 50), subnets[0]!, choose);
+  assert.equal(bottom.action, 'hold');
+  assert.equal(bottom.prospect, undefined);
 });
 
 test('upgrades only after upgradeWindows windows in which a better subnet fits with margin', async () => {
@@ -77,6 +85,7 @@ test('upgrades only after upgradeWindows windows in which a better subnet fits w
     const d = await p.decide({ latencyMs: 10 }, win('s2', 1), active, choose);
     assert.equal(d.action, 'hold');
     assert.match(d.reason, new RegExp(`${i}/5`));
+    assert.equal(d.prospect?.subnetId, 's8');
   }
   const d = await p.decide({ latencyMs: 10 }, win('s2', 1), active, choose);
   assert.equal(d.action, 'upgrade');

@@ -548,13 +548,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     else if (hot.busy) decision = { action: 'hold', reason: 'swap in progress', effective: effectiveNow() };
     else decision = await policy.decide(budget, w, choiceOf(active.config), choose);
     lastDecision = decision;
-    // a swap may follow in a few windows: build the subnet it would pick now into the ONNX cache, so the
-    // decision only loads it; at least have the builder up by then (it ends after 30 s without work)
-    if (builder && decision.action === 'hold' && !pinned) {
+    // A swap may follow in a few windows: have the builder up by then (it ends after 30 s without work),
+    // and when the subnet that swap would pick now has its statistics cached, build it into the ONNX
+    // cache so the decision only loads it. Never a calibration: the pick can still change while the
+    // slowdown moves, and a swap to another subnet would wait behind seconds of stale calibration.
+    if (builder && decision.action === 'hold' && !pinned && policy.leaning) {
       const next = decision.prospect;
-      if (next) {
-        hot.prefetch(next.config).then((kept) => kept && log.debug({ subnet: next.subnetId }, 'prefetched the subnet a swap would pick'), () => undefined);
-      } else if (policy.leaning) builder.warm(pkg).catch((err: unknown) => log.warn({ err }, 'builder warm-up failed'));
+      void (async () => {
+        if (next && (await materializer.hasStatistics(next.config, calibration))) {
+          if (await hot.prefetch(next.config)) log.debug({ subnet: next.subnetId }, 'prefetched the subnet a swap would pick');
+        } else await builder.warm(pkg);
+      })().catch((err: unknown) => log.warn({ err }, 'builder warm-up or prefetch failed'));
     }
     setBudgetGauges(decision.effective);
     events.emit('telemetry', { window: w, decision: { action: decision.action, reason: decision.reason }, effective: decision.effective } satisfies Telemetry);

@@ -61,6 +61,12 @@ export class Materializer {
     return { stats: await p, cached: false };
   }
 
+  /** Whether a subnet's calibrated statistics are in the store already (nothing is computed). */
+  async hasStatistics(cfg: SubnetConfig, opts: CalibrateOptions = {}): Promise<boolean> {
+    const key = statsKey(this.pkg, cfg, Math.min(opts.images ?? this.pkg.manifest.calibration.count, this.pkg.manifest.calibration.count));
+    return (await this.stats.get(key)) !== undefined;
+  }
+
   async materialize(config: SubnetConfig, opts: MaterializeOptions = {}): Promise<MaterializedSubnet> {
     const cfg = this.pkg.space.parse(config);
     const calibrate = opts.calibrate ?? true;

@@ -95,7 +95,7 @@ test('CPU contention from other processes moves the agent to a faster subnet wit
   t.diagnostic(`moved to ${under.subnet!.id} after ${reaction} ms; slowdown ${under.observed.slowdown?.toFixed(2)}; others' CPU ${under.conditions?.othersCpu?.toFixed(2)}`);
   assert.ok(under.swaps.some((s) => s.outcome === 'swapped' && s.reason.startsWith('policy downgrade')));
   const down = under.swaps.find((s) => s.outcome === 'swapped' && s.reason.startsWith('policy downgrade'))!;
-  // the windows before the decision named the target: prefetched, the decision only had to load it
+  // prefetched when the windows before the decision named it and its statistics were cached
   t.diagnostic(`downgrade decision -> serving ${down.timings?.totalMs.toFixed(1)} ms; prefetched (ONNX cached) ${down.onnxCached}`);
   const downgraded = predictedOfActive();
 

@@ -222,7 +222,9 @@ test('prefetch builds a candidate into the ONNX cache: the swap that follows onl
   const [a, b, c] = [pkg.space.min(), pkg.space.max(), pkg.space.sample(mulberry32(3))];
   await hot.swapTo(a);
   assert.equal(await hot.prefetch(a), false, 'the serving subnet is not prefetched');
+  assert.equal(await m.hasStatistics(b, FAST.calibration), false);
   assert.equal(await hot.prefetch(b), true);
+  assert.equal(await m.hasStatistics(b, FAST.calibration), true, 'its build calibrated it');
   assert.equal(await hot.prefetch(b), false, 'already in the cache');
   const rb = await hot.swapTo(b);
   assert.equal(rb.outcome, 'swapped');

@@ -270,6 +270,7 @@ export class HotSwapper {
     if (this.closed) return;
     await this.worker;
     this.closed = true;
+    await this.prefetching; // its builder call finishes before the caller tears the builder down
     const m = this.current;
     this.current = undefined;
     if (m) {

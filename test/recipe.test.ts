@@ -34,7 +34,7 @@ test('fmnist-ofa recipe: one sandwich-rule training step writes a resumable chec
 test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
   using tmp = tempDir();
   const { args: base, out } = oneStep(tmp.path);
-  const r = spawnSync('/usr/bin/python3', [...base, '--augment', 'flip', '--zero-residual-bn', '--dw-fan-in', '--clip', '0', '--wd', '5e-4'], { encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/python3', [...base, '--augment', 'flip', '--zero-residual-bn', '--dw-fan-in', '--clip', '0', '--wd', '5e-4', '--label-smoothing', '0'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   // after one warm-up step (lr ~3e-4) residual blocks' last BN scales are still ~0, the others ~1
   const probe = spawnSync('/usr/bin/python3', ['-c', [

@@ -11,7 +11,7 @@ cosine learning-rate schedule spans all epochs. A checkpoint is written every `-
 command resumes from the newest one.
 
 Options besides the committed package's recipe (see the README's trained-supernet section for what they
-measured): `--augment flip|none` (default: 2-pixel shifts and flips), `--wd`, `--zero-residual-bn`,
+measured): `--augment flip|none` (default: 2-pixel shifts and flips), `--wd`, `--label-smoothing`, `--zero-residual-bn`,
 `--dw-fan-in`, `--clip 0`.
 """
 import argparse
@@ -81,6 +81,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
+    ap.add_argument("--label-smoothing", type=float, default=0.1, help="on the labels (distillation targets are the teacher's)")
     ap.add_argument("--augment", choices=["shift-flip", "flip", "none"], default="shift-flip")
     ap.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: none)")
     ap.add_argument("--zero-residual-bn", action="store_true",
@@ -167,7 +168,7 @@ def main():
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
         logits = model(x, fixed or max_cfg)
-        loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+        loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
         loss.backward()
         soft = F.softmax(logits.detach(), dim=1)
         sandwich = not fixed and step >= args.full_epochs * steps_per_epoch

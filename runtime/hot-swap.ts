@@ -45,6 +45,14 @@ export interface CandidateBytes {
   checked?: Promise<CheckedElsewhere> | CheckedElsewhere;
 }
 
+/** What the ONNX cache keeps of a build: its bytes, how to open them and its check (`checked`, or the build's own). */
+function candidateOf(b: CandidateBytes, checked = b.checked): CandidateBytes {
+  const c: CandidateBytes = { bytes: b.bytes };
+  if (b.sessionOptions) c.sessionOptions = b.sessionOptions;
+  if (checked) c.checked = checked;
+  return c;
+}
+
 export type BuiltModel = {
   subnetId: string;
   /** BN statistics came from a cache (reported in the swap record) */
@@ -231,7 +239,7 @@ export class HotSwapper {
         // a candidate whose check failed where it was built is not kept: the swap builds it again and reports why
         const checked = b.checked ? await b.checked : undefined;
         if (checked && !checked.output.data.every(Number.isFinite)) return false;
-        this.cachePut(id, { bytes: b.bytes, ...(b.sessionOptions ? { sessionOptions: b.sessionOptions } : {}), ...(checked ? { checked } : {}) });
+        this.cachePut(id, candidateOf(b, checked));
         return this.cache.has(id);
       } catch {
         return false;
@@ -352,9 +360,7 @@ export class HotSwapper {
         statsCached = b.statsCached ?? null;
         if (b.session) session = b.session;
         else {
-          built = { bytes: b.bytes };
-          if (b.sessionOptions) built.sessionOptions = b.sessionOptions;
-          if (b.checked) built.checked = b.checked;
+          built = candidateOf(b);
           this.cachePut(id, built);
         }
       }

@@ -46,7 +46,7 @@ export class Materializer {
 
   /** Calibrated statistics for a subnet: from the store, or computed once (concurrent callers share it). */
   async statistics(cfg: SubnetConfig, opts: CalibrateOptions = {}): Promise<{ stats: BnStatsMap; cached: boolean }> {
-    const key = statsKey(this.pkg, cfg, Math.min(opts.images ?? this.pkg.manifest.calibration.count, this.pkg.manifest.calibration.count));
+    const key = this.statsKeyOf(cfg, opts);
     const hit = await this.stats.get(key);
     if (hit) return { stats: hit, cached: true };
     let p = this.inflight.get(key);
@@ -63,8 +63,13 @@ export class Materializer {
 
   /** Whether a subnet's calibrated statistics are in the store already (nothing is computed). */
   async hasStatistics(cfg: SubnetConfig, opts: CalibrateOptions = {}): Promise<boolean> {
-    const key = statsKey(this.pkg, cfg, Math.min(opts.images ?? this.pkg.manifest.calibration.count, this.pkg.manifest.calibration.count));
-    return (await this.stats.get(key)) !== undefined;
+    return (await this.stats.get(this.statsKeyOf(cfg, opts))) !== undefined;
+  }
+
+  /** The store's key: the subnet and how many of the package's calibration images are used. */
+  private statsKeyOf(cfg: SubnetConfig, opts: CalibrateOptions): string {
+    const count = this.pkg.manifest.calibration.count;
+    return statsKey(this.pkg, cfg, Math.min(opts.images ?? count, count));
   }
 
   async materialize(config: SubnetConfig, opts: MaterializeOptions = {}): Promise<MaterializedSubnet> {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parentPort, threadId } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { BnStatsMap } from '../calibrate.js';
+import type { CandidateCheck, CheckedElsewhere } from '../hot-swap.js';
 import { buildSubnet, SubnetWeights } from '../materialize.js';
 import { SupernetPackage, type Manifest } from '../package.js';
 import type { SubnetConfig } from '../space.js';
@@ -45,14 +46,8 @@ export interface CreatedReply {
   outputMetadata: ort.InferenceSession.ValueMetadata[];
 }
 
-/** How a prepared candidate is warmed up and checked where it is built. */
-export interface CheckSpec {
-  /** one sample, the package's input contract */
-  input: Float32Array;
-  dims: number[];
-  warmupRuns: number;
-  checkRuns: number;
-}
+/** How a prepared candidate is warmed up and checked where it is built: the hot swapper's CandidateCheck. */
+export type CheckSpec = CandidateCheck;
 
 export interface PreparedReply {
   /** the optimised ONNX (load it with graph optimisation 'disabled': it is already optimised, for this machine),
@@ -63,12 +58,8 @@ export interface PreparedReply {
   sid: number;
 }
 
-export interface CheckedReply {
-  /** times of the check runs (ms) */
-  times: number[];
-  /** the last check run's first output */
-  output: { data: Float32Array; dims: readonly number[] };
-}
+/** The check runs' times (ms) and the last run's first output, as the hot swapper takes them. */
+export type CheckedReply = CheckedElsewhere;
 
 export interface RunReply {
   /** the run's time in this worker (ms), including onnxruntime-node's own wrapping */

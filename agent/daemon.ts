@@ -15,6 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -34,6 +35,15 @@ import { Policy, type Choice, type Decision, type EffectiveBudget, type PolicyOp
 import { diskStatsStore } from './stats-store.js';
 
 export type SubnetChoice = Choice<SubnetConfig>;
+
+/**
+ * Intra-op threads an agent's sessions get when none are asked for: with sessions on the main thread,
+ * the cores less one, left to the builder that prepares swaps; with sessions in worker threads, 1 (two
+ * workers each with a full thread pool oversubscribe small machines).
+ */
+export function defaultSessionThreads(sessionHost: 'main' | 'worker' = 'main'): number {
+  return sessionHost === 'worker' ? 1 : Math.max(1, availableParallelism() - 1);
+}
 
 /** Which subnet is best for a budget, and what a subnet is predicted to cost. */
 export interface Selector {

@@ -25,13 +25,12 @@
  *  - process RSS with the model loaded, and idle CPU (monitor running, no traffic).
  */
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { Materializer } from '../runtime/materializer.js';
-import { ladderSelector, startDaemon } from '../agent/daemon.js';
+import { defaultSessionThreads, ladderSelector, startDaemon } from '../agent/daemon.js';
 import type { SwapRecord } from '../runtime/hot-swap.js';
 import { mulberry32 } from '../runtime/random.js';
 
@@ -55,7 +54,7 @@ const nSwaps = Number(values.swaps);
 const blocks = Math.max(1, Math.floor(Number(values.blocks)));
 const sessionHost = values.host === 'worker' ? 'worker' : 'main';
 // auto: as `nestswap agent` chooses (main host: the cores less one, left to the builder; worker host: 1)
-const threads = values.threads === 'auto' ? (sessionHost === 'worker' ? 1 : Math.max(1, availableParallelism() - 1)) : Number(values.threads);
+const threads = values.threads === 'auto' ? defaultSessionThreads(sessionHost) : Number(values.threads);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const q = (xs: number[], p: number) => {

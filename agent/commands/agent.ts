@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
@@ -65,8 +64,8 @@ export async function run(argv: string[]): Promise<number> {
       port: numberOpt(v.port, '--port'),
       host: v.host,
       dataDir: v.data,
-      // as standalone: one core left to the builder that prepares swaps
-      threads: numberOpt(v.threads, '--threads') ?? Math.max(1, availableParallelism() - 1),
+      // as standalone (sessions on the main thread, one core left to the builder)
+      threads: numberOpt(v.threads, '--threads') ?? (await import('../daemon.js')).defaultSessionThreads('main'),
       logger,
     });
     return typeof code === 'number' ? code : 0;
@@ -77,15 +76,15 @@ export async function run(argv: string[]): Promise<number> {
   const port = numberOpt(v.port, '--port') ?? 8787;
   const sessionHost = v['session-host'] ?? 'main';
   if (sessionHost !== 'main' && sessionHost !== 'worker') throw new NestswapError('ERR_USAGE', `--session-host must be 'main' or 'worker' (got '${sessionHost}').`);
-  // the builder (main host) or the second worker needs a core of its own while a swap is prepared
-  const threads = numberOpt(v.threads, '--threads') ?? (sessionHost === 'worker' ? 1 : Math.max(1, availableParallelism() - 1));
   const intervalMs = numberOpt(v['interval-ms'], '--interval-ms') ?? 1000;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NestswapError('ERR_USAGE', `--port must be an integer 0..65535 (got ${port}).`);
-  if (!Number.isInteger(threads) || threads < 0) throw new NestswapError('ERR_USAGE', `--threads must be an integer >= 0 (got ${threads}).`);
   if (!(intervalMs >= 50)) throw new NestswapError('ERR_USAGE', `--interval-ms must be >= 50 (got ${intervalMs}).`);
+  const asked = numberOpt(v.threads, '--threads');
+  if (asked !== undefined && (!Number.isInteger(asked) || asked < 0)) throw new NestswapError('ERR_USAGE', `--threads must be an integer >= 0 (got ${asked}).`);
 
   const pkg = await loadSupernet(required(v.supernet, '--supernet'));
-  const { startDaemon } = await import('../daemon.js');
+  const { startDaemon, defaultSessionThreads } = await import('../daemon.js');
+  const threads = asked ?? defaultSessionThreads(sessionHost);
   const budget: { latencyMs?: number; memoryMB?: number } = {};
   if (latencyMs !== undefined) budget.latencyMs = latencyMs;
   if (memoryMB !== undefined) budget.memoryMB = memoryMB;

@@ -28,6 +28,12 @@ export interface BuildOptions {
   stats?: ReadonlyMap<string, BnStats>;
   /** Input batch dimension: a number, or a symbolic name (default 'batch'). */
   batch?: number | string;
+  /**
+   * Emit onnxruntime's NCHWc layout for x86 CPUs with this block size (MLAS: 8 with AVX2, 16 with
+   * AVX-512; see runtime/nchwc.ts): the graph onnxruntime's 'all' optimisation would make of the
+   * plain one, made here, so a session loads it with optimisation 'disabled'. Folded BN only.
+   */
+  nchwcBlock?: number;
 }
 
 export interface BuiltGraph {
@@ -56,16 +62,13 @@ export class SubnetWeights {
     return this.pkg.arch;
   }
 
-  /** First `rows` rows and first `cols` columns of a [R, C, ...] tensor with `inner` trailing elements. */
+  /** First `rows` rows and first `cols` columns of a [R, C, ...] tensor with `inner` trailing elements (read only: may be a view). */
   slice2(name: string, rows: number, cols: number): Float32Array {
     const t = this.pkg.tensor(name);
     const C = t.shape[1]!;
     const inner = t.shape.slice(2).reduce((a, b) => a * b, 1);
+    if (cols === C) return t.data.subarray(0, rows * C * inner); // a view: read only
     const out = new Float32Array(rows * cols * inner);
-    if (cols === C) {
-      out.set(t.data.subarray(0, rows * C * inner));
-      return out;
-    }
     for (let r = 0; r < rows; r++) out.set(t.data.subarray(r * C * inner, (r * C + cols) * inner), r * cols * inner);
     return out;
   }
@@ -74,11 +77,28 @@ export class SubnetWeights {
     return this.pkg.tensor(name).data.subarray(0, n);
   }
 
-  /** OFA's get_active_filter: the depthwise kernel of `mid` channels at kernel size `ks`. */
+  /** transformed depthwise kernels of every channel, by slot and kernel size (first-N channels slice them) */
+  private readonly dwCache = new Map<string, Float32Array>();
+
+  /**
+   * OFA's get_active_filter: the depthwise kernel of `mid` channels at kernel size `ks` (a view:
+   * read only). The transformation is per channel, so it is done once for all channels of a slot.
+   */
   dwKernel(slot: number, mid: number, ks: number): Float32Array {
+    const key = `${slot}:${ks}`;
+    let all = this.dwCache.get(key);
+    if (!all) {
+      all = this.transformDw(slot, ks);
+      this.dwCache.set(key, all);
+    }
+    return all.subarray(0, mid * ks * ks);
+  }
+
+  private transformDw(slot: number, ks: number): Float32Array {
     const K = this.maxKs;
-    const w = this.pkg.tensor(`blocks.${slot}.dw`).data;
-    let cur = w.slice(0, mid * K * K);
+    const w = this.pkg.tensor(`blocks.${slot}.dw`);
+    const channels = w.shape[0]!;
+    let cur = w.data;
     let src = K;
     for (let i = this.ksList.length - 1; i > 0; i--) {
       src = this.ksList[i]!;
@@ -87,9 +107,9 @@ export class SubnetWeights {
       const s = (src - t) / 2;
       const m = this.pkg.tensor(`blocks.${slot}.m${src}to${t}`).data;
       const tt = t * t;
-      const next = new Float32Array(mid * tt);
+      const next = new Float32Array(channels * tt);
       const crop = new Float64Array(tt);
-      for (let c = 0; c < mid; c++) {
+      for (let c = 0; c < channels; c++) {
         for (let y = 0; y < t; y++) for (let x = 0; x < t; x++) crop[y * t + x] = cur[c * src * src + (y + s) * src + (x + s)]!;
         for (let j = 0; j < tt; j++) {
           let acc = 0;
@@ -108,7 +128,61 @@ interface ConvSpec {
   dims: number[];
   stride?: number;
   group?: number;
-  bias?: Float32Array;
+  /** per output channel factor the weights are multiplied by as they are written (folded BatchNorm) */
+  scale?: Float64Array;
+}
+
+/** What follows a convolution: an activation, and a residual input added after it (no activation then). */
+interface ConvTail {
+  act?: Activation | 'h_sigmoid';
+  residual?: string;
+}
+
+const NCHWC = 'com.microsoft.nchwc';
+
+/** onnxruntime's name of a fused activation in NchwcConv's `activation` attribute, with its parameters. */
+function nchwcActivation(a: Activation | 'h_sigmoid'): Record<string, { floats: number[] } | string> {
+  if (a === 'relu') return { activation: 'Relu' };
+  if (a === 'h_swish') return { activation: 'HardSwish' };
+  return { activation: 'HardSigmoid', activation_params: { floats: [1 / 6, 0.5] } };
+}
+
+/**
+ * A filter [O, I, kh, kw] in onnxruntime's NCHWc order, output channels padded to `Op` and input
+ * channels to `Ip` with zeros, each output channel's weights multiplied by `scale[o]` on the way
+ * (folded BatchNorm; one pass over the weights). Blocked inputs (`blockedInput`) use MLAS's
+ * OIHWBiBo order ([O/B][I/B][kh][kw][Bi][Bo]); depthwise filters and convolutions that read a plain
+ * NCHW input use OIHWBo ([O/B][I][kh][kw][Bo]).
+ */
+export function reorderFilter(w: Float32Array, dims: readonly number[], Op: number, Ip: number, B: number, blockedInput: boolean, scale?: Float64Array): Float32Array {
+  const [O, I, H, W] = dims as [number, number, number, number];
+  const hw = H * W;
+  const out = new Float32Array(Op * Ip * hw);
+  // each output channel's source row is read in order; its destinations are B (or B*B) floats apart
+  for (let o = 0; o < O; o++) {
+    const sc = scale ? scale[o]! : 1;
+    const bo = o % B;
+    let src = o * I * hw;
+    if (!blockedInput) {
+      // dst = ((ob * Ip + i) * hw + s) * B + bo
+      let d = (o - bo) * Ip * hw + bo;
+      for (let end = src + I * hw; src < end; src++, d += B) out[d] = w[src]! * sc;
+    } else if (hw === 1) {
+      // dst = (ob * Ip + i) * B + bo: consecutive input channels are B apart across blocks too
+      let d = (o - bo) * Ip + bo;
+      for (let end = src + I; src < end; src++, d += B) out[d] = w[src]! * sc;
+    } else {
+      // dst = ((ob * Ip/B + ib) * hw + s) * B*B + bi * B + bo
+      const BB = B * B;
+      const d0 = (o - bo) * Ip * hw + bo;
+      for (let i = 0; i < I; i++) {
+        const bi = i % B;
+        const d = d0 + (i - bi) * hw * B + bi * B;
+        for (let s = 0; s < hw; s++) out[d + s * BB] = w[src++]! * sc;
+      }
+    }
+  }
+  return out;
 }
 
 /** Emits the parts of a subnet graph; exported so profilers can build single parts (stem, one block, head). */
@@ -117,6 +191,10 @@ export class SubnetGraphBuilder {
   readonly bnNames: string[] = [];
   readonly bnOutputs: { name: string; channels: number }[] = [];
   private readonly mode: BnMode;
+  /** NCHWc block size when emitting onnxruntime's blocked layout, else 0 */
+  private readonly B: number;
+  /** values in the blocked layout -> their channel count (before padding to the block) */
+  private readonly blocked = new Map<string, number>();
 
   constructor(
     readonly w: SubnetWeights,
@@ -125,24 +203,94 @@ export class SubnetGraphBuilder {
   ) {
     this.g = new GraphBuilder(name);
     this.mode = opts.mode ?? 'fold';
+    this.B = opts.nchwcBlock ?? 0;
+    if (this.B && (this.mode !== 'fold' || !Number.isInteger(this.B) || this.B < 2))
+      throw new Error(`the NCHWc layout needs folded BatchNorm and a block size of at least 2 (got mode ${this.mode}, block ${this.B})`);
   }
 
-  private conv(x: string, c: ConvSpec, prefix: string, bias?: Float32Array): string {
+  private pad(c: number): number {
+    return Math.ceil(c / this.B) * this.B;
+  }
+
+  /** `x` in the plain NCHW layout (a ReorderOutput when it is blocked). */
+  nchw(x: string): string {
+    const c = this.blocked.get(x);
+    if (c === undefined) return x;
+    return this.g.opIn(NCHWC, 'ReorderOutput', [x], { channels: c, channels_last: { int: 0 } });
+  }
+
+  private conv(x: string, c: ConvSpec, prefix: string, bias: Float32Array | undefined, tail: ConvTail = {}): string {
     const k = c.dims[2]!;
     const p = Math.floor(k / 2);
-    const inputs = [x, this.g.floatTensor(`${prefix}.weight`, c.weight, c.dims)];
-    if (bias) inputs.push(this.g.floatTensor(`${prefix}.bias`, bias, [bias.length]));
-    return this.g.op('Conv', inputs, {
+    const group = c.group ?? 1;
+    const attrs = {
       kernel_shape: [k, k],
       strides: [c.stride ?? 1, c.stride ?? 1],
       pads: [p, p, p, p],
-      group: { int: c.group ?? 1 },
       dilations: [1, 1],
-    });
+    };
+    if (this.B) return this.convNchwc(x, c, prefix, bias, tail, attrs);
+    let weight = c.weight;
+    if (c.scale) {
+      const C = c.dims[0]!;
+      const inner = weight.length / C;
+      weight = new Float32Array(weight.length);
+      for (let o = 0; o < C; o++) {
+        const sc = c.scale[o]!;
+        for (let i = o * inner, end = i + inner; i < end; i++) weight[i] = c.weight[i]! * sc;
+      }
+    }
+    const inputs = [x, this.g.floatTensor(`${prefix}.weight`, weight, c.dims)];
+    if (bias) inputs.push(this.g.floatTensor(`${prefix}.bias`, bias, [bias.length]));
+    let y = this.g.op('Conv', inputs, { ...attrs, group: { int: group } });
+    if (tail.act) y = this.act(y, tail.act);
+    return tail.residual ? this.g.op('Add', [tail.residual, y]) : y;
   }
 
-  /** Conv followed by BatchNorm `bn` (in the chosen form). */
-  convBn(x: string, c: ConvSpec, bn: string): string {
+  /**
+   * The convolution as onnxruntime's CPU optimiser rewrites it for x86 (NchwcConv): filter reordered
+   * and padded to the block, activation and residual addition fused. A plain NCHW input with fewer
+   * channels than a block is read as it is; any other plain input is reordered first.
+   */
+  private convNchwc(x: string, c: ConvSpec, prefix: string, bias: Float32Array | undefined, tail: ConvTail, attrs: Record<string, number[]>): string {
+    const [O, Ig] = c.dims as [number, number];
+    const group = c.group ?? 1;
+    const depthwise = group > 1;
+    if (depthwise && (group !== O || Ig !== 1)) throw new Error(`${prefix}: only depthwise grouped convolutions have an NCHWc form`);
+    const cin = Ig * group;
+    const Op = this.pad(O);
+    let input = x;
+    let blockedInput = this.blocked.has(x);
+    if (!blockedInput && (depthwise || cin >= this.B)) {
+      input = this.g.opIn(NCHWC, 'ReorderInput', [x], { channels_last: { int: 0 } });
+      this.blocked.set(input, cin);
+      blockedInput = true;
+    }
+    let weight: Float32Array;
+    let dims: number[];
+    if (depthwise) {
+      weight = reorderFilter(c.weight, c.dims, Op, 1, this.B, false, c.scale);
+      dims = [Op, 1, c.dims[2]!, c.dims[3]!];
+    } else {
+      const Ip = blockedInput ? this.pad(cin) : cin;
+      weight = reorderFilter(c.weight, c.dims, Op, Ip, this.B, blockedInput, c.scale);
+      dims = [Op, Ip, c.dims[2]!, c.dims[3]!];
+    }
+    const b = new Float32Array(Op);
+    if (bias) b.set(bias);
+    const inputs = [input, this.g.floatTensor(`${prefix}.weight`, weight, dims), this.g.floatTensor(`${prefix}.bias`, b, [Op])];
+    if (tail.residual) {
+      if (tail.act) throw new Error(`${prefix}: a fused residual addition follows no activation`);
+      if (this.blocked.get(tail.residual) !== O) throw new Error(`${prefix}: the residual input is not a blocked tensor of ${O} channels`);
+      inputs.push(tail.residual);
+    }
+    const y = this.g.opIn(NCHWC, 'Conv', inputs, { ...attrs, group: { int: depthwise ? Op : 1 }, ...(tail.act ? nchwcActivation(tail.act) : {}) });
+    this.blocked.set(y, O);
+    return y;
+  }
+
+  /** Conv followed by BatchNorm `bn` (in the chosen form), then `tail`. */
+  convBn(x: string, c: ConvSpec, bn: string, tail: ConvTail = {}): string {
     const C = c.dims[0]!;
     const eps = this.w.arch.bn_eps;
     const gamma = this.w.vec(`${bn}.weight`, C);
@@ -151,19 +299,19 @@ export class SubnetGraphBuilder {
     const mean = override ? override.mean : this.w.vec(`${bn}.running_mean`, C);
     const variance = override ? override.var : this.w.vec(`${bn}.running_var`, C);
     if (this.mode === 'fold') {
-      const inner = c.weight.length / C;
-      const wf = new Float32Array(c.weight.length);
+      const scale = new Float64Array(C); // applied in double precision, as before the weights are rounded
       const bf = new Float32Array(C);
       for (let o = 0; o < C; o++) {
-        const scale = gamma[o]! / Math.sqrt(variance[o]! + eps);
-        for (let i = 0; i < inner; i++) wf[o * inner + i] = c.weight[o * inner + i]! * scale;
-        bf[o] = beta[o]! - mean[o]! * scale;
+        const sc = gamma[o]! / Math.sqrt(variance[o]! + eps);
+        scale[o] = sc;
+        bf[o] = beta[o]! - mean[o]! * sc;
       }
-      return this.conv(x, { ...c, weight: wf }, bn, bf);
+      return this.conv(x, { ...c, scale }, bn, bf, tail);
     }
-    const y = this.conv(x, c, bn);
+    const y = this.conv(x, c, bn, undefined);
+    let z: string;
     if (this.mode === 'unfold') {
-      return this.g.op(
+      z = this.g.op(
         'BatchNormalization',
         [
           y,
@@ -174,33 +322,44 @@ export class SubnetGraphBuilder {
         ],
         { epsilon: { float: eps } },
       );
+    } else {
+      // calibrate: normalise with this batch's statistics and output them. BatchNormalization in training mode
+      // does both in one kernel: with momentum 0 its running_mean/running_var outputs are the batch mean and
+      // biased variance (what OFA's set_running_statistics averages). It replaced GlobalAveragePool,
+      // ReduceSumSquare and an inference-mode BatchNormalization fed their results (three passes over the
+      // activation and a dozen small nodes per BN), which made calibration about twice an inference.
+      const [out, bMean, bVar] = this.g.opOutputs(
+        'BatchNormalization',
+        [
+          y,
+          this.g.floatTensor(`${bn}.gamma`, Float32Array.from(gamma), [C]),
+          this.g.floatTensor(`${bn}.beta`, Float32Array.from(beta), [C]),
+          this.g.floatTensor(`${bn}.mean`, new Float32Array(C), [C]),
+          this.g.floatTensor(`${bn}.var`, new Float32Array(C).fill(1), [C]),
+        ],
+        { epsilon: { float: eps }, momentum: { float: 0 }, training_mode: { int: 1 } },
+        [undefined, `${bn}:mean`, `${bn}:var`],
+      );
+      this.bnNames.push(bn);
+      this.bnOutputs.push({ name: bMean!, channels: C }, { name: bVar!, channels: C });
+      z = out!;
     }
-    // calibrate: normalise with this batch's statistics and output them. BatchNormalization in training mode
-    // does both in one kernel: with momentum 0 its running_mean/running_var outputs are the batch mean and
-    // biased variance (what OFA's set_running_statistics averages). It replaced GlobalAveragePool,
-    // ReduceSumSquare and an inference-mode BatchNormalization fed their results (three passes over the
-    // activation and a dozen small nodes per BN), which made calibration about twice an inference.
-    const [out, bMean, bVar] = this.g.opOutputs(
-      'BatchNormalization',
-      [
-        y,
-        this.g.floatTensor(`${bn}.gamma`, Float32Array.from(gamma), [C]),
-        this.g.floatTensor(`${bn}.beta`, Float32Array.from(beta), [C]),
-        this.g.floatTensor(`${bn}.mean`, new Float32Array(C), [C]),
-        this.g.floatTensor(`${bn}.var`, new Float32Array(C).fill(1), [C]),
-      ],
-      { epsilon: { float: eps }, momentum: { float: 0 }, training_mode: { int: 1 } },
-      [undefined, `${bn}:mean`, `${bn}:var`],
-    );
-    this.bnNames.push(bn);
-    this.bnOutputs.push({ name: bMean!, channels: C }, { name: bVar!, channels: C });
-    return out!;
+    if (tail.act) z = this.act(z, tail.act);
+    return tail.residual ? this.g.op('Add', [tail.residual, z]) : z;
   }
 
   act(x: string, a: Activation | 'h_sigmoid'): string {
     if (a === 'relu') return this.g.op('Relu', [x]);
     if (a === 'h_swish') return this.g.op('HardSwish', [x]);
     return this.g.op('HardSigmoid', [x], { alpha: { float: 1 / 6 }, beta: { float: 0.5 } });
+  }
+
+  private globalAveragePool(x: string): string {
+    const c = this.blocked.get(x);
+    if (c === undefined) return this.g.op('GlobalAveragePool', [x]);
+    const y = this.g.opIn(NCHWC, 'GlobalAveragePool', [x]);
+    this.blocked.set(y, c);
+    return y;
   }
 
   /** Resize to the subnet's resolution (when it differs from the contract) and normalise. */
@@ -220,19 +379,16 @@ export class SubnetGraphBuilder {
   stem(x: string): string {
     const a = this.w.arch;
     const t = this.w.pkg.tensor('stem.conv.weight');
-    const y = this.convBn(x, { weight: t.data, dims: t.shape, stride: a.stem.stride }, 'stem.bn');
-    return this.act(y, a.stem.act);
+    return this.convBn(x, { weight: t.data, dims: t.shape, stride: a.stem.stride }, 'stem.bn', { act: a.stem.act });
   }
 
   firstBlock(x: string): string {
     const a = this.w.arch;
     const dw = this.w.pkg.tensor('first.dw.weight');
-    let y = this.convBn(x, { weight: dw.data, dims: dw.shape, stride: a.first_block.stride, group: dw.shape[0]! }, 'first.dw_bn');
-    y = this.act(y, a.first_block.act);
+    const y = this.convBn(x, { weight: dw.data, dims: dw.shape, stride: a.first_block.stride, group: dw.shape[0]! }, 'first.dw_bn', { act: a.first_block.act });
     const pw = this.w.pkg.tensor('first.proj.weight');
-    y = this.convBn(y, { weight: pw.data, dims: pw.shape }, 'first.proj_bn');
     const residual = a.first_block.stride === 1 && a.stem.out === a.first_block.out;
-    return residual ? this.g.op('Add', [x, y]) : y;
+    return this.convBn(y, { weight: pw.data, dims: pw.shape }, 'first.proj_bn', residual ? { residual: x } : {});
   }
 
   block(x: string, slot: BlockSlot, ks: number, e: number): string {
@@ -240,27 +396,26 @@ export class SubnetGraphBuilder {
     const i = slot.index;
     const mid = midChannels(a, slot.inChannels, e);
     const cin = slot.inChannels;
-    let y = this.convBn(x, { weight: this.w.slice2(`blocks.${i}.expand`, mid, cin), dims: [mid, cin, 1, 1] }, `blocks.${i}.expand_bn`);
-    y = this.act(y, slot.act);
-    y = this.convBn(y, { weight: this.w.dwKernel(i, mid, ks), dims: [mid, 1, ks, ks], stride: slot.stride, group: mid }, `blocks.${i}.dw_bn`);
-    y = this.act(y, slot.act);
+    let y = this.convBn(x, { weight: this.w.slice2(`blocks.${i}.expand`, mid, cin), dims: [mid, cin, 1, 1] }, `blocks.${i}.expand_bn`, { act: slot.act });
+    y = this.convBn(y, { weight: this.w.dwKernel(i, mid, ks), dims: [mid, 1, ks, ks], stride: slot.stride, group: mid }, `blocks.${i}.dw_bn`, { act: slot.act });
     if (slot.se) {
       const se = seChannels(a, mid);
-      const s = this.g.op('GlobalAveragePool', [y]);
-      const r = this.conv(s, { weight: this.w.slice2(`blocks.${i}.se_reduce_w`, se, mid), dims: [se, mid, 1, 1] }, `blocks.${i}.se_reduce`, Float32Array.from(this.w.vec(`blocks.${i}.se_reduce_b`, se)));
-      const ex = this.conv(this.act(r, 'relu'), { weight: this.w.slice2(`blocks.${i}.se_expand_w`, mid, se), dims: [mid, se, 1, 1] }, `blocks.${i}.se_expand`, Float32Array.from(this.w.vec(`blocks.${i}.se_expand_b`, mid)));
-      y = this.g.op('Mul', [y, this.act(ex, 'h_sigmoid')]);
+      const s = this.globalAveragePool(y);
+      const r = this.conv(s, { weight: this.w.slice2(`blocks.${i}.se_reduce_w`, se, mid), dims: [se, mid, 1, 1] }, `blocks.${i}.se_reduce`, Float32Array.from(this.w.vec(`blocks.${i}.se_reduce_b`, se)), { act: 'relu' });
+      const ex = this.conv(r, { weight: this.w.slice2(`blocks.${i}.se_expand_w`, mid, se), dims: [mid, se, 1, 1] }, `blocks.${i}.se_expand`, Float32Array.from(this.w.vec(`blocks.${i}.se_expand_b`, mid)), { act: 'h_sigmoid' });
+      // the channel-wise scale broadcasts over H and W in the plain layout (onnxruntime's optimiser does the same)
+      y = this.g.op('Mul', [this.nchw(y), this.nchw(ex)]);
     }
-    y = this.convBn(y, { weight: this.w.slice2(`blocks.${i}.proj`, slot.outChannels, mid), dims: [slot.outChannels, mid, 1, 1] }, `blocks.${i}.proj_bn`);
-    return slot.residual ? this.g.op('Add', [x, y]) : y;
+    const proj = { weight: this.w.slice2(`blocks.${i}.proj`, slot.outChannels, mid), dims: [slot.outChannels, mid, 1, 1] };
+    return this.convBn(y, proj, `blocks.${i}.proj_bn`, slot.residual ? { residual: x } : {});
   }
 
   head(x: string, outName: string): string {
     const fe = this.w.pkg.tensor('final_expand.weight');
-    let y = this.act(this.convBn(x, { weight: fe.data, dims: fe.shape }, 'final_bn'), 'h_swish');
-    y = this.g.op('GlobalAveragePool', [y]);
+    let y = this.convBn(x, { weight: fe.data, dims: fe.shape }, 'final_bn', { act: 'h_swish' });
+    y = this.globalAveragePool(y);
     const fm = this.w.pkg.tensor('feature_mix.weight');
-    y = this.act(this.conv(y, { weight: fm.data, dims: fm.shape }, 'feature_mix'), 'h_swish');
+    y = this.nchw(this.conv(y, { weight: fm.data, dims: fm.shape }, 'feature_mix', undefined, { act: 'h_swish' }));
     y = this.g.op('Flatten', [y], { axis: { int: 1 } });
     const cw = this.w.pkg.tensor('classifier.weight');
     const cb = this.w.pkg.tensor('classifier.bias');

@@ -12,41 +12,47 @@ import { workerBackend } from '../runtime/node/ort-worker.js';
 import { Materializer } from '../runtime/materializer.js';
 import { HotSwapper, type CheckedElsewhere } from '../runtime/hot-swap.js';
 import { ModelSession, ortSessionOptions } from '../runtime/session.js';
+import { nchwcSupport } from '../runtime/node/nchwc.js';
 import { FAST, maxAbsDiff, TINY } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('a subnet prepared in the builder loads with optimisation off and answers as its raw ONNX; its check ran there; a bad config fails clearly', async (t) => {
-  const pkg = await loadPackageDir(TINY);
-  const m = new Materializer(pkg, nodeBackend);
-  const wb = workerBackend({ workers: 1 });
-  t.after(() => wb.close());
-  const shape = pkg.manifest.input.shape;
-  const per = shape.reduce((a, b) => a * b, 1);
-  const x = Float32Array.from({ length: 3 * per }, (_, i) => ((i * 29) % 89) / 89);
-  const check = { input: x.slice(0, per), dims: [1, ...shape], warmupRuns: 1, checkRuns: 4 };
-  for (const cfg of [pkg.space.min(), pkg.space.max()]) {
-    const { stats } = await m.statistics(cfg, FAST.calibration);
-    const raw = (await m.materialize(cfg, FAST)).bytes;
-    const prepared = await wb.prepareSubnet(pkg, cfg, stats, ortSessionOptions(nodeBackend, { threads: 1 }), check);
-    assert.ok(Buffer.compare(Buffer.from(prepared.bytes), Buffer.from(raw)) !== 0, 'the builder returns the optimised graph, not the raw ONNX');
-    const here = await ModelSession.create(nodeBackend, raw, { threads: 1 });
-    const opt = await ModelSession.create(nodeBackend, prepared.bytes, { threads: 1, graphOptimizationLevel: 'disabled' });
-    const a = await here.runFirst(x, [3, ...shape]);
-    const b = await opt.runFirst(x, [3, ...shape]);
-    assert.deepEqual(b.dims, a.dims);
-    assert.ok(maxAbsDiff(a.data, b.data) <= 1e-5, `optimised graph differs by ${maxAbsDiff(a.data, b.data)}`);
-    const checked = await prepared.checked;
-    assert.equal(checked.times.length, 4);
-    assert.ok(checked.times.every((ms) => ms > 0));
-    assert.deepEqual(checked.output.dims, [1, a.dims[1]]);
-    assert.ok(maxAbsDiff(checked.output.data, a.data.subarray(0, a.dims[1])) <= 1e-5, "the check ran the candidate on the swapper's input");
-    await here.release();
-    await opt.release();
-  }
-  const bad = { ...pkg.space.max(), e: pkg.space.max().e.map(() => 5) };
-  await assert.rejects(wb.prepareSubnet(pkg, bad, undefined, ortSessionOptions(nodeBackend, {}), check), /expand|e\b|choices/i);
-});
+for (const nchwc of [true, false]) {
+  test(`a subnet prepared in the builder (${nchwc ? 'NCHWc written by the materializer where onnxruntime has it' : "onnxruntime's optimiser"}) loads with optimisation off and answers as its raw ONNX; its check ran there; a bad config fails clearly`, async (t) => {
+    const pkg = await loadPackageDir(TINY);
+    const m = new Materializer(pkg, nodeBackend);
+    const wb = workerBackend({ workers: 1, nchwc });
+    t.after(() => wb.close());
+    const written = nchwc && (await nchwcSupport()).block > 0;
+    const shape = pkg.manifest.input.shape;
+    const per = shape.reduce((a, b) => a * b, 1);
+    const x = Float32Array.from({ length: 3 * per }, (_, i) => ((i * 29) % 89) / 89);
+    const check = { input: x.slice(0, per), dims: [1, ...shape], warmupRuns: 1, checkRuns: 4 };
+    for (const cfg of [pkg.space.min(), pkg.space.max()]) {
+      const { stats } = await m.statistics(cfg, FAST.calibration);
+      const raw = (await m.materialize(cfg, FAST)).bytes;
+      const prepared = await wb.prepareSubnet(pkg, cfg, stats, ortSessionOptions(nodeBackend, { threads: 1 }), check);
+      assert.ok(Buffer.compare(Buffer.from(prepared.bytes), Buffer.from(raw)) !== 0, 'the builder returns the optimised graph, not the raw ONNX');
+      assert.equal(prepared.optimized, true);
+      assert.equal(prepared.nchwc, written);
+      const here = await ModelSession.create(nodeBackend, raw, { threads: 1 });
+      const opt = await ModelSession.create(nodeBackend, prepared.bytes, { threads: 1, graphOptimizationLevel: 'disabled' });
+      const a = await here.runFirst(x, [3, ...shape]);
+      const b = await opt.runFirst(x, [3, ...shape]);
+      assert.deepEqual(b.dims, a.dims);
+      assert.ok(maxAbsDiff(a.data, b.data) <= 1e-5, `optimised graph differs by ${maxAbsDiff(a.data, b.data)}`);
+      const checked = await prepared.checked;
+      assert.equal(checked.times.length, 4);
+      assert.ok(checked.times.every((ms) => ms > 0));
+      assert.deepEqual(checked.output.dims, [1, a.dims[1]]);
+      assert.ok(maxAbsDiff(checked.output.data, a.data.subarray(0, a.dims[1])) <= 1e-5, "the check ran the candidate on the swapper's input");
+      await here.release();
+      await opt.release();
+    }
+    const bad = { ...pkg.space.max(), e: pkg.space.max().e.map(() => 5) };
+    await assert.rejects(wb.prepareSubnet(pkg, bad, undefined, ortSessionOptions(nodeBackend, {}), check), /expand|e\b|choices/i);
+  });
+}
 
 test('an idle builder worker ends after idleExitMs; the next build starts a fresh one', async (t) => {
   const pkg = await loadPackageDir(TINY);
@@ -137,7 +143,7 @@ test('where the optimised graph cannot be saved (no writable temp dir), the buil
   const m = new Materializer(pkg, nodeBackend);
   const saved = process.env.TMPDIR;
   process.env.TMPDIR = '/nonexistent/nestswap-test'; // a worker copies the environment when it starts
-  const wb = workerBackend({ workers: 1 });
+  const wb = workerBackend({ workers: 1, nchwc: false }); // onnxruntime optimises (and fails to save)
   t.after(async () => {
     await wb.close();
     if (saved === undefined) delete process.env.TMPDIR;

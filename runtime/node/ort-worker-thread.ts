@@ -7,11 +7,12 @@ import { accessSync, constants } from 'node:fs';
 import { readFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parentPort, threadId } from 'node:worker_threads';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { BnStatsMap } from '../calibrate.js';
 import type { CandidateCheck, CheckedElsewhere } from '../hot-swap.js';
 import { buildSubnet, SubnetWeights } from '../materialize.js';
+import { nchwcSupport, verifyNchwc } from './nchwc.js';
 import { SupernetPackage, type Manifest } from '../package.js';
 import type { SubnetConfig } from '../space.js';
 
@@ -34,6 +35,12 @@ export type WorkerRequest =
   /** build (and drop) the smallest subnet of package `key`: the materializer's code is compiled before a real build needs it */
   | { t: 'warm'; rid: number; key: string };
 
+/** What a worker is started with. */
+export interface WorkerThreadData {
+  /** write graphs in onnxruntime's NCHWc layout where possible (WorkerBackendOptions.nchwc; default true) */
+  nchwc?: boolean;
+}
+
 export type WorkerReply =
   | { rid: number; ok: true; value: unknown }
   | { rid: number; ok: false; message: string };
@@ -54,6 +61,8 @@ export interface PreparedReply {
    * or the raw ONNX when the optimised graph could not be saved (`optimized` false) */
   bytes: Uint8Array;
   optimized: boolean;
+  /** optimised by the materializer writing onnxruntime's NCHWc layout itself (see nchwc.ts), not by onnxruntime */
+  nchwc: boolean;
   /** the optimising session, open for one 'check' */
   sid: number;
 }
@@ -68,9 +77,12 @@ export interface RunReply {
 }
 
 const port = parentPort;
+const emitNchwc = (workerData as WorkerThreadData | null)?.nchwc !== false;
 if (!port) throw new Error('ort-worker-thread must run in a worker thread.');
 
 const sessions = new Map<number, ort.InferenceSession>();
+/** prepared sessions still being created (a prepared NCHWc graph's bytes are sent before its session here is open) */
+const opening = new Map<number, Promise<ort.InferenceSession>>();
 const packages = new Map<string, SubnetWeights>();
 let nextSid = 1;
 let nextFile = 1;
@@ -87,11 +99,38 @@ function sessionOf(sid: number): ort.InferenceSession {
   return s;
 }
 
-function builtWith(m: { key: string; config: SubnetConfig; stats?: BnStatsMap }): Uint8Array {
+function builtWith(m: { key: string; config: SubnetConfig; stats?: BnStatsMap }, nchwcBlock = 0): Uint8Array {
   const w = packageOf(m.key);
   // configs cross threads as plain data: validated again here (clear error naming the field)
   const cfg = w.pkg.space.parse(m.config);
-  return buildSubnet(w, cfg, m.stats ? { mode: 'fold', stats: m.stats } : { mode: 'fold' }).bytes;
+  return buildSubnet(w, cfg, { mode: 'fold', ...(m.stats ? { stats: m.stats } : {}), ...(nchwcBlock ? { nchwcBlock } : {}) }).bytes;
+}
+
+/** per package: the NCHWc block size its graphs are written with here, 0 where onnxruntime optimises them */
+const nchwcBlocks = new Map<string, Promise<number>>();
+function nchwcBlockOf(key: string): Promise<number> {
+  let p = nchwcBlocks.get(key);
+  if (!p) {
+    const w = packageOf(key);
+    p = nchwcSupport().then(async (s) => (s.block && (await verifyNchwc(w, s.block)) === null ? s.block : 0));
+    nchwcBlocks.set(key, p);
+  }
+  return p;
+}
+
+/**
+ * The NCHWc form stands for what onnxruntime's 'all' optimisation makes for its CPU execution
+ * provider: used only for sessions asked with those (the defaults), else onnxruntime optimises.
+ */
+async function nchwcBlockFor(key: string, options: ort.InferenceSession.SessionOptions): Promise<number> {
+  const level = options.graphOptimizationLevel ?? 'all';
+  const eps = options.executionProviders ?? ['cpu'];
+  const cpuOnly = eps.every((e) => (typeof e === 'string' ? e : e.name) === 'cpu');
+  return emitNchwc && level === 'all' && cpuOnly ? nchwcBlockOf(key) : 0;
+}
+
+function preparedSession(sid: number): Promise<ort.InferenceSession> | ort.InferenceSession {
+  return sessions.get(sid) ?? opening.get(sid) ?? Promise.reject(new Error(`session ${sid} is not open in this worker`));
 }
 
 let saveDir: string | undefined;
@@ -117,6 +156,23 @@ function chooseSaveDir(): string {
  * graph loads elsewhere with optimisation off, in about half the time, and runs the same.
  */
 async function prepare(m: Extract<WorkerRequest, { t: 'prepare' }>): Promise<{ value: PreparedReply; transfer: ArrayBuffer[] }> {
+  const block = await nchwcBlockFor(m.key, m.options);
+  if (block) {
+    // already in the form onnxruntime's optimiser would give it: the bytes go back at once and this
+    // thread opens its own session of them (for the check) while the serving thread opens one too
+    const bytes = builtWith(m, block);
+    const sid = nextSid++;
+    const p = ort.InferenceSession.create(bytes.slice(), { ...m.options, graphOptimizationLevel: 'disabled' });
+    opening.set(sid, p);
+    p.then(
+      (s) => {
+        opening.delete(sid);
+        sessions.set(sid, s);
+      },
+      () => opening.delete(sid), // the failure reaches whoever asks for the check
+    );
+    return { value: { bytes, optimized: true, nchwc: true, sid }, transfer: [bytes.buffer as ArrayBuffer] };
+  }
   const bytes = builtWith(m);
   const file = join((saveDir ??= chooseSaveDir()), `nestswap-${process.pid}-${threadId}-${nextFile++}.onnx`);
   try {
@@ -139,14 +195,14 @@ async function prepare(m: Extract<WorkerRequest, { t: 'prepare' }>): Promise<{ v
       // a file read this large owns its memory: hand that over instead of copying it
       out = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength ? new Uint8Array(buf.buffer) : new Uint8Array(buf);
     }
-    return { value: { bytes: out, optimized, sid }, transfer: [out.buffer as ArrayBuffer] };
+    return { value: { bytes: out, optimized, nchwc: false, sid }, transfer: [out.buffer as ArrayBuffer] };
   } finally {
     await unlink(file).catch(() => undefined);
   }
 }
 
 async function checkPrepared(m: Extract<WorkerRequest, { t: 'check' }>): Promise<{ value: CheckedReply }> {
-  const s = sessionOf(m.sid);
+  const s = await preparedSession(m.sid);
   try {
     const feed = () => ({ [s.inputNames[0]!]: new ort.Tensor('float32', m.check.input, m.check.dims) });
     for (let i = 0; i < m.check.warmupRuns; i++) await s.run(feed());
@@ -178,13 +234,17 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
     case 'warm': {
       const w = packageOf(m.key);
       buildSubnet(w, w.pkg.space.min(), { mode: 'fold' });
+      // whether this package's graphs are written in the NCHWc layout here (probed and checked once)
+      if (emitNchwc) await nchwcBlockOf(m.key);
       return { value: null };
     }
     case 'package':
       if (!packages.has(m.key)) packages.set(m.key, new SubnetWeights(SupernetPackage.fromVerifiedFiles(m.manifest, m.files, m.location, true)));
       return { value: null };
-    case 'build':
-      return { value: await open(builtWith(m), m.options) };
+    case 'build': {
+      const block = await nchwcBlockFor(m.key, m.options);
+      return { value: await open(builtWith(m, block), block ? { ...m.options, graphOptimizationLevel: 'disabled' } : m.options) };
+    }
     case 'prepare':
       return prepare(m);
     case 'check':
@@ -206,7 +266,7 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
       return { value, transfer };
     }
     case 'release': {
-      const s = sessions.get(m.sid);
+      const s = sessions.get(m.sid) ?? (await opening.get(m.sid)?.catch(() => undefined));
       sessions.delete(m.sid);
       await s?.release();
       return { value: null };

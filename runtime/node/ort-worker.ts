@@ -21,7 +21,7 @@ import type { SupernetPackage } from '../package.js';
 import { COMPUTE_MS, type Backend, type Ort } from '../session.js';
 import type { SubnetConfig } from '../space.js';
 import { nodeBackend } from './ort-node.js';
-import type { CheckedReply, CheckSpec, CreatedReply, PreparedReply, RunReply, WorkerReply, WorkerRequest } from './ort-worker-thread.js';
+import type { CheckedReply, WorkerThreadData, CheckSpec, CreatedReply, PreparedReply, RunReply, WorkerReply, WorkerRequest } from './ort-worker-thread.js';
 
 export type { CheckedReply, CheckSpec };
 
@@ -29,6 +29,8 @@ export interface PreparedSubnet {
   /** the optimised ONNX: load it with graph optimisation 'disabled' (when `optimized`; else the raw ONNX) */
   bytes: Uint8Array;
   optimized: boolean;
+  /** written by the materializer in onnxruntime's NCHWc layout (runtime/node/nchwc.ts), not optimised by onnxruntime */
+  nchwc: boolean;
   /** the optimising session's warm-up and check, running in the worker while the caller loads `bytes` */
   checked: Promise<CheckedReply>;
 }
@@ -52,8 +54,9 @@ class Host {
     private readonly onExit: (h: Host) => void,
     /** ms without sessions or calls after which the worker ends (undefined: it stays) */
     private readonly idleExitMs?: number,
+    data: WorkerThreadData = {},
   ) {
-    this.worker = new Worker(new URL('./ort-worker-thread.js', import.meta.url));
+    this.worker = new Worker(new URL('./ort-worker-thread.js', import.meta.url), { workerData: data });
     this.worker.unref();
     this.worker.on('message', (r: WorkerReply) => {
       const p = this.pending.get(r.rid);
@@ -148,6 +151,12 @@ export interface WorkerBackendOptions {
   workers?: number;
   /** End a worker after this long with no session open and no call pending (default: never). */
   idleExitMs?: number;
+  /**
+   * Write subnets in onnxruntime's NCHWc layout where this machine's onnxruntime has it and the
+   * sessions use its CPU provider with full optimisation (default true; runtime/node/nchwc.ts);
+   * false leaves that optimisation to onnxruntime at session creation.
+   */
+  nchwc?: boolean;
 }
 
 /**
@@ -189,7 +198,9 @@ export interface WorkerBackend extends Backend {
    * model, which loads on the serving thread with optimisation 'disabled' in about half the time of
    * the raw ONNX and runs the same, as soon as it is saved. Meanwhile the worker warms up and times
    * its own session of it on `check` (`checked`). For the CPU execution provider on this machine:
-   * the optimised graph is specific to both.
+   * the optimised graph is specific to both. On x86 with onnxruntime's default optimisation the
+   * worker writes the optimised (NCHWc) form itself and skips onnxruntime's optimiser (nchwc.ts):
+   * the bytes come back right after the materializer, and the worker's session opens meanwhile.
    */
   prepareSubnet(pkg: SupernetPackage, config: SubnetConfig, stats: BnStatsMap | undefined, options: OrtApi.InferenceSession.SessionOptions, check: CheckSpec): Promise<PreparedSubnet>;
   /**
@@ -216,7 +227,7 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
       const h = new Host((dead) => {
         const i = hosts.indexOf(dead);
         if (i >= 0) hosts.splice(i, 1);
-      }, opts.idleExitMs);
+      }, opts.idleExitMs, { nchwc: opts.nchwc ?? true });
       hosts.push(h);
       return h;
     }
@@ -265,7 +276,7 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
       const checked = host.call<CheckedReply>({ t: 'check', sid: p.sid, check });
       checked.catch(() => undefined); // the caller may fail before it awaits this; it still sees the rejection when it does
       host.warmed = true;
-      return { bytes: p.bytes, optimized: p.optimized, checked };
+      return { bytes: p.bytes, optimized: p.optimized, nchwc: p.nchwc, checked };
     },
     async warm(pkg) {
       const host = pick();

@@ -11,6 +11,7 @@ type AttrValue = number | number[] | string | { floats: number[] } | { int: numb
 
 interface Node {
   op_type: string;
+  domain?: string;
   input: string[];
   output: string[];
   name: string;
@@ -54,6 +55,8 @@ export class GraphBuilder {
   private readonly nodes: Node[] = [];
   private readonly inits: Initializer[] = [];
   private readonly names = new Set<string>();
+  /** operator sets other than ONNX's own that nodes use (imported at version 1) */
+  private readonly domains = new Set<string>();
   private counter = 0;
 
   constructor(readonly name: string) {}
@@ -82,6 +85,11 @@ export class GraphBuilder {
     return this.floatTensor(prefix, Float32Array.of(value), []);
   }
 
+  /** Adds a node of operator set `domain` (version 1); returns its output name. */
+  opIn(domain: string, opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
+    return this.opOutputs(opType, inputs, attrs, [undefined], domain)[0]!;
+  }
+
   /** Adds a node; returns its (first) output name. */
   op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outName?: string, nOut = 1): string {
     const names = Array.from({ length: nOut }, (_, i) => (i === 0 ? outName : undefined));
@@ -89,10 +97,12 @@ export class GraphBuilder {
   }
 
   /** A node with several outputs; `outNames[i]` names output i (a fresh name where undefined). */
-  opOutputs(opType: string, inputs: string[], attrs: Record<string, AttrValue>, outNames: (string | undefined)[]): string[] {
+  opOutputs(opType: string, inputs: string[], attrs: Record<string, AttrValue>, outNames: (string | undefined)[], domain?: string): string[] {
     const outs = Array.from(outNames, (n) => (n ? this.claim(n) : this.fresh(`${opType.toLowerCase()}`)));
+    if (domain) this.domains.add(domain);
     this.nodes.push({
       op_type: opType,
+      ...(domain ? { domain } : {}),
       input: inputs,
       output: outs,
       name: `${opType}_${this.nodes.length}`,
@@ -130,7 +140,7 @@ export class GraphBuilder {
     };
     const model = {
       ir_version: IR_VERSION,
-      opset_import: [{ domain: '', version: OPSET }],
+      opset_import: [{ domain: '', version: OPSET }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       producer_name: 'nestswap',
       producer_version: '0.1.0',
       metadata_props: Object.entries(metadata).map(([key, value]) => ({ key, value })),

@@ -33,6 +33,8 @@ import { Materializer } from '../runtime/materializer.js';
 import { defaultSessionThreads, ladderSelector, startDaemon } from '../agent/daemon.js';
 import type { SwapRecord } from '../runtime/hot-swap.js';
 import { mulberry32 } from '../runtime/random.js';
+import { nchwcSupport, verifyNchwc } from '../runtime/node/nchwc.js';
+import { SubnetWeights } from '../runtime/materialize.js';
 
 const { values } = parseArgs({
   options: {
@@ -227,6 +229,9 @@ const idleCpuPercent = ((c1.user + c1.system) / 1000 / (performance.now() - w0))
 
 const bareMed = q(bareTimes, 0.5);
 const ourMed = q(ourTimes, 0.5);
+// the builder's choice, made the same way here: NCHWc graphs written by the materializer, or onnxruntime's optimiser
+const layout = await nchwcSupport();
+const nchwcRefused = layout.block ? await verifyNchwc(new SubnetWeights(pkg), layout.block) : 'reason' in layout ? layout.reason : 'no NCHWc kernels';
 const result = {
   bench: 'swap',
   supernet: pkg.name,
@@ -239,6 +244,7 @@ const result = {
   ratePerSecond: r3(rate),
   rateNote: values.rate === 'auto' ? `auto: min(500, a third of 1 / ${r3(capacityMs)} ms, the largest subnet's sequential p90 before the run)` : 'fixed',
   buildOnMainThread: sessionHost === 'main' && values['inline-build'],
+  candidateGraphs: nchwcRefused === null ? `NCHWc layout written by the materializer (block ${layout.block})` : `optimised by onnxruntime (NCHWc not written: ${nchwcRefused})`,
   blocks,
   errors: steady.errors + swapping.errors,
   swaps: { requested: swapping.records.length, swapped: swapped.length, failed: swapping.records.filter((r) => r.outcome === 'failed').length },

@@ -30,7 +30,7 @@ export interface BuildOptions {
   batch?: number | string;
   /**
    * Emit onnxruntime's NCHWc layout for x86 CPUs with this block size (MLAS: 8 with AVX2, 16 with
-   * AVX-512; see runtime/nchwc.ts): the graph onnxruntime's 'all' optimisation would make of the
+   * AVX-512; see runtime/node/nchwc.ts): the graph onnxruntime's 'all' optimisation would make of the
    * plain one, made here, so a session loads it with optimisation 'disabled'. Folded BN only.
    */
   nchwcBlock?: number;

@@ -77,8 +77,8 @@ export interface RunReply {
 }
 
 const port = parentPort;
-const emitNchwc = (workerData as WorkerThreadData | null)?.nchwc !== false;
 if (!port) throw new Error('ort-worker-thread must run in a worker thread.');
+const emitNchwc = (workerData as WorkerThreadData | null)?.nchwc !== false;
 
 const sessions = new Map<number, ort.InferenceSession>();
 /** prepared sessions still being created (a prepared NCHWc graph's bytes are sent before its session here is open) */
@@ -153,7 +153,9 @@ function chooseSaveDir(): string {
 /**
  * onnxruntime optimises a graph while it creates the session (fusions, constant folding, the
  * NCHWc layout for CPU convolutions): most of a session's creation time. Done here and saved, the
- * graph loads elsewhere with optimisation off, in about half the time, and runs the same.
+ * graph loads elsewhere with optimisation off, in about half the time, and runs the same. Where the
+ * materializer can write that optimised graph itself (onnxruntime's NCHWc layout, see nchwc.ts),
+ * onnxruntime's optimiser is skipped altogether.
  */
 async function prepare(m: Extract<WorkerRequest, { t: 'prepare' }>): Promise<{ value: PreparedReply; transfer: ArrayBuffer[] }> {
   const block = await nchwcBlockFor(m.key, m.options);

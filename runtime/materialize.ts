@@ -231,13 +231,16 @@ export class SubnetGraphBuilder {
     };
     if (this.B) return this.convNchwc(x, c, prefix, bias, tail, attrs);
     let weight = c.weight;
-    if (c.scale) {
+    const scale = c.scale;
+    if (scale) {
+      // locals, not c.weight in the loop: specs come in several shapes and the load would not leave the loop
+      const src = c.weight;
       const C = c.dims[0]!;
-      const inner = weight.length / C;
-      weight = new Float32Array(weight.length);
+      const inner = src.length / C;
+      weight = new Float32Array(src.length);
       for (let o = 0; o < C; o++) {
-        const sc = c.scale[o]!;
-        for (let i = o * inner, end = i + inner; i < end; i++) weight[i] = c.weight[i]! * sc;
+        const sc = scale[o]!;
+        for (let i = o * inner, end = i + inner; i < end; i++) weight[i] = src[i]! * sc;
       }
     }
     const inputs = [x, this.g.floatTensor(`${prefix}.weight`, weight, c.dims)];

@@ -82,6 +82,8 @@ test('warm() starts the builder and hands it the package before any build; an id
   assert.deepEqual(wb.occupancy(), [0], 'a worker is up, holding no session');
   await wb.warm(pkg); // again: the same worker
   assert.deepEqual(wb.occupancy(), [0]);
+  const layout = await nchwcSupport();
+  assert.deepEqual(wb.nchwcOf(pkg), { block: layout.block, checks: 1 }, 'the warmed worker settled the NCHWc layout once');
   const check = { input: new Float32Array(pkg.manifest.input.shape.reduce((a, b) => a * b, 1)), dims: [1, ...pkg.manifest.input.shape], warmupRuns: 0, checkRuns: 1 };
   const p = await wb.prepareSubnet(pkg, pkg.space.min(), undefined, ortSessionOptions(nodeBackend, {}), check);
   assert.ok((await p.checked).output.data.every(Number.isFinite));
@@ -91,6 +93,9 @@ test('warm() starts the builder and hands it the package before any build; an id
     gone = wb.occupancy().length === 0;
   }
   assert.ok(gone, 'the idle worker ended');
+  await wb.warm(pkg); // a fresh worker: handed the layout with the package, not probing and checking again
+  assert.deepEqual(wb.occupancy(), [0]);
+  assert.deepEqual(wb.nchwcOf(pkg), { block: layout.block, checks: 1 });
 });
 
 test('a candidate checked where it was built: non-finite outputs there, or a check that never completes, keep the old model serving', async () => {

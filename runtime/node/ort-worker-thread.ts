@@ -18,8 +18,11 @@ import type { SubnetConfig } from '../space.js';
 
 export type WorkerRequest =
   | { t: 'create'; rid: number; bytes: Uint8Array; options: ort.InferenceSession.SessionOptions }
-  /** a verified package's files but its calibration set (the weights SharedArrayBuffer-backed: shared, not copied), kept under `key` */
-  | { t: 'package'; rid: number; key: string; manifest: Manifest; files: Map<string, Uint8Array>; location: string }
+  /**
+   * a verified package's files but its calibration set (the weights SharedArrayBuffer-backed: shared, not copied), kept under `key`;
+   * `nchwcBlock`: its NCHWc block size as another worker of this process found it (0: not written), so it is not probed and checked again
+   */
+  | { t: 'package'; rid: number; key: string; manifest: Manifest; files: Map<string, Uint8Array>; location: string; nchwcBlock?: number }
   /** materialize a subnet of package `key` here (BN folded with `stats`) and open its session */
   | { t: 'build'; rid: number; key: string; config: SubnetConfig; stats?: BnStatsMap; options: ort.InferenceSession.SessionOptions }
   /**
@@ -32,8 +35,18 @@ export type WorkerRequest =
   | { t: 'check'; rid: number; sid: number; check: CheckSpec }
   | { t: 'run'; rid: number; sid: number; input: Float32Array; dims: number[]; outputs: string[] }
   | { t: 'release'; rid: number; sid: number }
-  /** build (and drop) the smallest subnet of package `key`: the materializer's code is compiled before a real build needs it */
+  /**
+   * build (and drop) the smallest subnet of package `key`: the materializer's code is compiled before a real build needs it;
+   * and settle whether its graphs are written in the NCHWc layout here (a WarmedReply)
+   */
   | { t: 'warm'; rid: number; key: string };
+
+export interface WarmedReply {
+  /** the package's NCHWc block size here (0: onnxruntime optimises its graphs); absent when the worker does not write NCHWc */
+  nchwcBlock?: number;
+  /** this worker probed and checked it itself (else it was handed the answer with the package) */
+  nchwcChecked?: boolean;
+}
 
 /** What a worker is started with. */
 export interface WorkerThreadData {
@@ -236,12 +249,14 @@ async function handle(m: WorkerRequest): Promise<{ value: unknown; transfer?: Ar
     case 'warm': {
       const w = packageOf(m.key);
       buildSubnet(w, w.pkg.space.min(), { mode: 'fold' });
-      // whether this package's graphs are written in the NCHWc layout here (probed and checked once)
-      if (emitNchwc) await nchwcBlockOf(m.key);
-      return { value: null };
+      // whether this package's graphs are written in the NCHWc layout here (probed and checked once per process)
+      if (!emitNchwc) return { value: {} satisfies WarmedReply };
+      const checked = !nchwcBlocks.has(m.key);
+      return { value: { nchwcBlock: await nchwcBlockOf(m.key), nchwcChecked: checked } satisfies WarmedReply };
     }
     case 'package':
       if (!packages.has(m.key)) packages.set(m.key, new SubnetWeights(SupernetPackage.fromVerifiedFiles(m.manifest, m.files, m.location, true)));
+      if (m.nchwcBlock !== undefined && !nchwcBlocks.has(m.key)) nchwcBlocks.set(m.key, Promise.resolve(m.nchwcBlock));
       return { value: null };
     case 'build': {
       const block = await nchwcBlockFor(m.key, m.options);

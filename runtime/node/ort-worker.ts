@@ -21,7 +21,7 @@ import type { SupernetPackage } from '../package.js';
 import { COMPUTE_MS, type Backend, type Ort } from '../session.js';
 import type { SubnetConfig } from '../space.js';
 import { nodeBackend } from './ort-node.js';
-import type { CheckedReply, WorkerThreadData, CheckSpec, CreatedReply, PreparedReply, RunReply, WorkerReply, WorkerRequest } from './ort-worker-thread.js';
+import type { CheckedReply, WarmedReply, WorkerThreadData, CheckSpec, CreatedReply, PreparedReply, RunReply, WorkerReply, WorkerRequest } from './ort-worker-thread.js';
 
 export type { CheckedReply, CheckSpec };
 
@@ -211,6 +211,11 @@ export interface WorkerBackend extends Backend {
   warm(pkg: SupernetPackage): Promise<void>;
   /** open sessions per live worker, in start order */
   occupancy(): number[];
+  /**
+   * For a package a worker was warmed with: the NCHWc block size its graphs are written with (0: onnxruntime
+   * optimises them) and how many workers probed and checked that (later workers are handed the answer).
+   */
+  nchwcOf(pkg: SupernetPackage): { block: number; checks: number } | undefined;
   close(): Promise<void>;
 }
 
@@ -247,11 +252,16 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
       throw e;
     }
   };
+  /** per package: the NCHWc block size a warmed worker settled (probe + check), handed to later workers */
+  const nchwc = new Map<string, { block: number; checks: number }>();
   const sendPackage = (host: Host, pkg: SupernetPackage) => {
     const key = pkg.weightsDigest;
     if (host.packages.has(key)) return;
     // messages to one worker are handled in order: no need to wait before the next request
-    host.call({ t: 'package', key, manifest: pkg.manifest, files: sharedFiles(pkg), location: pkg.location }).catch(() => host.packages.delete(key));
+    const known = nchwc.get(key);
+    host
+      .call({ t: 'package', key, manifest: pkg.manifest, files: sharedFiles(pkg), location: pkg.location, ...(known ? { nchwcBlock: known.block } : {}) })
+      .catch(() => host.packages.delete(key));
     host.packages.add(key);
   };
   const InferenceSession = {
@@ -286,10 +296,15 @@ export function workerBackend(opts: WorkerBackendOptions = {}): WorkerBackend {
       }
       sendPackage(host, pkg);
       // messages are handled in order: once this answers the worker holds the package and has built one subnet
-      await host.call({ t: 'warm', key: pkg.weightsDigest });
+      const r = await host.call<WarmedReply>({ t: 'warm', key: pkg.weightsDigest });
+      if (r.nchwcBlock !== undefined) {
+        const before = nchwc.get(pkg.weightsDigest);
+        nchwc.set(pkg.weightsDigest, { block: r.nchwcBlock, checks: (before?.checks ?? 0) + (r.nchwcChecked ? 1 : 0) });
+      }
       host.warmed = true;
     },
     occupancy: () => hosts.map((h) => h.sessions),
+    nchwcOf: (pkg) => nchwc.get(pkg.weightsDigest),
     async close() {
       // calls in flight finish first (a run, a build): onnxruntime aborts the process when its
       // thread is torn down inside a native call

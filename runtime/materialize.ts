@@ -245,9 +245,7 @@ export class SubnetGraphBuilder {
     }
     const inputs = [x, this.g.floatTensor(`${prefix}.weight`, weight, c.dims)];
     if (bias) inputs.push(this.g.floatTensor(`${prefix}.bias`, bias, [bias.length]));
-    let y = this.g.op('Conv', inputs, { ...attrs, group: { int: group } });
-    if (tail.act) y = this.act(y, tail.act);
-    return tail.residual ? this.g.op('Add', [tail.residual, y]) : y;
+    return this.tailOf(this.g.op('Conv', inputs, { ...attrs, group: { int: group } }), tail);
   }
 
   /**
@@ -347,7 +345,12 @@ export class SubnetGraphBuilder {
       this.bnOutputs.push({ name: bMean!, channels: C }, { name: bVar!, channels: C });
       z = out!;
     }
-    if (tail.act) z = this.act(z, tail.act);
+    return this.tailOf(z, tail);
+  }
+
+  /** `tail` as separate nodes after `y` (the plain layout; the NCHWc conv fuses it instead). */
+  private tailOf(y: string, tail: ConvTail): string {
+    const z = tail.act ? this.act(y, tail.act) : y;
     return tail.residual ? this.g.op('Add', [tail.residual, z]) : z;
   }
 

@@ -24,6 +24,7 @@ import { countMacs } from '../runtime/cost.js';
 import { NestswapError } from '../runtime/errors.js';
 import { HotSwapper, type HotSwapOptions, type InferResult, type SwapRecord } from '../runtime/hot-swap.js';
 import { Materializer } from '../runtime/materializer.js';
+import { nchwcCalibration } from '../runtime/node/nchwc.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { workerBackend } from '../runtime/node/ort-worker.js';
 import type { SupernetPackage } from '../runtime/package.js';
@@ -409,7 +410,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   // onnxruntime's default threads: a subnet is most often calibrated for a downgrade, i.e. while other
   // processes load the cores, where one thread got a third of the CPU time and took twice as long
   // (test/contention: 2.7-5.6 s instead of 2.2-2.7 s)
-  const materializer = new Materializer(pkg, builder ?? backend, stats);
+  // on onnxruntime-node's CPU provider (not an injected backend) in the NCHWc layout where this onnxruntime has it
+  const materializer = new Materializer(pkg, builder ?? backend, stats, opts.backend ? undefined : nchwcCalibration);
   const calibration: CalibrateOptions = opts.calibration ?? {};
   const sessionOptions: Partial<SessionOptions> = threads > 0 ? { threads } : {};
   let monitor: Monitor | undefined;

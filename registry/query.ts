@@ -11,6 +11,7 @@ import { loadOnnxAccuracyPredictor } from '../agent/search-inputs.js';
 import { diskStatsStore } from '../agent/stats-store.js';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { Materializer } from '../runtime/materializer.js';
+import { nchwcCalibration } from '../runtime/node/nchwc.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { SupernetPackage, type PackageSource } from '../runtime/package.js';
 import { evolutionSearch, FAST_EVOLUTION, type AccuracyPredictor, type Budget, type SearchResult } from '../runtime/search/index.js';
@@ -146,7 +147,7 @@ export class QueryService {
     let p = this.inflightOnnx.get(path);
     if (!p) {
       p = (async () => {
-        const m = await this.shared(this.materializers, v.manifest_sha256, async () => new Materializer(pkg, nodeBackend, diskStatsStore(join(this.dataDir, 'bnstats'))));
+        const m = await this.shared(this.materializers, v.manifest_sha256, async () => new Materializer(pkg, nodeBackend, diskStatsStore(join(this.dataDir, 'bnstats')), nchwcCalibration));
         const built = await m.materialize(cfg);
         mkdirSync(dir, { recursive: true });
         const tmp = `${path}.tmp-${process.pid}`;

@@ -60,6 +60,12 @@ export interface CalibrateOptions {
   /** Batch size (default: the package's, OFA uses 200). */
   batch?: number;
   threads?: number;
+  /**
+   * Build the calibration graph in onnxruntime's NCHWc layout with this block size (x86 CPU
+   * provider; see runtime/node/nchwc.ts) and load it unoptimised: statistics are computed on the
+   * blocked tensors instead of onnxruntime reordering around every BatchNorm.
+   */
+  nchwcBlock?: number;
 }
 
 export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, backend: Backend, opts: CalibrateOptions = {}): Promise<BnStatsMap> {
@@ -67,8 +73,11 @@ export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, bac
   const c = pkg.manifest.calibration;
   const total = Math.min(opts.images ?? c.count, c.count);
   const batch = Math.min(opts.batch ?? c.batch, total);
-  const graph = buildSubnet(weights, cfg, { mode: 'calibrate' });
-  const session = await ModelSession.create(backend, graph.bytes, opts.threads ? { threads: opts.threads } : {});
+  const graph = buildSubnet(weights, cfg, { mode: 'calibrate', ...(opts.nchwcBlock ? { nchwcBlock: opts.nchwcBlock } : {}) });
+  const session = await ModelSession.create(backend, graph.bytes, {
+    ...(opts.threads ? { threads: opts.threads } : {}),
+    ...(opts.nchwcBlock ? { graphOptimizationLevel: 'disabled' as const } : {}),
+  });
   try {
     const per = c.shape.reduce((a, b) => a * b, 1);
     const sums = new Map<string, { mean: Float64Array; var: Float64Array }>();

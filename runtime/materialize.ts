@@ -204,8 +204,8 @@ export class SubnetGraphBuilder {
     this.g = new GraphBuilder(name);
     this.mode = opts.mode ?? 'fold';
     this.B = opts.nchwcBlock ?? 0;
-    if (this.B && (this.mode !== 'fold' || !Number.isInteger(this.B) || this.B < 2))
-      throw new Error(`the NCHWc layout needs folded BatchNorm and a block size of at least 2 (got mode ${this.mode}, block ${this.B})`);
+    if (this.B && (this.mode === 'unfold' || !Number.isInteger(this.B) || this.B < 2))
+      throw new Error(`the NCHWc layout needs folded or calibrating BatchNorm and a block size of at least 2 (got mode ${this.mode}, block ${this.B})`);
   }
 
   private pad(c: number): number {
@@ -310,6 +310,7 @@ export class SubnetGraphBuilder {
       return this.conv(x, { ...c, scale }, bn, bf, tail);
     }
     const y = this.conv(x, c, bn, undefined);
+    if (this.mode === 'calibrate' && this.B) return this.batchNormNchwc(y, C, bn, gamma, beta, eps, tail);
     let z: string;
     if (this.mode === 'unfold') {
       z = this.g.op(
@@ -346,6 +347,48 @@ export class SubnetGraphBuilder {
       z = out!;
     }
     return this.tailOf(z, tail);
+  }
+
+  /**
+   * Calibration's BatchNorm on a blocked tensor: the batch mean and biased variance of each channel
+   * from two reductions over the blocked layout seen as [N, C/B, H*W, B] (E[y] and E[y^2]), then the
+   * normalisation with them, the activation and the residual addition as one depthwise 1x1 NchwcConv
+   * whose filter and bias are computed in the graph. The plain calibration graph instead leaves the
+   * blocked layout around every BN (onnxruntime reorders to NCHW and back) and passes over the
+   * activation three times in its training-mode BatchNormalization. Padded channels stay zero
+   * (their gamma is zero).
+   */
+  private batchNormNchwc(y: string, C: number, bn: string, gamma: Float32Array, beta: Float32Array, eps: number, tail: ConvTail): string {
+    const B = this.B;
+    const Op = this.pad(C);
+    const g = this.g;
+    const padded = (v: Float32Array) => {
+      const out = new Float32Array(Op);
+      out.set(v);
+      return out;
+    };
+    // per sample and channel with the blocked GlobalAveragePool ([N, Op, 1, 1]: channel order), then over the batch
+    const batchMean = (v: string) =>
+      g.op('ReduceMean', [g.op('Reshape', [g.opIn(NCHWC, 'GlobalAveragePool', [v]), g.int64Tensor(`${bn}.rows`, [-1, Op / B, B])])], { axes: [0], keepdims: { int: 0 } });
+    const mean = batchMean(y);
+    const ex2 = batchMean(g.op('Mul', [y, y]));
+    const variance = g.op('Relu', [g.op('Sub', [ex2, g.op('Mul', [mean, mean])])]);
+    const flat = g.int64Tensor(`${bn}.flat`, [Op]);
+    const inv = g.op('Div', [g.floatTensor(`${bn}.gamma`, padded(gamma), [Op / B, B]), g.op('Sqrt', [g.op('Add', [variance, g.scalar(`${bn}.eps`, eps)])])]);
+    const shift = g.op('Sub', [g.floatTensor(`${bn}.beta`, padded(beta), [Op / B, B]), g.op('Mul', [mean, inv])]);
+    const inputs = [y, g.op('Reshape', [inv, g.int64Tensor(`${bn}.filter`, [Op, 1, 1, 1])]), g.op('Reshape', [shift, flat])];
+    if (tail.residual) {
+      if (tail.act) throw new Error(`${bn}: a fused residual addition follows no activation`);
+      if (this.blocked.get(tail.residual) !== C) throw new Error(`${bn}: the residual input is not a blocked tensor of ${C} channels`);
+      inputs.push(tail.residual);
+    }
+    const attrs = { kernel_shape: [1, 1], strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: { int: Op } };
+    const z = g.opIn(NCHWC, 'Conv', inputs, { ...attrs, ...(tail.act ? nchwcActivation(tail.act) : {}) });
+    this.blocked.set(z, C);
+    const first = (v: string, name: string) => g.op('Slice', [g.op('Reshape', [v, flat]), g.int64Tensor(`${bn}.from`, [0]), g.int64Tensor(`${bn}.to`, [C])], {}, name);
+    this.bnNames.push(bn);
+    this.bnOutputs.push({ name: first(mean, `${bn}:mean`), channels: C }, { name: first(variance, `${bn}:var`), channels: C });
+    return z;
   }
 
   /** `tail` as separate nodes after `y` (the plain layout; the NCHWc conv fuses it instead). */
@@ -416,10 +459,13 @@ export class SubnetGraphBuilder {
     return this.convBn(y, proj, `blocks.${i}.proj_bn`, slot.residual ? { residual: x } : {});
   }
 
-  head(x: string, outName: string): string {
+  finalExpand(x: string): string {
     const fe = this.w.pkg.tensor('final_expand.weight');
-    let y = this.convBn(x, { weight: fe.data, dims: fe.shape }, 'final_bn', { act: 'h_swish' });
-    y = this.globalAveragePool(y);
+    return this.convBn(x, { weight: fe.data, dims: fe.shape }, 'final_bn', { act: 'h_swish' });
+  }
+
+  head(x: string, outName: string): string {
+    let y = this.globalAveragePool(this.finalExpand(x));
     const fm = this.w.pkg.tensor('feature_mix.weight');
     y = this.nchw(this.conv(y, { weight: fm.data, dims: fm.shape }, 'feature_mix', undefined, { act: 'h_swish' }));
     y = this.g.op('Flatten', [y], { axis: { int: 1 } });
@@ -447,7 +493,7 @@ export function buildSubnet(weights: SubnetWeights, cfg: SubnetConfig, opts: Bui
   }
   const inputs = [{ name: INPUT_NAME, dims: [batch, a.input.channels, a.input.height, a.input.width] }];
   if (opts.mode === 'calibrate') {
-    b.head(x, OUTPUT_NAME); // kept so the graph mirrors the inference one; its output is not requested
+    b.finalExpand(x); // the last BatchNorm; the rest of the head has none
     const outs = b.bnOutputs.map((o) => ({ name: o.name, dims: [o.channels] }));
     return { bytes: b.g.build(inputs, outs), bnNames: b.bnNames, inputName: INPUT_NAME, outputNames: outs.map((o) => o.name) };
   }

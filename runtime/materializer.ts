@@ -35,13 +35,23 @@ export class Materializer {
   readonly stats: StatsStore;
   private readonly inflight = new Map<string, Promise<BnStatsMap>>();
 
+  private readonly layout: () => Promise<CalibrateOptions>;
+  private layoutOnce?: Promise<CalibrateOptions>;
+
+  /**
+   * `calibrationLayout`: options every calibration starts from, found on first use (e.g.
+   * runtime/node/nchwc.ts `nchwcCalibration`: the NCHWc calibration graph where this onnxruntime
+   * runs it); options passed to a call override them.
+   */
   constructor(
     readonly pkg: SupernetPackage,
     readonly backend: Backend,
     stats: StatsStore = new MemoryStatsStore(),
+    calibrationLayout?: (weights: SubnetWeights) => Promise<CalibrateOptions>,
   ) {
     this.weights = new SubnetWeights(pkg);
     this.stats = stats;
+    this.layout = () => (this.layoutOnce ??= calibrationLayout ? calibrationLayout(this.weights) : Promise.resolve({}));
   }
 
   /** Calibrated statistics for a subnet: from the store, or computed once (concurrent callers share it). */
@@ -51,10 +61,12 @@ export class Materializer {
     if (hit) return { stats: hit, cached: true };
     let p = this.inflight.get(key);
     if (!p) {
-      p = calibrateBn(this.weights, cfg, this.backend, opts).then(async (s) => {
-        await this.stats.set(key, s);
-        return s;
-      });
+      p = this.layout()
+        .then((layout) => calibrateBn(this.weights, cfg, this.backend, { ...layout, ...opts }))
+        .then(async (s) => {
+          await this.stats.set(key, s);
+          return s;
+        });
       this.inflight.set(key, p);
       p.finally(() => this.inflight.delete(key)).catch(() => undefined);
     }

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { parseArch } from '../runtime/arch.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { nchwcSupport, verifyNchwc } from '../runtime/node/nchwc.js';
+import { nchwcCalibration, nchwcSupport, verifyNchwc, verifyNchwcCalibration } from '../runtime/node/nchwc.js';
+import { nodeBackend } from '../runtime/node/ort-node.js';
+import { calibrateBn } from '../runtime/calibrate.js';
 import { buildSubnet, reorderFilter, SubnetWeights } from '../runtime/materialize.js';
 import { ModelProto } from '../runtime/onnx/proto.js';
 import { mulberry32 } from '../runtime/random.js';
@@ -94,5 +96,39 @@ test('a package whose NCHWc graphs do not match onnxruntime (wrong block size) i
   const reason = await verifyNchwc(w, block === 8 ? 16 : 8);
   assert.ok(reason, 'refused');
   assert.match(reason!, /^subnet r\d+/);
-  assert.throws(() => buildSubnet(w, w.pkg.space.min(), { mode: 'calibrate', nchwcBlock: block }), /folded BatchNorm/);
+  assert.throws(() => buildSubnet(w, w.pkg.space.min(), { mode: 'unfold', nchwcBlock: block }), /folded or calibrating BatchNorm/);
+  const calib = await verifyNchwcCalibration(w, block === 8 ? 16 : 8);
+  assert.ok(calib, 'calibration graph refused too');
+  assert.match(calib!, /^subnet r\d+/);
+});
+
+test('NCHWc calibration graphs give the batch statistics of the plain calibration graph (fmnist-ofa, tiny, padded channels)', { skip: !x86 && 'NCHWc kernels are x86 only' }, async () => {
+  const { block } = await nchwcSupport();
+  using dir = tempDir();
+  for (const path of [repoPath('models', 'fmnist-ofa', 'package'), TINY, oddPackage(dir.path)]) {
+    const pkg = await loadPackageDir(path);
+    const w = new SubnetWeights(pkg);
+    const rand = mulberry32(9);
+    const c = pkg.manifest.calibration;
+    const opts = { images: Math.min(c.count, 2 * c.batch, 300), batch: Math.min(c.batch, 150) }; // a short last batch too
+    for (const cfg of [pkg.space.min(), pkg.space.max(), pkg.space.sample(rand), pkg.space.sample(rand)]) {
+      const bytes = buildSubnet(w, cfg, { mode: 'calibrate', nchwcBlock: block }).bytes;
+      const model = ModelProto.toObject(ModelProto.decode(bytes)) as { graph: { node: { domain?: string; op_type: string }[] } };
+      assert.ok(!model.graph.node.some((n) => n.op_type === 'BatchNormalization'), 'no BatchNormalization left to reorder around');
+      const plain = await calibrateBn(w, cfg, nodeBackend, opts);
+      const blocked = await calibrateBn(w, cfg, nodeBackend, { ...opts, nchwcBlock: block });
+      assert.deepEqual([...blocked.keys()], [...plain.keys()]);
+      for (const [bn, s] of plain) {
+        const o = blocked.get(bn)!;
+        assert.equal(o.mean.length, s.mean.length, bn);
+        for (let i = 0; i < s.mean.length; i++) {
+          const sd = Math.sqrt(s.var[i]!);
+          assert.ok(Math.abs(o.mean[i]! - s.mean[i]!) <= 1e-4 * sd + 1e-7, `${pkg.name} ${pkg.space.id(cfg)} ${bn}[${i}] mean ${o.mean[i]} vs ${s.mean[i]}`);
+          assert.ok(Math.abs(o.var[i]! - s.var[i]!) <= 1e-4 * s.var[i]! + 1e-9, `${pkg.name} ${pkg.space.id(cfg)} ${bn}[${i}] var ${o.var[i]} vs ${s.var[i]}`);
+        }
+      }
+    }
+    assert.equal(await verifyNchwcCalibration(w, block), null);
+    assert.deepEqual(await nchwcCalibration(w), { nchwcBlock: block });
+  }
 });

@@ -1,6 +1,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Materializer } from '../../runtime/materializer.js';
+import { nchwcCalibration } from '../../runtime/node/nchwc.js';
 import { nodeBackend } from '../../runtime/node/ort-node.js';
 import { diskStatsStore } from '../stats-store.js';
 import { loadSupernet } from '../packages.js';
@@ -30,7 +31,7 @@ export async function run(argv: string[]): Promise<number> {
   const pkg = await loadSupernet(required(a.values.supernet, '--supernet'));
   const cfg = pkg.space.parse(readConfigArg(required(a.values.subnet, '--subnet')), '--subnet');
   const outPath = required(a.values.out, '--out');
-  const m = new Materializer(pkg, nodeBackend, a.values.cache ? diskStatsStore(a.values.cache) : undefined);
+  const m = new Materializer(pkg, nodeBackend, a.values.cache ? diskStatsStore(a.values.cache) : undefined, nchwcCalibration);
   const r = await m.materialize(cfg, { calibrate: !a.values['no-calibrate'], bn: a.values.unfolded ? 'unfold' : 'fold' });
   mkdirSync(dirname(outPath), { recursive: true });
   // Written to a temp file and renamed: a failure never leaves a partial model behind.

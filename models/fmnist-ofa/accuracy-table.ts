@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Materializer } from '../../runtime/materializer.js';
 import { loadPackageDir } from '../../runtime/node/fs-source.js';
+import { nchwcCalibration } from '../../runtime/node/nchwc.js';
 import { nodeBackend } from '../../runtime/node/ort-node.js';
 import { mulberry32 } from '../../runtime/random.js';
 import { ModelSession } from '../../runtime/session.js';
@@ -68,7 +69,7 @@ export function tableConfigs(space: Materializer['pkg']['space'], n: number, see
 async function worker(pkgDir: string, dataDir: string, out: string, n: number, seed: number, shard: number, shards: number, split: Split): Promise<void> {
   const pkg = await loadPackageDir(pkgDir);
   const data = loadFmnist(dataDir);
-  const m = new Materializer(pkg, nodeBackend);
+  const m = new Materializer(pkg, nodeBackend, undefined, nchwcCalibration);
   const done = new Set<string>();
   if (existsSync(out)) for (const line of readFileSync(out, 'utf8').split('\n')) if (line.trim()) done.add((JSON.parse(line) as TableRow).id);
   const configs = tableConfigs(pkg.space, n, seed).filter((_, i) => i % shards === shard);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Materializer } from '../../runtime/materializer.js';
 import { loadPackageDir } from '../../runtime/node/fs-source.js';
+import { nchwcCalibration } from '../../runtime/node/nchwc.js';
 import { nodeBackend } from '../../runtime/node/ort-node.js';
 import { ModelSession } from '../../runtime/session.js';
 import type { SubnetConfig } from '../../runtime/space.js';
@@ -38,7 +39,7 @@ for (const r of sorted)
     best = r.accuracy;
   }
 const data = loadFmnist(values.data);
-const m = new Materializer(pkg, nodeBackend);
+const m = new Materializer(pkg, nodeBackend, undefined, nchwcCalibration);
 const minId = pkg.space.id(pkg.space.min());
 const maxId = pkg.space.id(pkg.space.max());
 const pick = new Map<string, TableRow>();

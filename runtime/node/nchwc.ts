@@ -10,9 +10,12 @@
  * package's graphs are checked against onnxruntime's own optimisation once before they are used.
  */
 import * as ort from 'onnxruntime-node';
+import { calibrateBn, type CalibrateOptions } from '../calibrate.js';
 import { buildSubnet, reorderFilter, type SubnetWeights } from '../materialize.js';
 import { GraphBuilder } from '../onnx/graph.js';
+import type { SupernetPackage } from '../package.js';
 import { mulberry32 } from '../random.js';
+import { nodeBackend } from './ort-node.js';
 
 export type NchwcSupport = { block: number } | { block: 0; reason: string };
 
@@ -110,4 +113,56 @@ export async function verifyNchwc(weights: SubnetWeights, block: number): Promis
     }
   }
   return null;
+}
+
+/**
+ * Checks that a package's NCHWc calibration graphs give the statistics of the plain calibration
+ * graph run with onnxruntime's optimisation: the smallest and the largest subnet on one batch of the
+ * calibration set, every BatchNorm's mean within 1e-4 of its standard deviation and its variance
+ * within 1e-4 relative. Resolves to the reason when they disagree.
+ */
+export async function verifyNchwcCalibration(weights: SubnetWeights, block: number): Promise<string | null> {
+  const space = weights.pkg.space;
+  const c = weights.pkg.manifest.calibration;
+  const opts = { images: Math.min(c.count, c.batch) };
+  for (const cfg of [space.min(), space.max()]) {
+    try {
+      const want = await calibrateBn(weights, cfg, nodeBackend, opts);
+      const got = await calibrateBn(weights, cfg, nodeBackend, { ...opts, nchwcBlock: block });
+      for (const [bn, s] of want) {
+        const o = got.get(bn);
+        if (!o || o.mean.length !== s.mean.length) return `subnet ${space.id(cfg)}: the NCHWc calibration graph has no statistics for ${bn}`;
+        for (let i = 0; i < s.mean.length; i++) {
+          const sd = Math.sqrt(s.var[i]!) + 1e-6;
+          const dm = Math.abs(s.mean[i]! - o.mean[i]!) / sd;
+          const dv = Math.abs(s.var[i]! - o.var[i]!) / (s.var[i]! + 1e-12);
+          if (!(dm <= 1e-4 && dv <= 1e-4))
+            return `subnet ${space.id(cfg)}: NCHWc calibration differs at ${bn} channel ${i} (mean by ${dm.toExponential(2)} of its std, variance by ${dv.toExponential(2)})`;
+        }
+      }
+    } catch (e) {
+      return `subnet ${space.id(cfg)}: ${(e as Error).message.split('\n')[0]}`;
+    }
+  }
+  return null;
+}
+
+const calibrationLayouts = new WeakMap<SupernetPackage, Promise<CalibrateOptions>>();
+
+/**
+ * How this process calibrates a package on onnxruntime's CPU provider: `{ nchwcBlock }` when the
+ * NCHWc calibration graphs are available and pass verifyNchwcCalibration, else `{}` (the plain
+ * graph, optimised by onnxruntime). Found once per package; costs two small calibrations.
+ */
+export function nchwcCalibration(weights: SubnetWeights): Promise<CalibrateOptions> {
+  let p = calibrationLayouts.get(weights.pkg);
+  if (!p) {
+    p = (async () => {
+      const { block } = await nchwcSupport();
+      if (!block) return {};
+      return (await verifyNchwcCalibration(weights, block)) === null ? { nchwcBlock: block } : {};
+    })();
+    calibrationLayouts.set(weights.pkg, p);
+  }
+  return p;
 }

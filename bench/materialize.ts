@@ -5,6 +5,7 @@
  *   node dist/bench/materialize.js [--runs N]
  */
 import { existsSync } from 'node:fs';
+import { loadavg as loadavg_ } from 'node:os';
 import { parseArgs } from 'node:util';
 import { calibrateBn } from '../runtime/calibrate.js';
 import { buildSubnet, SubnetWeights } from '../runtime/materialize.js';
@@ -71,7 +72,9 @@ const fmnist = resolveSupernetDirSafe('fmnist-ofa');
 if (fmnist) results.push(await family(fmnist, 'fmnist-ofa'));
 else results.push({ ...(await family('test/fixtures/tiny/package', 'tiny (fmnist-ofa package not built yet)')) });
 results.push(await family(resolveSupernetDir('ofa-mbv3-w1.0'), 'ofa-mbv3-w1.0'));
-process.stdout.write(`${JSON.stringify({ bench: 'materialize', node: process.version, ort: nodeBackend.version, runs, results }, null, 2)}\n`);
+const when = new Date().toISOString();
+const loadavg = loadavg_().map((v) => Math.round(v * 100) / 100);
+process.stdout.write(`${JSON.stringify({ bench: 'materialize', when, loadavg, node: process.version, ort: nodeBackend.version, runs, results }, null, 2)}\n`);
 
 function resolveSupernetDirSafe(name: string): string | undefined {
   try {

@@ -88,12 +88,13 @@ export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, bac
       const src = pkg.calibration.subarray(start * per, (start + n) * per);
       for (let i = 0; i < src.length; i++) view[i] = src[i]! * c.scale;
       const out = await session.run(view, [n, ...c.shape], graph.outputNames);
-      for (const bn of graph.bnNames) {
+      for (const [k, bn] of graph.bnNames.entries()) {
         const m = out[`${bn}:mean`]!.data;
         const v = out[`${bn}:var`]!.data;
+        const C = graph.bnChannels[k]!; // the outputs may be padded to the NCHWc block
         let s = sums.get(bn);
-        if (!s) sums.set(bn, (s = { mean: new Float64Array(m.length), var: new Float64Array(v.length) }));
-        for (let j = 0; j < m.length; j++) {
+        if (!s) sums.set(bn, (s = { mean: new Float64Array(C), var: new Float64Array(C) }));
+        for (let j = 0; j < C; j++) {
           s.mean[j]! += m[j]! * n;
           s.var[j]! += v[j]! * n;
         }

@@ -40,6 +40,8 @@ export interface BuiltGraph {
   bytes: Uint8Array;
   /** calibrate mode: the BN names whose statistics the graph outputs, in output order (mean, var per BN). */
   bnNames: string[];
+  /** calibrate mode: each BN's channel count (its outputs may be longer: padded to the NCHWc block) */
+  bnChannels: number[];
   inputName: string;
   outputNames: string[];
 }
@@ -189,7 +191,8 @@ export function reorderFilter(w: Float32Array, dims: readonly number[], Op: numb
 export class SubnetGraphBuilder {
   readonly g: GraphBuilder;
   readonly bnNames: string[] = [];
-  readonly bnOutputs: { name: string; channels: number }[] = [];
+  /** calibrate mode: each BN's mean and variance outputs; `dims` when they are padded (NCHWc), else [channels] */
+  readonly bnOutputs: { name: string; channels: number; dims?: number[] }[] = [];
   private readonly mode: BnMode;
   /** NCHWc block size when emitting onnxruntime's blocked layout, else 0 */
   private readonly B: number;
@@ -350,33 +353,30 @@ export class SubnetGraphBuilder {
   }
 
   /**
-   * Calibration's BatchNorm on a blocked tensor: the batch mean and biased variance of each channel
-   * from two reductions over the blocked layout seen as [N, C/B, H*W, B] (E[y] and E[y^2]), then the
-   * normalisation with them, the activation and the residual addition as one depthwise 1x1 NchwcConv
-   * whose filter and bias are computed in the graph. The plain calibration graph instead leaves the
-   * blocked layout around every BN (onnxruntime reorders to NCHW and back) and passes over the
-   * activation three times in its training-mode BatchNormalization. Padded channels stay zero
-   * (their gamma is zero).
+   * Calibration's BatchNorm on a blocked tensor. The blocked GlobalAveragePool of `y` and of `y*y`
+   * gives each image's channel means ([N, Op, 1, 1]: with one pixel the blocked order is the channel
+   * order); their batch means are the batch mean and E[y^2], hence the biased variance. Normalisation,
+   * activation and the residual addition then run as one depthwise 1x1 NchwcConv whose filter
+   * (gamma / sqrt(var + eps)) and bias are computed in the graph. The plain calibration graph instead
+   * leaves the blocked layout around every BN (onnxruntime reorders to NCHW and back) and passes over
+   * the activation three times in its training-mode BatchNormalization. Padded channels stay zero
+   * (their gamma is zero); the statistics are output padded, [1, Op, 1, 1].
    */
   private batchNormNchwc(y: string, C: number, bn: string, gamma: Float32Array, beta: Float32Array, eps: number, tail: ConvTail): string {
-    const B = this.B;
     const Op = this.pad(C);
     const g = this.g;
-    const padded = (v: Float32Array) => {
+    const column = (name: string, v: Float32Array) => {
       const out = new Float32Array(Op);
       out.set(v);
-      return out;
+      return g.floatTensor(name, out, [1, Op, 1, 1]);
     };
-    // per sample and channel with the blocked GlobalAveragePool ([N, Op, 1, 1]: channel order), then over the batch
-    const batchMean = (v: string) =>
-      g.op('ReduceMean', [g.op('Reshape', [g.opIn(NCHWC, 'GlobalAveragePool', [v]), g.int64Tensor(`${bn}.rows`, [-1, Op / B, B])])], { axes: [0], keepdims: { int: 0 } });
-    const mean = batchMean(y);
+    const batchMean = (v: string, name?: string) => g.op('ReduceMean', [g.opIn(NCHWC, 'GlobalAveragePool', [v])], { axes: [0], keepdims: { int: 1 } }, name);
+    const mean = batchMean(y, `${bn}:mean`);
     const ex2 = batchMean(g.op('Mul', [y, y]));
-    const variance = g.op('Relu', [g.op('Sub', [ex2, g.op('Mul', [mean, mean])])]);
-    const flat = g.int64Tensor(`${bn}.flat`, [Op]);
-    const inv = g.op('Div', [g.floatTensor(`${bn}.gamma`, padded(gamma), [Op / B, B]), g.op('Sqrt', [g.op('Add', [variance, g.scalar(`${bn}.eps`, eps)])])]);
-    const shift = g.op('Sub', [g.floatTensor(`${bn}.beta`, padded(beta), [Op / B, B]), g.op('Mul', [mean, inv])]);
-    const inputs = [y, g.op('Reshape', [inv, g.int64Tensor(`${bn}.filter`, [Op, 1, 1, 1])]), g.op('Reshape', [shift, flat])];
+    const variance = g.op('Relu', [g.op('Sub', [ex2, g.op('Mul', [mean, mean])])], {}, `${bn}:var`);
+    const inv = g.op('Div', [column(`${bn}.gamma`, gamma), g.op('Sqrt', [g.op('Add', [variance, g.scalar(`${bn}.eps`, eps)])])]);
+    const shift = g.op('Sub', [column(`${bn}.beta`, beta), g.op('Mul', [mean, inv])]);
+    const inputs = [y, g.op('Reshape', [inv, g.int64Tensor(`${bn}.filter`, [Op, 1, 1, 1])]), g.op('Reshape', [shift, g.int64Tensor(`${bn}.flat`, [Op])])];
     if (tail.residual) {
       if (tail.act) throw new Error(`${bn}: a fused residual addition follows no activation`);
       if (this.blocked.get(tail.residual) !== C) throw new Error(`${bn}: the residual input is not a blocked tensor of ${C} channels`);
@@ -385,9 +385,8 @@ export class SubnetGraphBuilder {
     const attrs = { kernel_shape: [1, 1], strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: { int: Op } };
     const z = g.opIn(NCHWC, 'Conv', inputs, { ...attrs, ...(tail.act ? nchwcActivation(tail.act) : {}) });
     this.blocked.set(z, C);
-    const first = (v: string, name: string) => g.op('Slice', [g.op('Reshape', [v, flat]), g.int64Tensor(`${bn}.from`, [0]), g.int64Tensor(`${bn}.to`, [C])], {}, name);
     this.bnNames.push(bn);
-    this.bnOutputs.push({ name: first(mean, `${bn}:mean`), channels: C }, { name: first(variance, `${bn}:var`), channels: C });
+    this.bnOutputs.push({ name: mean, channels: C, dims: [1, Op, 1, 1] }, { name: variance, channels: C, dims: [1, Op, 1, 1] });
     return z;
   }
 
@@ -494,8 +493,9 @@ export function buildSubnet(weights: SubnetWeights, cfg: SubnetConfig, opts: Bui
   const inputs = [{ name: INPUT_NAME, dims: [batch, a.input.channels, a.input.height, a.input.width] }];
   if (opts.mode === 'calibrate') {
     b.finalExpand(x); // the last BatchNorm; the rest of the head has none
-    const outs = b.bnOutputs.map((o) => ({ name: o.name, dims: [o.channels] }));
-    return { bytes: b.g.build(inputs, outs), bnNames: b.bnNames, inputName: INPUT_NAME, outputNames: outs.map((o) => o.name) };
+    const outs = b.bnOutputs.map((o) => ({ name: o.name, dims: o.dims ?? [o.channels] }));
+    const bnChannels = b.bnOutputs.filter((_, i) => i % 2 === 0).map((o) => o.channels);
+    return { bytes: b.g.build(inputs, outs), bnNames: b.bnNames, bnChannels, inputName: INPUT_NAME, outputNames: outs.map((o) => o.name) };
   }
   b.head(x, OUTPUT_NAME);
   const bytes = b.g.build(inputs, [{ name: OUTPUT_NAME, dims: [batch, a.classes] }], {
@@ -503,5 +503,5 @@ export function buildSubnet(weights: SubnetWeights, cfg: SubnetConfig, opts: Bui
     'nestswap.subnet': weights.pkg.space.id(cfg),
     'nestswap.bn': opts.mode ?? 'fold',
   });
-  return { bytes, bnNames: [], inputName: INPUT_NAME, outputNames: [OUTPUT_NAME] };
+  return { bytes, bnNames: [], bnChannels: [], inputName: INPUT_NAME, outputNames: [OUTPUT_NAME] };
 }

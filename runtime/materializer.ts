@@ -15,6 +15,8 @@ export interface MaterializeOptions {
   /** 'fold' (default) or 'unfold' to keep BatchNormalization nodes. */
   bn?: Exclude<BnMode, 'calibrate'>;
   calibration?: CalibrateOptions;
+  /** Write onnxruntime's NCHWc layout with this block size (x86 CPU provider; see runtime/node/nchwc.ts). */
+  nchwcBlock?: number;
 }
 
 export interface MaterializedSubnet {
@@ -92,7 +94,7 @@ export class Materializer {
     const t0 = performance.now();
     if (calibrate) ({ stats, cached } = await this.statistics(cfg, opts.calibration));
     const t1 = performance.now();
-    const built = buildSubnet(this.weights, cfg, stats ? { mode: opts.bn ?? 'fold', stats } : { mode: opts.bn ?? 'fold' });
+    const built = buildSubnet(this.weights, cfg, { mode: opts.bn ?? 'fold', ...(stats ? { stats } : {}), ...(opts.nchwcBlock ? { nchwcBlock: opts.nchwcBlock } : {}) });
     const t2 = performance.now();
     return {
       subnetId: this.pkg.space.id(cfg),

@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { isNestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { repoPath, tempDir, TINY } from './helpers.js';
+import * as ort from 'onnxruntime-node';
+import { nchwcSupport } from '../runtime/node/nchwc.js';
+import { ModelProto } from '../runtime/onnx/proto.js';
+import { maxAbs, maxAbsDiff, repoPath, tempDir, TINY } from './helpers.js';
 
 const src = TINY;
 
@@ -110,6 +113,42 @@ test('materialize CLI --json reports id, bytes, params, MACs and writes a model'
   for (const k of ['out', 'subnetId', 'bytes', 'params', 'macs', 'calibrated', 'wallMs']) assert.ok(k in j, k);
   assert.equal(j.bytes, readFileSync(out).length);
   assert.equal(j.calibrated, true);
+  assert.equal(j.layout, 'plain');
+});
+
+test('materialize CLI --nchwc writes the NCHWc layout where onnxruntime has it, else fails with the reason and writes nothing', async () => {
+  using tmp = tempDir();
+  const out = join(tmp.path, 'm.onnx');
+  const cfg = JSON.stringify({ ks: Array(8).fill(5), e: Array(8).fill(4), d: [3, 2], image_size: 12 });
+  const r = spawnSync(process.execPath, [repoPath('bin', 'nestswap.js'), 'materialize', '--supernet', src, '--subnet', cfg, '--out', out, '--nchwc', '--json'], { encoding: 'utf8' });
+  const { block } = await nchwcSupport();
+  if (!block) {
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /ERR_SESSION.*--nchwc/s);
+    assert.ok(!existsSync(out));
+    return;
+  }
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { layout: string }).layout, `nchwc${block}`);
+  const bytes = readFileSync(out);
+  const model = ModelProto.toObject(ModelProto.decode(bytes)) as { graph: { node: { domain?: string; op_type: string }[] } };
+  assert.ok(model.graph.node.some((n) => n.domain === 'com.microsoft.nchwc' && n.op_type === 'Conv'));
+  // it runs unoptimised and answers as the portable graph does under onnxruntime's optimisation
+  const plainOut = join(tmp.path, 'p.onnx');
+  assert.equal(spawnSync(process.execPath, [repoPath('bin', 'nestswap.js'), 'materialize', '--supernet', src, '--subnet', cfg, '--out', plainOut], { encoding: 'utf8' }).status, 0);
+  const x = Float32Array.from({ length: 12 * 12 }, (_, i) => (i % 13) / 13);
+  const logits = async (file: string, level: 'all' | 'disabled') => {
+    const s = await ort.InferenceSession.create(file, { graphOptimizationLevel: level });
+    const o = await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', x, [1, 1, 12, 12]) });
+    await s.release();
+    return o[s.outputNames[0]!]!.data as Float32Array;
+  };
+  const a = await logits(plainOut, 'all');
+  const b = await logits(out, 'disabled');
+  assert.ok(maxAbsDiff(a, b) <= 1e-4 * maxAbs(a), `differs by ${maxAbsDiff(a, b)}`);
+  const bad = spawnSync(process.execPath, [repoPath('bin', 'nestswap.js'), 'materialize', '--supernet', src, '--subnet', cfg, '--out', join(tmp.path, 'u.onnx'), '--nchwc', '--unfolded'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.ok(!existsSync(join(tmp.path, 'u.onnx')));
 });
 
 test('a manifest whose architecture does not match the weights is rejected at load', async () => {

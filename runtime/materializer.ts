@@ -49,11 +49,11 @@ export class Materializer {
     readonly pkg: SupernetPackage,
     readonly backend: Backend,
     stats: StatsStore = new MemoryStatsStore(),
-    calibrationLayout?: (weights: SubnetWeights) => Promise<CalibrateOptions>,
+    calibrationLayout?: (weights: SubnetWeights, backend: Backend) => Promise<CalibrateOptions>,
   ) {
     this.weights = new SubnetWeights(pkg);
     this.stats = stats;
-    this.layout = () => (this.layoutOnce ??= calibrationLayout ? calibrationLayout(this.weights) : Promise.resolve({}));
+    this.layout = () => (this.layoutOnce ??= calibrationLayout ? calibrationLayout(this.weights, this.backend) : Promise.resolve({}));
   }
 
   /** Calibrated statistics for a subnet: from the store, or computed once (concurrent callers share it). */

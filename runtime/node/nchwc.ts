@@ -14,6 +14,7 @@ import { calibrateBn, type CalibrateOptions } from '../calibrate.js';
 import { buildSubnet, reorderFilter, type SubnetWeights } from '../materialize.js';
 import { GraphBuilder } from '../onnx/graph.js';
 import type { SupernetPackage } from '../package.js';
+import type { Backend } from '../session.js';
 import { mulberry32 } from '../random.js';
 import { nodeBackend } from './ort-node.js';
 
@@ -119,16 +120,17 @@ export async function verifyNchwc(weights: SubnetWeights, block: number): Promis
  * Checks that a package's NCHWc calibration graphs give the statistics of the plain calibration
  * graph run with onnxruntime's optimisation: the smallest and the largest subnet on one batch of the
  * calibration set, every BatchNorm's mean within 1e-4 of its standard deviation and its variance
- * within 1e-4 relative. Resolves to the reason when they disagree.
+ * within 1e-4 relative, run on `backend` (onnxruntime-node's, in this thread or a worker). Resolves to
+ * the reason when they disagree.
  */
-export async function verifyNchwcCalibration(weights: SubnetWeights, block: number): Promise<string | null> {
+export async function verifyNchwcCalibration(weights: SubnetWeights, block: number, backend: Backend = nodeBackend): Promise<string | null> {
   const space = weights.pkg.space;
   const c = weights.pkg.manifest.calibration;
   const opts = { images: Math.min(c.count, c.batch) };
   for (const cfg of [space.min(), space.max()]) {
     try {
-      const want = await calibrateBn(weights, cfg, nodeBackend, opts);
-      const got = await calibrateBn(weights, cfg, nodeBackend, { ...opts, nchwcBlock: block });
+      const want = await calibrateBn(weights, cfg, backend, opts);
+      const got = await calibrateBn(weights, cfg, backend, { ...opts, nchwcBlock: block });
       for (const [bn, s] of want) {
         const o = got.get(bn);
         if (!o || o.mean.length !== s.mean.length) return `subnet ${space.id(cfg)}: the NCHWc calibration graph has no statistics for ${bn}`;
@@ -152,15 +154,16 @@ const calibrationLayouts = new WeakMap<SupernetPackage, Promise<CalibrateOptions
 /**
  * How this process calibrates a package on onnxruntime's CPU provider: `{ nchwcBlock }` when the
  * NCHWc calibration graphs are available and pass verifyNchwcCalibration, else `{}` (the plain
- * graph, optimised by onnxruntime). Found once per package; costs two small calibrations.
+ * graph, optimised by onnxruntime). Found once per package; the check (four one-batch calibrations)
+ * runs on `backend`, e.g. the worker the calibrations themselves run in.
  */
-export function nchwcCalibration(weights: SubnetWeights): Promise<CalibrateOptions> {
+export function nchwcCalibration(weights: SubnetWeights, backend: Backend = nodeBackend): Promise<CalibrateOptions> {
   let p = calibrationLayouts.get(weights.pkg);
   if (!p) {
     p = (async () => {
       const { block } = await nchwcSupport();
       if (!block) return {};
-      return (await verifyNchwcCalibration(weights, block)) === null ? { nchwcBlock: block } : {};
+      return (await verifyNchwcCalibration(weights, block, backend)) === null ? { nchwcBlock: block } : {};
     })();
     calibrationLayouts.set(weights.pkg, p);
   }

@@ -3,8 +3,9 @@
 # with the supernet's per-network budget (same epochs, schedule, augmentation, batch; labels only)
 # and records their test accuracy in models/fmnist-ofa/scratch/<name>.json. Resumable: rerun to continue.
 # `node dist/models/fmnist-ofa/report.js` then puts them beside the same subnets taken from the supernet.
-#   [THREADS=2] [TRAIN_ARGS="--wd 5e-4 --augment flip"] models/fmnist-ofa/scratch.sh [EPOCHS] [names...]
-# TRAIN_ARGS: the recipe options the supernet was trained with (train.py's), so both sides get the same recipe.
+#   [THREADS=2] [TRAIN_ARGS="..."] models/fmnist-ofa/scratch.sh [EPOCHS] [names...]
+# train.py's defaults are the committed supernet's recipe; TRAIN_ARGS: recipe options a supernet trained otherwise
+# used (train.py's), so both sides get the same recipe.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 EPOCHS=${1:-11}

@@ -75,16 +75,16 @@ def main():
                     help="first train only the largest subnet for this many of the epochs (progressive shrinking)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.08)
-    ap.add_argument("--wd", type=float, default=3e-5)
+    ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--random", type=int, default=1, help="random subnets per step besides max and min")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
     ap.add_argument("--label-smoothing", type=float, default=0.1, help="on the labels (distillation targets are the teacher's)")
-    ap.add_argument("--augment", choices=["shift-flip", "flip", "none"], default="shift-flip")
+    ap.add_argument("--augment", choices=["shift-flip", "flip", "none"], default="flip")
     ap.add_argument("--clip", type=float, default=5.0, help="gradient norm clip (0: none)")
-    ap.add_argument("--zero-residual-bn", action="store_true",
+    ap.add_argument("--zero-residual-bn", action=argparse.BooleanOptionalAction, default=True,
                     help="BigNAS: start every residual block's last BN scale at zero, so each block starts as the identity")
     ap.add_argument("--dw-fan-in", action="store_true",
                     help="initialise depthwise kernels for their real fan (k*k) instead of PyTorch's fan_out (channels*k*k)")

@@ -191,8 +191,10 @@ export function reorderFilter(w: Float32Array, dims: readonly number[], Op: numb
 export class SubnetGraphBuilder {
   readonly g: GraphBuilder;
   readonly bnNames: string[] = [];
-  /** calibrate mode: each BN's mean and variance outputs; `dims` when they are padded (NCHWc), else [channels] */
-  readonly bnOutputs: { name: string; channels: number; dims?: number[] }[] = [];
+  /** calibrate mode: each BN's channel count, in bnNames order */
+  readonly bnChannels: number[] = [];
+  /** calibrate mode: each BN's mean and variance outputs (padded to the block in the NCHWc layout) */
+  readonly bnOutputs: { name: string; dims: number[] }[] = [];
   private readonly mode: BnMode;
   /** NCHWc block size when emitting onnxruntime's blocked layout, else 0 */
   private readonly B: number;
@@ -283,14 +285,18 @@ export class SubnetGraphBuilder {
     const b = new Float32Array(Op);
     if (bias) b.set(bias);
     const inputs = [input, this.g.floatTensor(`${prefix}.weight`, weight, dims), this.g.floatTensor(`${prefix}.bias`, b, [Op])];
-    if (tail.residual) {
-      if (tail.act) throw new Error(`${prefix}: a fused residual addition follows no activation`);
-      if (this.blocked.get(tail.residual) !== O) throw new Error(`${prefix}: the residual input is not a blocked tensor of ${O} channels`);
-      inputs.push(tail.residual);
-    }
+    this.pushSum(inputs, tail, prefix, O);
     const y = this.g.opIn(NCHWC, 'Conv', inputs, { ...attrs, group: { int: depthwise ? Op : 1 }, ...(tail.act ? nchwcActivation(tail.act) : {}) });
     this.blocked.set(y, O);
     return y;
+  }
+
+  /** An NchwcConv's fused residual addition: its Sum input, a blocked tensor of the conv's `channels`. */
+  private pushSum(inputs: string[], tail: ConvTail, prefix: string, channels: number): void {
+    if (!tail.residual) return;
+    if (tail.act) throw new Error(`${prefix}: a fused residual addition follows no activation`);
+    if (this.blocked.get(tail.residual) !== channels) throw new Error(`${prefix}: the residual input is not a blocked tensor of ${channels} channels`);
+    inputs.push(tail.residual);
   }
 
   /** Conv followed by BatchNorm `bn` (in the chosen form), then `tail`. */
@@ -346,7 +352,8 @@ export class SubnetGraphBuilder {
         [undefined, `${bn}:mean`, `${bn}:var`],
       );
       this.bnNames.push(bn);
-      this.bnOutputs.push({ name: bMean!, channels: C }, { name: bVar!, channels: C });
+      this.bnChannels.push(C);
+      this.bnOutputs.push({ name: bMean!, dims: [C] }, { name: bVar!, dims: [C] });
       z = out!;
     }
     return this.tailOf(z, tail);
@@ -377,16 +384,13 @@ export class SubnetGraphBuilder {
     const inv = g.op('Div', [column(`${bn}.gamma`, gamma), g.op('Sqrt', [g.op('Add', [variance, g.scalar(`${bn}.eps`, eps)])])]);
     const shift = g.op('Sub', [column(`${bn}.beta`, beta), g.op('Mul', [mean, inv])]);
     const inputs = [y, g.op('Reshape', [inv, g.int64Tensor(`${bn}.filter`, [Op, 1, 1, 1])]), g.op('Reshape', [shift, g.int64Tensor(`${bn}.flat`, [Op])])];
-    if (tail.residual) {
-      if (tail.act) throw new Error(`${bn}: a fused residual addition follows no activation`);
-      if (this.blocked.get(tail.residual) !== C) throw new Error(`${bn}: the residual input is not a blocked tensor of ${C} channels`);
-      inputs.push(tail.residual);
-    }
+    this.pushSum(inputs, tail, bn, C);
     const attrs = { kernel_shape: [1, 1], strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: { int: Op } };
     const z = g.opIn(NCHWC, 'Conv', inputs, { ...attrs, ...(tail.act ? nchwcActivation(tail.act) : {}) });
     this.blocked.set(z, C);
     this.bnNames.push(bn);
-    this.bnOutputs.push({ name: mean, channels: C, dims: [1, Op, 1, 1] }, { name: variance, channels: C, dims: [1, Op, 1, 1] });
+    this.bnChannels.push(C);
+    this.bnOutputs.push({ name: mean, dims: [1, Op, 1, 1] }, { name: variance, dims: [1, Op, 1, 1] });
     return z;
   }
 
@@ -493,9 +497,7 @@ export function buildSubnet(weights: SubnetWeights, cfg: SubnetConfig, opts: Bui
   const inputs = [{ name: INPUT_NAME, dims: [batch, a.input.channels, a.input.height, a.input.width] }];
   if (opts.mode === 'calibrate') {
     b.finalExpand(x); // the last BatchNorm; the rest of the head has none
-    const outs = b.bnOutputs.map((o) => ({ name: o.name, dims: o.dims ?? [o.channels] }));
-    const bnChannels = b.bnOutputs.filter((_, i) => i % 2 === 0).map((o) => o.channels);
-    return { bytes: b.g.build(inputs, outs), bnNames: b.bnNames, bnChannels, inputName: INPUT_NAME, outputNames: outs.map((o) => o.name) };
+    return { bytes: b.g.build(inputs, b.bnOutputs), bnNames: b.bnNames, bnChannels: b.bnChannels, inputName: INPUT_NAME, outputNames: b.bnOutputs.map((o) => o.name) };
   }
   b.head(x, OUTPUT_NAME);
   const bytes = b.g.build(inputs, [{ name: OUTPUT_NAME, dims: [batch, a.classes] }], {

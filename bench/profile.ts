@@ -6,6 +6,7 @@
  *
  *   node dist/bench/profile.js [--families ofa-mbv3-w1.0,fmnist-ofa] [--subnets 100] [--threads 1]
  *                              [--runs 30] [--subnet-runs 20] [--memory-subnets 10] [--resolutions 128,160,192,224]
+ *                              [--drift-every 10]
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -14,7 +15,7 @@ import { currentDeviceIdentity } from '../agent/device.js';
 import { defaultMeasuredResolutions, measureSubnetLatency, profileDevice, sampleSubnets, subnetInputDims } from '../agent/profiler.js';
 import { buildSubnet, SubnetWeights } from '../runtime/materialize.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { predictionStats, profileLatencyPredictor, profileMemoryPredictor, type ProfileSample } from '../runtime/profile.js';
+import { median, predictionStats, profileLatencyPredictor, profileMemoryPredictor, type ProfileSample } from '../runtime/profile.js';
 import { loadSupernet } from '../agent/packages.js';
 import { repoPath } from '../test/helpers.js';
 
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     'subnet-runs': { type: 'string', default: '20' },
     'memory-subnets': { type: 'string', default: '10' },
     resolutions: { type: 'string' },
+    'drift-every': { type: 'string', default: '10' },
   },
 });
 const nSubnets = Number(values.subnets);
@@ -34,6 +36,7 @@ const threads = Number(values.threads);
 const runs = Number(values.runs);
 const subnetRuns = Number(values['subnet-runs']);
 const nMem = Number(values['memory-subnets']);
+const driftEvery = Math.max(1, Number(values['drift-every']));
 const device = await currentDeviceIdentity();
 const round = (v: number, d = 4) => Math.round(v * 10 ** d) / 10 ** d;
 const summary = (s: ReturnType<typeof predictionStats>) => ({
@@ -64,12 +67,33 @@ for (const fam of values.families!.split(',')) {
   const cfgs = sampleSubnets(pkg, nSubnets, 12345);
   const med: ProfileSample[] = [];
   const p10: ProfileSample[] = [];
+  // Drift probe: three anchor subnets (not among the measured ones) timed right after profiling and again
+  // before every block of `driftEvery` subnets; the median ratio now / then is the machine's speed relative
+  // to profiling time (what the agent's live slowdown factor measures on a serving device). The raw numbers
+  // above are the prediction's; the drift-corrected ones separate the predictor from the machine's level shifts.
+  const timing = { ep: 'cpu', threads, warmup: 5, runs: subnetRuns } as const;
+  const anchors = sampleSubnets(pkg, 3, 4242, pkg.space.image_size_list, new Set(cfgs.map((c) => pkg.space.id(c))));
+  const timeAnchors = async () => {
+    const out: number[] = [];
+    for (const a of anchors) out.push((await measureSubnetLatency(pkg, a, timing, undefined, weights)).medianMs);
+    return out;
+  };
+  const anchorBase = await timeAnchors();
+  const drift: number[] = [];
+  const corrected: ProfileSample[] = [];
   const t1 = performance.now();
-  for (const cfg of cfgs) {
-    const t = await measureSubnetLatency(pkg, cfg, { ep: 'cpu', threads, warmup: 5, runs: subnetRuns }, undefined, weights);
+  let factor = 1;
+  for (const [i, cfg] of cfgs.entries()) {
+    if (i % driftEvery === 0) {
+      const now = await timeAnchors();
+      factor = median(now.map((v, k) => v / anchorBase[k]!));
+      drift.push(round(factor, 4));
+    }
+    const t = await measureSubnetLatency(pkg, cfg, timing, undefined, weights);
     const predicted = lp.latencyMs(cfg);
     med.push({ id: pkg.space.id(cfg), measured: t.medianMs, predicted });
     p10.push({ id: pkg.space.id(cfg), measured: t.p10Ms, predicted });
+    corrected.push({ id: pkg.space.id(cfg), measured: t.medianMs, predicted: predicted * factor });
   }
   const measureWallMs = performance.now() - t1;
   const mp = profileMemoryPredictor(profile)!;
@@ -94,6 +118,9 @@ for (const fam of values.families!.split(',')) {
     profileValidation: summary(profile.validation),
     latency: { ...summary(predictionStats(med)), statistic: `median of ${subnetRuns} runs, fresh session` },
     latencyVsP10: summary(predictionStats(p10)),
+    // anchors' speed relative to just after profiling, before each block of driftEvery subnets
+    drift: { every: driftEvery, anchors: anchors.map((a) => pkg.space.id(a)), factors: drift },
+    latencyDriftCorrected: summary(predictionStats(corrected)),
     measureWallS: round(measureWallMs / 1000, 1),
     memory: {
       subnets: mem.length,

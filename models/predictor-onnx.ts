@@ -1,5 +1,5 @@
 /**
- * Turns MLP weights (models/train_predictor.py) into the accuracy-predictor ONNX model
+ * Turns predictor weights (models/train_predictor.py: an MLP, or a quadratic form) into the accuracy-predictor ONNX model
  * (input float32 [N, n_dim] = OFA one-hot encoding, output [N, 1] accuracy in 0..1), then scores
  * it with onnxruntime on the table rows held out from training: RMSE (accuracy points) and
  * Kendall tau.
@@ -16,9 +16,40 @@ import type { SubnetConfig } from '../runtime/space.js';
 import { kendallTau } from '../runtime/profile.js';
 
 interface Mlp {
+  format: 'nestswap.mlp/1';
   n_dim: number;
   layers: { weight: number[][]; bias: number[] }[];
   holdout_ids: string[];
+}
+
+/** f(x) = x'Wx + w.x + b (kernel ridge with a degree-2 polynomial kernel, in primal form). */
+interface Quadratic {
+  format: 'nestswap.quadratic/1';
+  n_dim: number;
+  W: number[][];
+  w: number[];
+  b: number;
+  holdout_ids: string[];
+}
+
+export type PredictorWeights = Mlp | Quadratic;
+
+export function predictorToOnnx(p: PredictorWeights): Uint8Array {
+  if (p.format === 'nestswap.mlp/1') return mlpToOnnx(p);
+  if (p.format === 'nestswap.quadratic/1') return quadraticToOnnx(p);
+  throw new Error(`unknown predictor weights format ${String((p as { format?: unknown }).format)}`);
+}
+
+export function quadraticToOnnx(q: Quadratic): Uint8Array {
+  const g = new GraphBuilder('accuracy-predictor');
+  const D = q.n_dim;
+  if (q.W.length !== D || q.W.some((r) => r.length !== D) || q.w.length !== D) throw new Error(`quadratic predictor: W must be ${D}x${D} and w ${D} long`);
+  const x = g.reserve('features');
+  const pairs = g.op('Mul', [g.op('MatMul', [x, g.floatTensor('W', Float32Array.from(q.W.flat()), [D, D])]), x]);
+  const quad = g.op('ReduceSum', [pairs, g.int64Tensor('axes', [1])], { keepdims: { int: 1 } });
+  const lin = g.op('Gemm', [x, g.floatTensor('w', Float32Array.from(q.w), [1, D]), g.floatTensor('b', Float32Array.of(q.b), [1])], { transB: { int: 1 } });
+  g.op('Add', [quad, lin], {}, 'accuracy');
+  return g.build([{ name: 'features', dims: ['N', D] }], [{ name: 'accuracy', dims: ['N', 1] }], { 'nestswap.kind': 'accuracy-predictor' });
 }
 
 export function mlpToOnnx(mlp: Mlp): Uint8Array {
@@ -45,13 +76,13 @@ async function main(): Promise<void> {
       out: { type: 'string', default: '.cache/predictor.onnx' },
     },
   });
-  const mlp = JSON.parse(readFileSync(values.weights, 'utf8')) as Mlp;
-  const bytes = mlpToOnnx(mlp);
+  const weights = JSON.parse(readFileSync(values.weights, 'utf8')) as PredictorWeights;
+  const bytes = predictorToOnnx(weights);
   writeFileSync(values.out, bytes);
   const pkg = await loadPackageDir(values.package);
   const enc = new ArchEncoder(pkg.space);
   const rows = (JSON.parse(readFileSync(values.table, 'utf8')) as { rows: { id: string; config: SubnetConfig; accuracy: number }[] }).rows;
-  const held = new Set(mlp.holdout_ids);
+  const held = new Set(weights.holdout_ids);
   const test = rows.filter((r) => held.has(r.id));
   const s = await ModelSession.create(nodeBackend, bytes);
   const out = await s.runFirst(enc.encodeBatch(test.map((r) => r.config)), [test.length, enc.nDim]);
@@ -59,7 +90,7 @@ async function main(): Promise<void> {
   const pred = Array.from(out.data);
   const truth = test.map((r) => r.accuracy);
   const rmse = Math.sqrt(pred.reduce((acc, p, i) => acc + (p - truth[i]!) ** 2, 0) / pred.length);
-  const result = { holdout: test.length, rmsePoints: rmse * 100, kendallTau: kendallTau(pred, truth), out: values.out };
+  const result = { holdout: test.length, rmsePoints: rmse * 100, kendallTau: kendallTau(pred, truth), model: weights.format, out: values.out };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -10,6 +10,8 @@ import { nodeBackend } from '../runtime/node/ort-node.js';
 import { Materializer } from '../runtime/materializer.js';
 import { ModelSession } from '../runtime/session.js';
 import { ArchEncoder, type SubnetConfig } from '../runtime/space.js';
+import { predictorToOnnx } from '../models/predictor-onnx.js';
+import { mulberry32 } from '../runtime/random.js';
 import { maxAbs, maxAbsDiff, repoPath } from './helpers.js';
 
 const dir = repoPath('models', 'fmnist-ofa', 'package');
@@ -62,4 +64,25 @@ test('fmnist-ofa: the accuracy predictor agrees with the held-out table rows wit
   await s.release();
   const rmse = Math.sqrt(rows.reduce((a, r, i) => a + (out[i]! - r.accuracy) ** 2, 0) / rows.length) * 100;
   assert.ok(Math.abs(rmse - reported) < 1e-3, `RMSE ${rmse} vs reported ${reported}`);
+});
+
+test('a quadratic accuracy predictor becomes an ONNX model computing x\'Wx + w.x + b', async () => {
+  const rng = mulberry32(5);
+  const D = 7;
+  const W = Array.from({ length: D }, () => Array.from({ length: D }, () => rng() - 0.5));
+  const w = Array.from({ length: D }, () => rng() - 0.5);
+  const q = { format: 'nestswap.quadratic/1' as const, n_dim: D, W, w, b: 0.9, holdout_ids: [] };
+  const rows = Array.from({ length: 5 }, () => Array.from({ length: D }, () => (rng() < 0.4 ? 1 : 0)));
+  const s = await ModelSession.create(nodeBackend, predictorToOnnx(q));
+  const out = (await s.runFirst(Float32Array.from(rows.flat()), [rows.length, D])).data;
+  await s.release();
+  rows.forEach((x, n) => {
+    let want = q.b;
+    for (let i = 0; i < D; i++) {
+      want += w[i]! * x[i]!;
+      for (let j = 0; j < D; j++) want += x[i]! * W[i]![j]! * x[j]!;
+    }
+    assert.ok(Math.abs(out[n]! - want) < 1e-5, `row ${n}: ${out[n]} vs ${want}`);
+  });
+  assert.throws(() => predictorToOnnx({ ...q, w: w.slice(1) }), /W must be 7x7 and w 7 long/);
 });

@@ -94,16 +94,14 @@ def main():
         return np.einsum("ij,jk,ik->i", xe, W, xe) + xe @ w + b
 
     folds = np.array_split(train, 4)
+    # (rows fitted, rows scored) for each of the 4 folds
+    cv_splits = [(np.concatenate([f for j, f in enumerate(folds) if j != k]), folds[k]) for k in range(4)]
     quad_grid = [(p, lam) for p in (1.0, 4.0, 16.0) for lam in (10.0, 30.0, 100.0, 300.0)]
 
     def quad_cv():
         best = None
         for p, lam in quad_grid:
-            err = []
-            for k in range(4):
-                fit_idx = np.concatenate([f for j, f in enumerate(folds) if j != k])
-                m = quad_fit(fit_idx, p, lam)
-                err.append(float(np.mean((quad_eval(m, xd[folds[k]]) - ysd[folds[k]]) ** 2)))
+            err = [float(np.mean((quad_eval(quad_fit(fi, p, lam), xd[te]) - ysd[te]) ** 2)) for fi, te in cv_splits]
             e = float(np.sqrt(np.mean(err)))
             if best is None or e < best[0]:
                 best = (e, p, lam)
@@ -111,11 +109,10 @@ def main():
 
     def mlp_cv(h):
         err = []
-        for k in range(4):
-            fit_idx = np.concatenate([f for j, f in enumerate(folds) if j != k])
-            net = fit(h, x[fit_idx], ys[fit_idx])
+        for fi, te in cv_splits:
+            net = fit(h, x[fi], ys[fi])
             with torch.no_grad():
-                err.append(float(((net(x[folds[k]]) - ys[folds[k]]) ** 2).mean()))
+                err.append(float(((net(x[te]) - ys[te]) ** 2).mean()))
         return float(np.sqrt(np.mean(err)))
 
     order = ["linear", "quadratic", "mlp64", "mlp128", "mlp256"]

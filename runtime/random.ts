@@ -15,3 +15,15 @@ export function mulberry32(seed: number): Rng {
 export function pick<T>(rng: Rng, items: readonly T[]): T {
   return items[Math.floor(rng() * items.length)]!;
 }
+
+/** A Fisher-Yates shuffled copy of `items` (from the last position down, one rng() per swap). */
+export function shuffled<T>(rng: Rng, items: readonly T[]): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    const t = a[i]!;
+    a[i] = a[j]!;
+    a[j] = t;
+  }
+  return a;
+}

@@ -9,7 +9,7 @@
 import { createRequire } from 'node:module';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { mulberry32 } from '../../runtime/random.js';
+import { mulberry32, shuffled } from '../../runtime/random.js';
 
 export const IMAGE_PIXELS = 784;
 export const TEST_PER_CLASS = 1000;
@@ -50,14 +50,8 @@ export function loadFmnistFromNpm(): FmnistData {
     }
   }
   // Fisher-Yates over the non-test indices; the first VALIDATION_SIZE become validation.
-  const rand = mulberry32(SPLIT_SEED);
-  for (let i = rest.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const t = rest[i]!;
-    rest[i] = rest[j]!;
-    rest[j] = t;
-  }
-  for (let i = 0; i < VALIDATION_SIZE; i++) split[rest[i]!] = 1;
+  const order = shuffled(mulberry32(SPLIT_SEED), rest);
+  for (let i = 0; i < VALIDATION_SIZE; i++) split[order[i]!] = 1;
   const count = rows.length;
   const images = new Uint8Array(count * IMAGE_PIXELS);
   rows.forEach((row, i) => images.set(row, i * IMAGE_PIXELS));

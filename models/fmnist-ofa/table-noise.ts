@@ -19,7 +19,8 @@ import { loadPackageDir } from '../../runtime/node/fs-source.js';
 import { nchwcCalibration } from '../../runtime/node/nchwc.js';
 import { nodeBackend } from '../../runtime/node/ort-node.js';
 import type { SupernetPackage } from '../../runtime/package.js';
-import { mulberry32 } from '../../runtime/random.js';
+import { variance } from '../../runtime/profile.js';
+import { mulberry32, shuffled } from '../../runtime/random.js';
 import { ModelSession } from '../../runtime/session.js';
 import { scoreSession, type TableRow } from './accuracy-table.js';
 import { IMAGE_PIXELS, indicesOf, loadFmnist, type FmnistData } from './data.js';
@@ -37,38 +38,26 @@ const nSubnets = Number(values.subnets);
 const nDraws = Math.max(2, Number(values.draws));
 const seed = Number(values.seed);
 
-function shuffled<T>(xs: readonly T[], rng: () => number): T[] {
-  const a = [...xs];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-  return a;
-}
-
 /** The package with its calibration set replaced by `count` seeded train images (draw > 0). */
 function withCalibrationDraw(pkg: SupernetPackage, data: FmnistData, draw: number): SupernetPackage {
   if (draw === 0) return pkg;
   const count = pkg.manifest.calibration.count;
-  const picked = shuffled(indicesOf(data, 'train'), mulberry32(seed * 1000 + draw)).slice(0, count);
+  const picked = shuffled(mulberry32(seed * 1000 + draw), indicesOf(data, 'train')).slice(0, count);
   const images = new Uint8Array(count * IMAGE_PIXELS);
   picked.forEach((idx, k) => images.set(data.images.subarray(idx * IMAGE_PIXELS, (idx + 1) * IMAGE_PIXELS), k * IMAGE_PIXELS));
   return Object.create(pkg, { calibration: { value: images } }) as SupernetPackage;
 }
 
-const std = (xs: readonly number[]) => {
-  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
-  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1));
-};
+const std = (xs: readonly number[]) => Math.sqrt(variance(xs));
 const round = (v: number, d = 3) => Math.round(v * 10 ** d) / 10 ** d;
 
 const pkg = await loadPackageDir(values.package);
 const data = loadFmnist(values.data);
 const table = JSON.parse(readFileSync(join(values.package, 'accuracy-table.json'), 'utf8')) as { rows: TableRow[] };
-const rows = shuffled(table.rows, mulberry32(seed)).slice(0, nSubnets);
+const rows = shuffled(mulberry32(seed), table.rows).slice(0, nSubnets);
 const val = indicesOf(data, 'val');
 const halves = (() => {
-  const p = shuffled(val, mulberry32(seed + 1));
+  const p = shuffled(mulberry32(seed + 1), val);
   return [p.slice(0, p.length / 2), p.slice(p.length / 2)] as const;
 })();
 
@@ -90,7 +79,7 @@ for (const row of rows) {
 }
 
 // calibration draw: pooled within-subnet standard deviation of the full-split score across draws
-const pooledVar = per.reduce((acc, p) => acc + std(p.draws.map((d) => d.all)) ** 2, 0) / per.length;
+const pooledVar = per.reduce((acc, p) => acc + variance(p.draws.map((d) => d.all)), 0) / per.length;
 const sigmaCalibration = Math.sqrt(pooledVar) * 100;
 // validation sample, per calibration draw: std over subnets of (A - B) / 2, averaged over draws
 const sigmaValidation = (materializers.map((_, d) => std(per.map((p) => p.draws[d]!.a - p.draws[d]!.b)) / 2).reduce((a, b) => a + b, 0) / nDraws) * 100;

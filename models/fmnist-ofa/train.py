@@ -10,6 +10,11 @@ random subnets on the largest subnet's soft predictions; gradients are summed, o
 cosine learning-rate schedule spans all epochs. A checkpoint is written every `--ckpt-every` steps and at each epoch end; rerunning the same
 command resumes from the newest one.
 
+`--init CKPT` starts a further phase from a trained checkpoint's weights with a fresh optimizer and schedule (the
+checkpoint's own recipe and history are kept in the new one's `parents`, and the export lists them): the committed
+package's second phase is `--init <first phase>/last.pt --full-epochs 0 --epochs 2 --lr 0.02 --random 3`, more random
+subnets per step for the middle of the space.
+
 Options besides the committed package's recipe (see the README's trained-supernet section for what they
 measured): `--augment flip|none` (default: 2-pixel shifts and flips), `--wd`, `--label-smoothing`, `--zero-residual-bn`,
 `--dw-fan-in`, `--clip 0`.
@@ -89,9 +94,13 @@ def main():
     ap.add_argument("--dw-fan-in", action="store_true",
                     help="initialise depthwise kernels for their real fan (k*k) instead of PyTorch's fan_out (channels*k*k)")
     ap.add_argument("--subnet", help="train only this subnet config (JSON) from scratch, on the labels")
+    ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimizer and schedule): a further "
+                    "sandwich phase on a trained supernet, e.g. `--init ck/last.pt --full-epochs 0 --random 3`")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.init and not os.path.isfile(args.init):
+        ap.error("--init: no checkpoint at %s" % args.init)
     torch.manual_seed(args.seed)
     arch = load_arch(args.arch)
     images, labels, split = load_data(args.data)
@@ -135,18 +144,27 @@ def main():
     ckpt_path = os.path.join(args.out, "last.pt")
     step = 0
     history = []
+    # The phases this model went through before this run (outermost first), so an export can state the whole recipe.
+    parents = []
+    if args.init and not os.path.exists(ckpt_path):
+        parent = torch.load(args.init)
+        model.load_state_dict(parent["model"])
+        parents = parent.get("parents", []) + [{"args": parent.get("args"), "steps": parent["step"],
+                                                 "history": parent.get("history", [])}]
+        print("initialised from %s (step %d)" % (args.init, parent["step"]), flush=True)
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         history = ck.get("history", [])
+        parents = ck.get("parents", [])
         print("resumed at step %d / %d" % (step, total), flush=True)
 
     def save():
         tmp = ckpt_path + ".tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "history": history, "args": vars(args), "arch": arch}, tmp)
+                    "history": history, "args": vars(args), "arch": arch, "parents": parents}, tmp)
         os.replace(tmp, ckpt_path)
 
     max_cfg, min_cfg = max_config(arch), min_config(arch)

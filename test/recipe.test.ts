@@ -59,10 +59,10 @@ test('fmnist-ofa recipe: --init starts a further phase from a checkpoint and kee
   assert.match(missing.stderr, /--init: no checkpoint at .*nope\.pt/);
 });
 
-test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
+test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping, students at one resolution per step; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
   using tmp = tempDir();
   const { args: base, out } = oneStep(tmp.path);
-  const r = spawnSync('/usr/bin/python3', [...base, '--augment', 'flip', '--zero-residual-bn', '--dw-fan-in', '--clip', '0', '--wd', '5e-4', '--label-smoothing', '0'], { encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/python3', [...base, '--augment', 'flip', '--zero-residual-bn', '--dw-fan-in', '--clip', '0', '--wd', '5e-4', '--label-smoothing', '0', '--students', 'step'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   // after one warm-up step (lr ~3e-4) residual blocks' last BN scales are still ~0, the others ~1
   const probe = spawnSync('/usr/bin/python3', ['-c', [

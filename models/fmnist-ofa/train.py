@@ -94,6 +94,11 @@ def main():
     ap.add_argument("--dw-fan-in", action="store_true",
                     help="initialise depthwise kernels for their real fan (k*k) instead of PyTorch's fan_out (channels*k*k)")
     ap.add_argument("--subnet", help="train only this subnet config (JSON) from scratch, on the labels")
+    ap.add_argument("--students", choices=["own", "step"], default="own",
+                    help="resolutions of the distilled subnets: 'own' = the smallest at the smallest resolution, random "
+                    "ones at their own (BigNAS); 'step' = one resolution drawn per step for all of them, and the largest "
+                    "architecture at that resolution is a student too (the teacher stays the largest subnet at the "
+                    "largest resolution)")
     ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimizer and schedule): a further "
                     "sandwich phase on a trained supernet, e.g. `--init ck/last.pt --full-epochs 0 --random 3`")
     args = ap.parse_args()
@@ -190,7 +195,12 @@ def main():
         loss.backward()
         soft = F.softmax(logits.detach(), dim=1)
         sandwich = not fixed and step >= args.full_epochs * steps_per_epoch
-        for cfg in [] if not sandwich else [min_cfg] + [sample_config(arch, rng) for _ in range(args.random)]:
+        students = [] if not sandwich else [min_cfg] + [sample_config(arch, rng) for _ in range(args.random)]
+        if sandwich and args.students == "step":
+            r = rng.choice(arch["space"]["image_size_list"])
+            students = ([{**max_cfg, "image_size": r}] if r != max_cfg["image_size"] else []) + [
+                {**c, "image_size": r} for c in students]
+        for cfg in students:
             out = model(x, cfg)
             kd = -(soft * F.log_softmax(out, dim=1)).sum(1).mean()
             kd.backward()
@@ -208,9 +218,14 @@ def main():
         if step % steps_per_epoch == 0 or step == total:
             acc_max = evaluate(model, fixed or max_cfg, x_calib, x_val, y_val)
             acc_min = evaluate(model, fixed or min_cfg, x_calib, x_val, y_val)
-            history.append({"step": step, "epoch": epoch + 1, "val_max": acc_max, "val_min": acc_min,
-                            "elapsed_s": time.time() - t0})
-            print("epoch %d val max %.4f min %.4f" % (epoch + 1, acc_max, acc_min), flush=True)
+            row = {"step": step, "epoch": epoch + 1, "val_max": acc_max, "val_min": acc_min}
+            if args.students == "step" and not fixed:
+                # the other ends of the resolution range, which 'own' leaves untrained
+                lo, hi = min_cfg["image_size"], max_cfg["image_size"]
+                row["val_max_at_%d" % lo] = evaluate(model, {**max_cfg, "image_size": lo}, x_calib, x_val, y_val)
+                row["val_min_at_%d" % hi] = evaluate(model, {**min_cfg, "image_size": hi}, x_calib, x_val, y_val)
+            history.append({**row, "elapsed_s": time.time() - t0})
+            print("epoch %d val %s" % (epoch + 1, " ".join("%s %.4f" % (k[4:], v) for k, v in row.items() if k.startswith("val_"))), flush=True)
             save()
         if args.max_steps and step >= args.max_steps:
             save()

@@ -11,9 +11,11 @@ cosine learning-rate schedule spans all epochs. A checkpoint is written every `-
 command resumes from the newest one.
 
 `--init CKPT` starts a further phase from a trained checkpoint's weights with a fresh optimizer and schedule (the
-checkpoint's own recipe and history are kept in the new one's `parents`, and the export lists them): the committed
-package's second phase is `--init <first phase>/last.pt --full-epochs 0 --epochs 2 --lr 0.02 --random 3`, more random
-subnets per step for the middle of the space.
+checkpoint's own recipe and history are kept in the new one's `parents`, and the export lists them), e.g.
+`--init <first phase>/last.pt --full-epochs 0 --epochs 2 --lr 0.015 --random 2 --students step`.
+`--students step` trains every distilled subnet of a step at one resolution drawn for that step (the largest
+architecture at that resolution among them); the default `own` trains the smallest at the smallest resolution and
+random subnets at their own, which leaves each architecture good only near the resolution it was trained at (README).
 
 Options besides the committed package's recipe (see the README's trained-supernet section for what they
 measured): `--augment flip|none` (default: 2-pixel shifts and flips), `--wd`, `--label-smoothing`, `--zero-residual-bn`,

@@ -153,12 +153,6 @@ def main():
     history = []
     # The phases this model went through before this run (outermost first), so an export can state the whole recipe.
     parents = []
-    if args.init and not os.path.exists(ckpt_path):
-        parent = torch.load(args.init)
-        model.load_state_dict(parent["model"])
-        parents = parent.get("parents", []) + [{"args": parent.get("args"), "steps": parent["step"],
-                                                 "history": parent.get("history", [])}]
-        print("initialised from %s (step %d)" % (args.init, parent["step"]), flush=True)
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path)
         model.load_state_dict(ck["model"])
@@ -167,6 +161,12 @@ def main():
         history = ck.get("history", [])
         parents = ck.get("parents", [])
         print("resumed at step %d / %d" % (step, total), flush=True)
+    elif args.init:
+        parent = torch.load(args.init)
+        model.load_state_dict(parent["model"])
+        parents = parent.get("parents", []) + [{"args": parent.get("args"), "steps": parent["step"],
+                                                 "history": parent.get("history", [])}]
+        print("initialised from %s (step %d)" % (args.init, parent["step"]), flush=True)
 
     def save():
         tmp = ckpt_path + ".tmp"

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { prepareFmnist } from '../models/fmnist-ofa/data.js';
 import { repoPath, tempDir } from './helpers.js';
@@ -56,7 +56,41 @@ test('fmnist-ofa recipe: --init starts a further phase from a checkpoint and kee
   assert.ok(diff > 0 && diff < 1e-2, `largest weight change ${diff}`);
   const missing = spawnSync('/usr/bin/python3', [...withOut(join(tmp.path, 'p3')), '--init', join(tmp.path, 'nope.pt')], { encoding: 'utf8' });
   assert.equal(missing.status, 2);
-  assert.match(missing.stderr, /--init: no checkpoint at .*nope\.pt/);
+  assert.match(missing.stderr, /--init: no checkpoint or package at .*nope\.pt/);
+});
+
+test('fmnist-ofa recipe: --init takes the committed package (its recipe becomes the parent); a package whose weights fail their digest is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
+  using tmp = tempDir();
+  const { args, out } = oneStep(tmp.path);
+  const pkg = repoPath('models', 'fmnist-ofa', 'package');
+  const r = spawnSync('/usr/bin/python3', [...args, '--init', pkg, '--students', 'step', '--lr', '0.001'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const manifest = JSON.parse(readFileSync(join(pkg, 'manifest.json'), 'utf8')) as { training: { history: { step: number }[]; recipe: { epochs: number } } };
+  assert.match(r.stdout, new RegExp(`initialised from .*package \\(step ${manifest.training.history.at(-1)!.step}\\)`));
+  const probe = spawnSync('/usr/bin/python3', ['-c', [
+    'import sys, json, torch, numpy as np',
+    'b = torch.load(sys.argv[1]); idx = json.load(open(sys.argv[2] + "/weights.json"))["tensors"]',
+    'blob = open(sys.argv[2] + "/weights.bin", "rb").read()',
+    'e = idx["classifier.weight"]',
+    'w = torch.from_numpy(np.frombuffer(blob, "<f4", e["length"] // 4, e["offset"]).reshape(e["shape"]).copy())',
+    'p = b["parents"]',
+    'print(json.dumps({"n": len(p), "epochs": p[0]["args"]["epochs"], "history": len(p[0]["history"]), "diff": (b["model"]["classifier.weight"] - w).abs().max().item()}))',
+  ].join('\n'), join(out, 'last.pt'), pkg], { encoding: 'utf8' });
+  assert.equal(probe.status, 0, probe.stderr);
+  const { diff, ...rest } = JSON.parse(probe.stdout) as { diff: number };
+  assert.deepEqual(rest, { n: 1, epochs: manifest.training.recipe.epochs, history: manifest.training.history.length });
+  // one step at lr 0.001 moves the trained classifier a little; a fresh one (std 0.01) would be ~0.25 away (its largest weight)
+  assert.ok(diff > 0 && diff < 1e-2, `classifier change ${diff}`);
+
+  const bad = join(tmp.path, 'bad-pkg');
+  cpSync(pkg, bad, { recursive: true });
+  const bin = readFileSync(join(bad, 'weights.bin'));
+  bin.writeUInt8(bin.readUInt8(1000) ^ 0xff, 1000);
+  writeFileSync(join(bad, 'weights.bin'), bin);
+  const refused = spawnSync('/usr/bin/python3', [...args.map((a, i) => (args[i - 1] === '--out' ? join(tmp.path, 'p2') : a)), '--init', bad], { encoding: 'utf8' });
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /--init: .*bad-pkg\/weights\.bin does not match its manifest digest/);
+  assert.ok(!existsSync(join(tmp.path, 'p2', 'last.pt')));
 });
 
 test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping, students at one resolution per step; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {

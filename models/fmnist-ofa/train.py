@@ -10,7 +10,7 @@ random subnets on the largest subnet's soft predictions; gradients are summed, o
 cosine learning-rate schedule spans all epochs. A checkpoint is written every `--ckpt-every` steps and at each epoch end; rerunning the same
 command resumes from the newest one.
 
-`--init CKPT` starts a further phase from a trained checkpoint's weights with a fresh optimizer and schedule (the
+`--init CKPT|PACKAGE` starts a further phase from a trained checkpoint's (or an exported package's) weights with a fresh optimizer and schedule (the
 checkpoint's own recipe and history are kept in the new one's `parents`, and the export lists them), e.g.
 `--init <first phase>/last.pt --full-epochs 0 --epochs 2 --lr 0.015 --random 2 --students step`.
 `--students step` trains every distilled subnet of a step at one resolution drawn for that step (the largest
@@ -42,6 +42,45 @@ def load_data(d):
     labels = np.fromfile(os.path.join(d, "labels.u8"), dtype=np.uint8).astype(np.int64)
     split = np.fromfile(os.path.join(d, "split.u8"), dtype=np.uint8)
     return images, labels, split
+
+
+def load_package(pkg, model):
+    """A trained nestswap package (export.py's output) as a checkpoint dict for --init: the weights are float32 and
+    complete, so a phase started from the committed package equals one started from the checkpoint it was exported
+    from. The weights file must match the manifest's digest, and every tensor the model has must be in it with the
+    model's shape."""
+    import hashlib
+    with open(os.path.join(pkg, "manifest.json")) as f:
+        manifest = json.load(f)
+    files = {e["path"]: e for e in manifest["files"]}
+    if not manifest.get("trained"):
+        sys.exit("--init: %s holds untrained weights" % pkg)
+    with open(os.path.join(pkg, "weights.bin"), "rb") as f:
+        blob = f.read()
+    want = files.get("weights.bin", {}).get("sha256")
+    if hashlib.sha256(blob).hexdigest() != want:
+        sys.exit("--init: %s/weights.bin does not match its manifest digest" % pkg)
+    with open(os.path.join(pkg, "weights.json")) as f:
+        index = json.load(f)["tensors"]
+    state = model.state_dict()
+    for name, ref in state.items():
+        if name.endswith("num_batches_tracked") or name in ("mean", "std"):
+            continue  # not exported: unused counters, and the input normalisation comes from the architecture
+        e = index.get(name)
+        if e is None or list(e["shape"]) != list(ref.shape):
+            sys.exit("--init: %s has no tensor %s of shape %s" % (pkg, name, list(ref.shape)))
+        t = np.frombuffer(blob, dtype="<f4", count=e["length"] // 4, offset=e["offset"]).reshape(e["shape"])
+        state[name] = torch.from_numpy(t.copy()).to(ref.dtype)
+    extra = sorted(set(index) - set(state))
+    if extra:
+        sys.exit("--init: %s has tensors this architecture lacks: %s" % (pkg, ", ".join(extra[:5])))
+    training = manifest.get("training", {})
+    history = training.get("history", [])
+    # the package's own phases become this phase's parents, in the checkpoint's shape
+    parents = [{"args": e.get("recipe"), "steps": e.get("steps"), "history": e.get("history", [])}
+               for e in training.get("earlier", [])]
+    return {"model": state, "args": training.get("recipe"), "step": history[-1]["step"] if history else None,
+            "history": history, "parents": parents}
 
 
 def augment(x, gen, kind="shift-flip"):
@@ -101,13 +140,13 @@ def main():
                     "ones at their own (BigNAS); 'step' = one resolution drawn per step for all of them, and the largest "
                     "architecture at that resolution is a student too (the teacher stays the largest subnet at the "
                     "largest resolution)")
-    ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimizer and schedule): a further "
+    ap.add_argument("--init", help="start from this checkpoint's (or trained package directory's) weights (fresh optimizer and schedule): a further "
                     "sandwich phase on a trained supernet, e.g. `--init ck/last.pt --full-epochs 0 --random 3`")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    if args.init and not os.path.isfile(args.init):
-        ap.error("--init: no checkpoint at %s" % args.init)
+    if args.init and not (os.path.isfile(args.init) or os.path.isfile(os.path.join(args.init, "manifest.json"))):
+        ap.error("--init: no checkpoint or package at %s" % args.init)
     torch.manual_seed(args.seed)
     arch = load_arch(args.arch)
     images, labels, split = load_data(args.data)
@@ -162,11 +201,11 @@ def main():
         parents = ck.get("parents", [])
         print("resumed at step %d / %d" % (step, total), flush=True)
     elif args.init:
-        parent = torch.load(args.init)
+        parent = load_package(args.init, model) if os.path.isdir(args.init) else torch.load(args.init)
         model.load_state_dict(parent["model"])
         parents = parent.get("parents", []) + [{"args": parent.get("args"), "steps": parent["step"],
                                                  "history": parent.get("history", [])}]
-        print("initialised from %s (step %d)" % (args.init, parent["step"]), flush=True)
+        print("initialised from %s (step %s)" % (args.init, parent["step"]), flush=True)
 
     def save():
         tmp = ckpt_path + ".tmp"

@@ -5,7 +5,7 @@
 # accuracy predictor (model chosen by cross-validation on 80% of the table, scored on the held-out
 # 20%) -> test-split report and plot.
 #
-#   models/fmnist-ofa/build-package.sh [checkpoint]    (env: ROWS=2000, PREDICTOR=cv|linear|quadratic|mlp64|mlp128|mlp256)
+#   models/fmnist-ofa/build-package.sh [checkpoint: train.sh's last phase]    (env: ROWS=2000, PREDICTOR=cv|linear|quadratic|mlp64|mlp128|mlp256)
 #
 # On a 2-core machine the table takes 100-200 minutes and the cross-validated predictor choice ~45 (its MLPs);
 # PREDICTOR=quadratic skips the cross-validation. The table is resumable: its rows are kept per exported weights
@@ -13,7 +13,7 @@
 # and another checkpoint starts a table of its own.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CK=${1:-models/fmnist-ofa/checkpoints/last.pt}
+CK=${1:-models/fmnist-ofa/checkpoints/phase3/last.pt}
 PKG=models/fmnist-ofa/package
 node dist/models/fmnist-ofa/data.js .cache/fmnist
 /usr/bin/python3 models/export.py --arch models/fmnist-ofa/arch.json --checkpoint "$CK" --data .cache/fmnist --out "$PKG"

@@ -1,8 +1,10 @@
 """Train the fmnist-ofa supernet: the full network first, then the sandwich rule with in-place
 distillation (BigNAS).
 
-One command, deterministic seed, resumable:
+One phase per run, deterministic seed, resumable:
     /usr/bin/python3 models/fmnist-ofa/train.py [--epochs 11] [--full-epochs 4] [--data .cache/fmnist] [--out models/fmnist-ofa/checkpoints]
+The committed package's whole recipe (this phase and two `--init ... --students step` phases) is one command:
+`models/fmnist-ofa/train.sh`.
 
 The first `--full-epochs` epochs train only the largest subnet on the labels (label smoothing 0.1).
 After that each step trains the largest subnet on the labels, then the smallest and `--random`

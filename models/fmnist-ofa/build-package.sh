@@ -17,6 +17,8 @@ CK=${1:-models/fmnist-ofa/checkpoints/phase3/last.pt}
 PKG=models/fmnist-ofa/package
 node dist/models/fmnist-ofa/data.js .cache/fmnist
 /usr/bin/python3 models/export.py --arch models/fmnist-ofa/arch.json --checkpoint "$CK" --data .cache/fmnist --out "$PKG"
+# every training phase's recipe and per-epoch validation history, outermost first, from the manifest
+node -e "const t=require('./$PKG/manifest.json').training||{};const ph=[...(t.earlier||[]),{recipe:t.recipe,history:t.history}];require('fs').writeFileSync('models/fmnist-ofa/training-history.json',JSON.stringify({phases:ph},null,1)+'\n')"
 ROWS=${ROWS:-2000}
 PREDICTOR=${PREDICTOR:-cv}
 DIGEST=$(sha256sum "$PKG/weights.bin" | cut -c1-16)

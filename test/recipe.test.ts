@@ -65,7 +65,7 @@ test('fmnist-ofa recipe: --init takes the committed package (its recipe becomes 
   const pkg = repoPath('models', 'fmnist-ofa', 'package');
   const r = spawnSync('/usr/bin/python3', [...args, '--init', pkg, '--students', 'step', '--lr', '0.001'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  const manifest = JSON.parse(readFileSync(join(pkg, 'manifest.json'), 'utf8')) as { training: { history: { step: number }[]; recipe: { epochs: number } } };
+  const manifest = JSON.parse(readFileSync(join(pkg, 'manifest.json'), 'utf8')) as { training: { earlier?: unknown[]; history: { step: number }[]; recipe: { epochs: number } } };
   assert.match(r.stdout, new RegExp(`initialised from .*package \\(step ${manifest.training.history.at(-1)!.step}\\)`));
   const probe = spawnSync('/usr/bin/python3', ['-c', [
     'import sys, json, torch, numpy as np',
@@ -74,11 +74,12 @@ test('fmnist-ofa recipe: --init takes the committed package (its recipe becomes 
     'e = idx["classifier.weight"]',
     'w = torch.from_numpy(np.frombuffer(blob, "<f4", e["length"] // 4, e["offset"]).reshape(e["shape"]).copy())',
     'p = b["parents"]',
-    'print(json.dumps({"n": len(p), "epochs": p[0]["args"]["epochs"], "history": len(p[0]["history"]), "diff": (b["model"]["classifier.weight"] - w).abs().max().item()}))',
+    'print(json.dumps({"n": len(p), "epochs": p[-1]["args"]["epochs"], "history": len(p[-1]["history"]), "diff": (b["model"]["classifier.weight"] - w).abs().max().item()}))',
   ].join('\n'), join(out, 'last.pt'), pkg], { encoding: 'utf8' });
   assert.equal(probe.status, 0, probe.stderr);
   const { diff, ...rest } = JSON.parse(probe.stdout) as { diff: number };
-  assert.deepEqual(rest, { n: 1, epochs: manifest.training.recipe.epochs, history: manifest.training.history.length });
+  // the package's earlier phases, then the package's own last phase, are the new phase's parents
+  assert.deepEqual(rest, { n: (manifest.training.earlier?.length ?? 0) + 1, epochs: manifest.training.recipe.epochs, history: manifest.training.history.length });
   // one step at lr 0.001 moves the trained classifier a little; a fresh one (std 0.01) would be ~0.25 away (its largest weight)
   assert.ok(diff > 0 && diff < 1e-2, `classifier change ${diff}`);
 

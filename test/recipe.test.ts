@@ -92,6 +92,12 @@ test('fmnist-ofa recipe: --init takes the committed package (its recipe becomes 
   assert.notEqual(refused.status, 0);
   assert.match(refused.stderr, /--init: .*bad-pkg\/weights\.bin does not match its manifest digest/);
   assert.ok(!existsSync(join(tmp.path, 'p2', 'last.pt')));
+
+  writeFileSync(join(bad, 'manifest.json'), '{"files": [');
+  const unreadable = spawnSync('/usr/bin/python3', [...args.map((a, i) => (args[i - 1] === '--out' ? join(tmp.path, 'p3') : a)), '--init', bad], { encoding: 'utf8' });
+  assert.notEqual(unreadable.status, 0);
+  assert.match(unreadable.stderr, /--init: .*bad-pkg is not a readable nestswap package \(JSONDecodeError/);
+  assert.ok(!existsSync(join(tmp.path, 'p3', 'last.pt')));
 });
 
 test('fmnist-ofa recipe options: flips only, zero-initialised residual BN scales, no clipping, students at one resolution per step; a bad --augment is refused', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {

@@ -52,18 +52,21 @@ def load_package(pkg, model):
     from. The weights file must match the manifest's digest, and every tensor the model has must be in it with the
     model's shape."""
     import hashlib
-    with open(os.path.join(pkg, "manifest.json")) as f:
-        manifest = json.load(f)
-    files = {e["path"]: e for e in manifest["files"]}
+    try:
+        with open(os.path.join(pkg, "manifest.json")) as f:
+            manifest = json.load(f)
+        files = {e["path"]: e for e in manifest["files"]}
+        with open(os.path.join(pkg, "weights.json")) as f:
+            index = json.load(f)["tensors"]
+        with open(os.path.join(pkg, "weights.bin"), "rb") as f:
+            blob = f.read()
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit("--init: %s is not a readable nestswap package (%s: %s)" % (pkg, type(e).__name__, e))
     if not manifest.get("trained"):
         sys.exit("--init: %s holds untrained weights" % pkg)
-    with open(os.path.join(pkg, "weights.bin"), "rb") as f:
-        blob = f.read()
     want = files.get("weights.bin", {}).get("sha256")
     if hashlib.sha256(blob).hexdigest() != want:
         sys.exit("--init: %s/weights.bin does not match its manifest digest" % pkg)
-    with open(os.path.join(pkg, "weights.json")) as f:
-        index = json.load(f)["tensors"]
     state = model.state_dict()
     for name, ref in state.items():
         if name.endswith("num_batches_tracked") or name in ("mean", "std"):
@@ -78,7 +81,7 @@ def load_package(pkg, model):
         sys.exit("--init: %s has tensors this architecture lacks: %s" % (pkg, ", ".join(extra[:5])))
     training = manifest.get("training", {})
     history = training.get("history", [])
-    # the package's own phases become this phase's parents, in the checkpoint's shape
+    # the phases before the package's last one, in a checkpoint's shape (train.py appends the last one itself)
     parents = [{"args": e.get("recipe"), "steps": e.get("steps"), "history": e.get("history", [])}
                for e in training.get("earlier", [])]
     return {"model": state, "args": training.get("recipe"), "step": history[-1]["step"] if history else None,

@@ -20,6 +20,11 @@ function oneStep(dir: string): { args: string[]; out: string } {
   return { out, args: [repoPath('models', 'fmnist-ofa', 'train.py'), '--data', data, '--out', out, '--full-epochs', '0', '--max-steps', '1', '--batch', '8', '--threads', '1'] };
 }
 
+/** the same train.py arguments writing to another --out directory */
+function withOut(args: string[], dir: string): string[] {
+  return args.map((a, i) => (args[i - 1] === '--out' ? dir : a));
+}
+
 test('fmnist-ofa recipe: one sandwich-rule training step writes a resumable checkpoint', { skip: hasTorch ? false : 'python3-torch not installed' }, () => {
   using tmp = tempDir();
   const { args, out } = oneStep(tmp.path);
@@ -37,8 +42,7 @@ test('fmnist-ofa recipe: --init starts a further phase from a checkpoint and kee
   const first = spawnSync('/usr/bin/python3', [...args, '--random', '1'], { encoding: 'utf8' });
   assert.equal(first.status, 0, first.stderr);
   const out2 = join(tmp.path, 'phase2');
-  const withOut = (o: string) => args.map((a, i) => (args[i - 1] === '--out' ? o : a));
-  const second = spawnSync('/usr/bin/python3', [...withOut(out2), '--init', join(out, 'last.pt'), '--random', '3', '--lr', '0.02', '--seed', '2'], { encoding: 'utf8' });
+  const second = spawnSync('/usr/bin/python3', [...withOut(args, out2), '--init', join(out, 'last.pt'), '--random', '3', '--lr', '0.02', '--seed', '2'], { encoding: 'utf8' });
   assert.equal(second.status, 0, second.stderr);
   assert.match(second.stdout, /initialised from .*last\.pt \(step 1\)/);
   const probe = spawnSync('/usr/bin/python3', ['-c', [
@@ -54,7 +58,7 @@ test('fmnist-ofa recipe: --init starts a further phase from a checkpoint and kee
   const { diff, ...rest } = JSON.parse(probe.stdout) as { diff: number };
   assert.deepEqual(rest, { n: 1, steps: 1, random: 1, now: 3, step: 1 });
   assert.ok(diff > 0 && diff < 1e-2, `largest weight change ${diff}`);
-  const missing = spawnSync('/usr/bin/python3', [...withOut(join(tmp.path, 'p3')), '--init', join(tmp.path, 'nope.pt')], { encoding: 'utf8' });
+  const missing = spawnSync('/usr/bin/python3', [...withOut(args, join(tmp.path, 'p3')), '--init', join(tmp.path, 'nope.pt')], { encoding: 'utf8' });
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /--init: no checkpoint or package at .*nope\.pt/);
 });
@@ -88,13 +92,13 @@ test('fmnist-ofa recipe: --init takes the committed package (its recipe becomes 
   const bin = readFileSync(join(bad, 'weights.bin'));
   bin.writeUInt8(bin.readUInt8(1000) ^ 0xff, 1000);
   writeFileSync(join(bad, 'weights.bin'), bin);
-  const refused = spawnSync('/usr/bin/python3', [...args.map((a, i) => (args[i - 1] === '--out' ? join(tmp.path, 'p2') : a)), '--init', bad], { encoding: 'utf8' });
+  const refused = spawnSync('/usr/bin/python3', [...withOut(args, join(tmp.path, 'p2')), '--init', bad], { encoding: 'utf8' });
   assert.notEqual(refused.status, 0);
   assert.match(refused.stderr, /--init: .*bad-pkg\/weights\.bin does not match its manifest digest/);
   assert.ok(!existsSync(join(tmp.path, 'p2', 'last.pt')));
 
   writeFileSync(join(bad, 'manifest.json'), '{"files": [');
-  const unreadable = spawnSync('/usr/bin/python3', [...args.map((a, i) => (args[i - 1] === '--out' ? join(tmp.path, 'p3') : a)), '--init', bad], { encoding: 'utf8' });
+  const unreadable = spawnSync('/usr/bin/python3', [...withOut(args, join(tmp.path, 'p3')), '--init', bad], { encoding: 'utf8' });
   assert.notEqual(unreadable.status, 0);
   assert.match(unreadable.stderr, /--init: .*bad-pkg is not a readable nestswap package \(JSONDecodeError/);
   assert.ok(!existsSync(join(tmp.path, 'p3', 'last.pt')));

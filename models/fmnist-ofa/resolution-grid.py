@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from supernet import Supernet, load_arch, max_config, min_config, n_slots, sample_config  # noqa: E402
-from train import evaluate, load_data, load_package  # noqa: E402
+from train import evaluate, load_data, load_trained, split_tensors  # noqa: E402
 
 
 def main():
@@ -32,16 +32,10 @@ def main():
     torch.set_num_threads(args.threads)
     arch = load_arch(args.arch)
     model = Supernet(arch)
-    ck = load_package(args.model, model) if os.path.isdir(args.model) else torch.load(args.model)
-    model.load_state_dict(ck["model"])
+    model.load_state_dict(load_trained(args.model, model)["model"])
     model.eval()
-    images, labels, split = load_data(args.data)
-    train_idx, val_idx = np.nonzero(split == 0)[0], np.nonzero(split == 1)[0]
-    x_train = torch.from_numpy(images[train_idx]).float() / 255.0
-    x_val = torch.from_numpy(images[val_idx]).float() / 255.0
-    y_val = torch.from_numpy(labels[val_idx])
     # the calibration draw train.py evaluates with (its default seed)
-    calib = x_train[torch.from_numpy(np.random.RandomState(1).choice(len(train_idx), 2000, replace=False))]
+    _, _, x_val, y_val, calib = split_tensors(*load_data(args.data), seed=1)
     n = n_slots(arch)
     archs = {
         "smallest": min_config(arch),

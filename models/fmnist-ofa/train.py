@@ -46,6 +46,22 @@ def load_data(d):
     return images, labels, split
 
 
+def split_tensors(images, labels, split, seed):
+    """Train and validation images as [0, 1] floats with their labels, and the 2,000 train images that BN
+    recalibration uses when this recipe evaluates a subnet (drawn with `seed`)."""
+    train_idx = np.nonzero(split == 0)[0]
+    val_idx = np.nonzero(split == 1)[0]
+    x_train = torch.from_numpy(images[train_idx]).float() / 255.0
+    x_val = torch.from_numpy(images[val_idx]).float() / 255.0
+    x_calib = x_train[torch.from_numpy(np.random.RandomState(seed).choice(len(train_idx), 2000, replace=False))]
+    return x_train, torch.from_numpy(labels[train_idx]), x_val, torch.from_numpy(labels[val_idx]), x_calib
+
+
+def load_trained(path, model):
+    """--init's source as a checkpoint dict: a train.py checkpoint file or a trained package directory."""
+    return load_package(path, model) if os.path.isdir(path) else torch.load(path)
+
+
 def load_package(pkg, model):
     """A trained nestswap package (export.py's output) as a checkpoint dict for --init: the weights are float32 and
     complete, so a phase started from the committed package equals one started from the checkpoint it was exported
@@ -155,14 +171,7 @@ def main():
     torch.manual_seed(args.seed)
     arch = load_arch(args.arch)
     images, labels, split = load_data(args.data)
-    train_idx = np.nonzero(split == 0)[0]
-    val_idx = np.nonzero(split == 1)[0]
-    x_train = torch.from_numpy(images[train_idx]).float() / 255.0
-    y_train = torch.from_numpy(labels[train_idx])
-    x_val = torch.from_numpy(images[val_idx]).float() / 255.0
-    y_val = torch.from_numpy(labels[val_idx])
-    calib_rng = np.random.RandomState(args.seed)
-    x_calib = x_train[torch.from_numpy(calib_rng.choice(len(train_idx), 2000, replace=False))]
+    x_train, y_train, x_val, y_val, x_calib = split_tensors(images, labels, split, args.seed)
 
     # channels_last roughly halves a step on CPU (depthwise convolution backward dominates).
     model = Supernet(arch)
@@ -181,7 +190,7 @@ def main():
         [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr, momentum=0.9, nesterov=True,
     )
-    steps_per_epoch = len(train_idx) // args.batch
+    steps_per_epoch = len(x_train) // args.batch
     total = steps_per_epoch * args.epochs
     warm = min(300, total // 10)
 
@@ -206,7 +215,7 @@ def main():
         parents = ck.get("parents", [])
         print("resumed at step %d / %d" % (step, total), flush=True)
     elif args.init:
-        parent = load_package(args.init, model) if os.path.isdir(args.init) else torch.load(args.init)
+        parent = load_trained(args.init, model)
         model.load_state_dict(parent["model"])
         parents = parent.get("parents", []) + [{"args": parent.get("args"), "steps": parent["step"],
                                                  "history": parent.get("history", [])}]
@@ -226,7 +235,7 @@ def main():
     while step < total:
         epoch = step // steps_per_epoch
         # Per-epoch permutation and per-step subnet choices derive from (seed, epoch, step): resumable.
-        perm = torch.from_numpy(np.random.RandomState(args.seed * 1000 + epoch).permutation(len(train_idx)))
+        perm = torch.from_numpy(np.random.RandomState(args.seed * 1000 + epoch).permutation(len(x_train)))
         k = step % steps_per_epoch
         idx = perm[k * args.batch : (k + 1) * args.batch]
         gen = torch.Generator().manual_seed(args.seed * 7919 + step)

@@ -84,7 +84,12 @@ export interface ProfileOptions {
   runs?: number;
   /** statistic of run times (default 0.5, the median) */
   quantile?: number;
-  /** timed runs per whole subnet (calibration, validation) */
+  /**
+   * timed runs per whole subnet (calibration, validation). Default: as many as give the pass ~6 s of
+   * timed runs (20..400 per subnet). The calibration pass sets the level of every prediction, and on a
+   * shared CPU the speed moves over seconds: a pass over sub-millisecond subnets that lasts 0.2 s would
+   * take one moment's speed for the machine's.
+   */
   subnetRuns?: number;
   /** whole subnets timed to fit measured ≈ a·Σparts + b (default 16: min, max and random ones) */
   calibrationSubnets?: number;
@@ -114,57 +119,167 @@ function inputOf(dims: readonly number[]): Float32Array {
   return x;
 }
 
+/** One timed sample of a model: milliseconds of one `run()` (or a paired difference of two). */
+export type Sampler = () => Promise<number>;
+
+export interface InterleaveOptions {
+  /** visits per model; each visit is `visitWarmup` untimed runs and `perVisit` timed samples */
+  rounds: number;
+  perVisit: number;
+  /**
+   * untimed runs at the start of each visit (default 3): the caches hold another model's weights, and a
+   * small model's first runs after a switch are slow (fmnist-ofa subnets here: 0.72, 0.47, 0.39 ms, then
+   * 0.37 steady)
+   */
+  visitWarmup?: number | undefined;
+  /** untimed runs per model before the first round */
+  warmup: number;
+  /** statistic of a visit's samples (0.5 = median) */
+  quantile?: number | undefined;
+  /** seed of the visiting order, shuffled every round */
+  seed?: number | undefined;
+  onRound?: ((done: number, total: number) => void) | undefined;
+}
+
+export interface InterleavedTimings {
+  timings: Omit<Timing, 'createMs'>[];
+  /** each round's speed relative to the whole pass (median over models of visit / estimate) */
+  roundFactors: number[];
+}
+
+/**
+ * Times several models in interleaved rounds instead of one after another. On a shared CPU the speed
+ * moves by 10-30 % over seconds; timing models back to back gives each the speed of its own moment, so
+ * two passes over the same subnets disagree by more than the subnets differ. Visiting every model once
+ * per round (in a freshly shuffled order) spreads slow moments over all of them, and dividing each
+ * round by its speed factor (the median ratio of that round's visits to the models' estimates) removes
+ * what is left of a level shift. A model's figure is the median over rounds of its normalised visits.
+ */
+export async function timeInterleaved(samplers: readonly Sampler[], o: InterleaveOptions): Promise<InterleavedTimings> {
+  const n = samplers.length;
+  const rounds = Math.max(1, Math.floor(o.rounds));
+  const perVisit = Math.max(1, Math.floor(o.perVisit));
+  const q = o.quantile ?? 0.5;
+  const visitWarmup = Math.max(0, Math.floor(o.visitWarmup ?? 3));
+  for (const sample of samplers) for (let i = 0; i < o.warmup; i++) await sample();
+  const rng = mulberry32(o.seed ?? 1);
+  const visitQ: number[][] = samplers.map(() => []);
+  const visitMed: number[][] = samplers.map(() => []);
+  const raw: number[][] = samplers.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    const order = [...samplers.keys()];
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(rng() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    for (const i of order) {
+      for (let k = 0; k < visitWarmup; k++) await samplers[i]!();
+      const xs: number[] = [];
+      for (let k = 0; k < perVisit; k++) xs.push(await samplers[i]!());
+      visitQ[i]!.push(quantile(xs, q));
+      visitMed[i]!.push(median(xs));
+      raw[i]!.push(...xs);
+    }
+    o.onRound?.(r + 1, rounds);
+  }
+  const first = visitQ.map((v) => median(v));
+  const scale = Math.max(...first.map(Math.abs), 0);
+  const roundFactors: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    // models whose figure is near zero (paired differences of tiny parts) say nothing about speed
+    const ratios = visitQ.flatMap((v, i) => (first[i]! > 0.05 * scale ? [v[r]! / first[i]!] : []));
+    const f = ratios.length ? median(ratios) : 1;
+    roundFactors.push(Number.isFinite(f) && f > 0 ? f : 1);
+  }
+  const timings = samplers.map((_, i) => {
+    const norm = (v: number[]) => median(v.map((x, r) => x / roundFactors[r]!));
+    const all = raw[i]!.map((x, k) => x / roundFactors[Math.floor(k / perVisit)]!);
+    return { ms: norm(visitQ[i]!), medianMs: norm(visitMed[i]!), p10Ms: quantile(all, 0.1), varMs2: variance(raw[i]!), count: raw[i]!.length };
+  });
+  return { timings, roundFactors };
+}
+
+/** Rounds and samples per visit for `runs` timed runs of each model (at most `rounds` rounds). */
+export function interleavePlan(runs: number, rounds = 10): { rounds: number; perVisit: number } {
+  const r = Math.max(1, Math.min(rounds, Math.floor(runs)));
+  return { rounds: r, perVisit: Math.max(1, Math.round(runs / r)) };
+}
+
+function runSampler(s: ModelSession, dims: readonly number[]): Sampler {
+  const x = inputOf(dims);
+  const out = [s.outputNames[0]!];
+  return async () => {
+    const t = performance.now();
+    await s.run(x, dims, out);
+    return performance.now() - t;
+  };
+}
+
+/**
+ * Median batch-1 latency of fresh sessions of several models, timed in interleaved rounds
+ * (`timeInterleaved`): `runs` timed runs per model in all.
+ */
+export async function timeModels(backend: Backend, models: readonly { bytes: Uint8Array; inDims: readonly number[] }[], o: TimingOptions & { rounds?: number; seed?: number; onRound?: (done: number, total: number) => void }): Promise<Timing[]> {
+  const sessions: ModelSession[] = [];
+  const createMs: number[] = [];
+  try {
+    for (const m of models) {
+      const t0 = performance.now();
+      sessions.push(await ModelSession.create(backend, m.bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' }));
+      createMs.push(performance.now() - t0);
+    }
+    const samplers = sessions.map((s, i) => runSampler(s, models[i]!.inDims));
+    const { timings } = await timeInterleaved(samplers, { ...interleavePlan(o.runs, o.rounds), warmup: o.warmup, quantile: o.quantile, seed: o.seed, onRound: o.onRound });
+    return timings.map((t, i) => ({ ...t, createMs: createMs[i]! }));
+  } finally {
+    for (const s of sessions) await s.release();
+  }
+}
+
 /** Median batch-1 latency of a fresh session of `bytes`, timed around `run()`. */
 export async function timeModel(backend: Backend, bytes: Uint8Array, inDims: readonly number[], o: TimingOptions): Promise<Timing> {
   const t0 = performance.now();
   await using s = await ModelSession.create(backend, bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
   const createMs = performance.now() - t0;
-  const x = inputOf(inDims);
-  const out = [s.outputNames[0]!];
-  for (let i = 0; i < o.warmup; i++) await s.run(x, inDims, out);
+  const sample = runSampler(s, inDims);
+  for (let i = 0; i < o.warmup; i++) await sample();
   const times: number[] = [];
-  for (let i = 0; i < o.runs; i++) {
-    const t = performance.now();
-    await s.run(x, inDims, out);
-    times.push(performance.now() - t);
-  }
+  for (let i = 0; i < o.runs; i++) times.push(await sample());
   return { ms: quantile(times, o.quantile ?? 0.5), medianMs: median(times), p10Ms: quantile(times, 0.1), varMs2: variance(times), count: times.length, createMs };
 }
 
 /**
- * A part's latency net of the per-run overhead: part and baseline (an empty graph) runs alternate in
- * time and the median of the paired differences is taken, so a burst of load from elsewhere hits both
- * sides of a pair instead of inflating one baseline measured once (which made every part read as 0).
+ * Latency of isolated parts net of the per-run overhead, interleaved (`timeInterleaved`). A sample of a
+ * part is its run time minus that of a baseline run (an empty graph) right after it: paired in time, so a
+ * burst of load from elsewhere hits both sides of a pair instead of inflating one baseline measured once
+ * (which made every part read as 0). Parts flagged `gross` ('pre', which carries the whole network's
+ * per-run overhead) are timed without the subtraction.
  */
-export async function timePartNet(
+export async function timeParts(
   backend: Backend,
-  bytes: Uint8Array,
-  inDims: readonly number[],
-  base: { session: ModelSession; x: Float32Array; dims: readonly number[]; out: string[] },
-  o: TimingOptions,
-): Promise<Timing> {
-  const t0 = performance.now();
-  await using s = await ModelSession.create(backend, bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
-  const createMs = performance.now() - t0;
-  const x = inputOf(inDims);
-  const out = [s.outputNames[0]!];
-  for (let i = 0; i < o.warmup; i++) {
-    await s.run(x, inDims, out);
-    await base.session.run(base.x, base.dims, base.out);
+  parts: readonly { bytes: Uint8Array; inDims: readonly number[]; gross: boolean }[],
+  o: TimingOptions & { rounds?: number; seed?: number; onRound?: (done: number, total: number) => void },
+): Promise<Timing[]> {
+  const sessions: ModelSession[] = [];
+  const createMs: number[] = [];
+  try {
+    const base = await ModelSession.create(backend, buildBaselineGraph(), { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
+    sessions.push(base);
+    const baseRun = runSampler(base, [1, 1, 1, 1]);
+    const samplers: Sampler[] = [];
+    for (const p of parts) {
+      const t0 = performance.now();
+      const s = await ModelSession.create(backend, p.bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
+      createMs.push(performance.now() - t0);
+      sessions.push(s);
+      const run = runSampler(s, p.inDims);
+      samplers.push(p.gross ? run : async () => (await run()) - (await baseRun()));
+    }
+    const { timings } = await timeInterleaved(samplers, { ...interleavePlan(o.runs, o.rounds), warmup: o.warmup, quantile: o.quantile, seed: o.seed, onRound: o.onRound });
+    return timings.map((t, i) => (parts[i]!.gross ? { ...t, createMs: createMs[i]! } : { ...t, ms: Math.max(0, t.ms), medianMs: Math.max(0, t.medianMs), p10Ms: Math.max(0, t.p10Ms), createMs: createMs[i]! }));
+  } finally {
+    for (const s of sessions) await s.release();
   }
-  const diffs: number[] = [];
-  const raw: number[] = [];
-  for (let i = 0; i < o.runs; i++) {
-    let t = performance.now();
-    await s.run(x, inDims, out);
-    const partMs = performance.now() - t;
-    t = performance.now();
-    await base.session.run(base.x, base.dims, base.out);
-    diffs.push(partMs - (performance.now() - t));
-    raw.push(partMs);
-  }
-  const net = Math.max(0, quantile(diffs, o.quantile ?? 0.5));
-  return { ms: net, medianMs: Math.max(0, median(diffs)), p10Ms: Math.max(0, quantile(diffs, 0.1)), varMs2: variance(raw), count: diffs.length, createMs };
 }
 
 /** The input dims of every subnet of a package (the input contract, batch 1). */
@@ -177,6 +292,18 @@ export function subnetInputDims(pkg: SupernetPackage): number[] {
 export async function measureSubnetLatency(pkg: SupernetPackage, cfg: SubnetConfig, o: TimingOptions, backend: Backend = nodeBackend, weights = new SubnetWeights(pkg)): Promise<Timing> {
   const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1 });
   return timeModel(backend, built.bytes, subnetInputDims(pkg), o);
+}
+
+/** Latencies of several materialized subnets, each in a fresh session, timed in interleaved rounds. */
+export async function measureSubnetsLatency(
+  pkg: SupernetPackage,
+  cfgs: readonly SubnetConfig[],
+  o: TimingOptions & { rounds?: number; seed?: number; onRound?: (done: number, total: number) => void },
+  backend: Backend = nodeBackend,
+  weights = new SubnetWeights(pkg),
+): Promise<Timing[]> {
+  const dims = subnetInputDims(pkg);
+  return timeModels(backend, cfgs.map((cfg) => ({ bytes: buildSubnet(weights, cfg, { mode: 'fold', batch: 1 }).bytes, inDims: dims })), o);
 }
 
 /** Random distinct subnets, seeded; `resolutions` restricts image sizes. */
@@ -203,7 +330,6 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
   const threads = opts.threads ?? 1;
   const warmup = opts.warmup ?? 5;
   const runs = opts.runs ?? 30;
-  const subnetRuns = opts.subnetRuns ?? 20;
   const seed = opts.seed ?? 1;
   const all = pkg.space.image_size_list;
   const measured = [...(opts.resolutions ?? defaultMeasuredResolutions(all))].sort((a, b) => a - b);
@@ -222,16 +348,16 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
   const { parts } = enumerateParts(pkg.arch, measured);
   const times = new Map<string, PartTime>();
   const partRows: { key: string; kind: PartKind; ms: number; count: number; var: number }[] = [];
-  await using baseSession = await ModelSession.create(backend, buildBaselineGraph(), { ep, threads, graphOptimizationLevel: 'all' });
-  const baseRef = { session: baseSession, x: inputOf([1, 1, 1, 1]), dims: [1, 1, 1, 1], out: [baseSession.outputNames[0]!] };
+  // 'pre' (input resize + normalisation + stem) carries the per-run overhead of the whole subnet, once
+  const partTimes = await timeParts(
+    backend,
+    parts.map((part) => ({ bytes: buildPartGraph(weights, part), inDims: part.inDims, gross: part.kind === 'pre' })),
+    { ...timing, seed, onRound: (done, total) => progress({ phase: 'parts', done: Math.round((done / total) * parts.length), total: parts.length }) },
+  );
   for (const [i, part] of parts.entries()) {
-    // 'pre' (input resize + normalisation + stem) carries the per-run overhead of the whole subnet, once
-    const bytes = buildPartGraph(weights, part);
-    const t = part.kind === 'pre' ? await timeModel(backend, bytes, part.inDims, timing) : await timePartNet(backend, bytes, part.inDims, baseRef, timing);
-    const ms = t.ms;
-    times.set(part.key, { ms, count: t.count, var: t.varMs2 });
-    partRows.push({ key: part.key, kind: part.kind, ms, count: t.count, var: t.varMs2 });
-    progress({ phase: 'parts', done: i + 1, total: parts.length });
+    const t = partTimes[i]!;
+    times.set(part.key, { ms: t.ms, count: t.count, var: t.varMs2 });
+    partRows.push({ key: part.key, kind: part.kind, ms: t.ms, count: t.count, var: t.varMs2 });
   }
   const tab = latencyTables(pkg.arch, times, measured, all);
   const raw = {
@@ -249,29 +375,31 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
   // including the smallest and largest subnet so the fit spans the range.
   const nCal = opts.calibrationSubnets ?? 16;
   const calCfgs = [pkg.space.min(), { ...pkg.space.max(), image_size: measured[measured.length - 1]! }, ...sampleSubnets(pkg, Math.max(0, nCal - 2), seed, measured)].slice(0, Math.max(nCal, 0));
-  const subnetTiming = { ...timing, runs: subnetRuns };
+  // Validation on held-out random subnets over the whole space (interpolated resolutions included),
+  // timed in the same interleaved pass as the calibration subnets: both see the same machine.
+  const nVal = opts.validationSubnets ?? 10;
+  const valCfgs = sampleSubnets(pkg, nVal, seed + 1, all, new Set(calCfgs.map((c) => pkg.space.id(c))));
+  const both = [...calCfgs, ...valCfgs];
+  const typicalMs = median(both.map((c) => evaluateFlat(raw, c)));
+  const subnetRuns = opts.subnetRuns ?? Math.max(20, Math.min(400, Math.round(6000 / (both.length * Math.max(typicalMs, 1e-3)))));
+  const subnetTiming = { ...timing, runs: subnetRuns, rounds: 20 };
+  const subnetTimes = await measureSubnetsLatency(pkg, both, {
+    ...subnetTiming,
+    seed: seed + 3,
+    onRound: (done, total) => progress({ phase: 'calibration', done: Math.round((done / total) * both.length), total: both.length }),
+  }, backend, weights);
   const calSamples: ProfileSample[] = [];
   const calRaw: number[] = [];
   for (const [i, cfg] of calCfgs.entries()) {
-    const t = await measureSubnetLatency(pkg, cfg, subnetTiming, backend, weights);
     const sum = evaluateFlat(raw, cfg);
     calRaw.push(sum);
-    calSamples.push({ id: pkg.space.id(cfg), measured: t.ms, predicted: sum });
-    progress({ phase: 'calibration', done: i + 1, total: calCfgs.length });
+    calSamples.push({ id: pkg.space.id(cfg), measured: subnetTimes[i]!.ms, predicted: sum });
   }
   // the line must stay sane down to the cheapest subnet of the space, not just the calibration points
   const calibration = fitLinear(calRaw, calSamples.map((s) => s.measured), flatMinimum(raw, pkg.space).value);
   const model = { ...raw, calibration };
-
-  // Validation on held-out random subnets over the whole space (interpolated resolutions included).
-  const nVal = opts.validationSubnets ?? 10;
-  const valCfgs = sampleSubnets(pkg, nVal, seed + 1, all, new Set(calCfgs.map((c) => pkg.space.id(c))));
-  const valSamples: ProfileSample[] = [];
-  for (const [i, cfg] of valCfgs.entries()) {
-    const t = await measureSubnetLatency(pkg, cfg, subnetTiming, backend, weights);
-    valSamples.push({ id: pkg.space.id(cfg), measured: t.ms, predicted: evaluateFlat(model, cfg) });
-    progress({ phase: 'validation', done: i + 1, total: valCfgs.length });
-  }
+  const valSamples: ProfileSample[] = valCfgs.map((cfg, i) => ({ id: pkg.space.id(cfg), measured: subnetTimes[calCfgs.length + i]!.ms, predicted: evaluateFlat(model, cfg) }));
+  progress({ phase: 'validation', done: valCfgs.length, total: valCfgs.length });
 
   let memory: Profile['memory'];
   const nMem = opts.memorySubnets ?? 4;

@@ -10,6 +10,7 @@ import {
   checkProfileFor,
   fitLinear,
   kendallTau,
+  median,
   latencyPredictorFromTables,
   parseProfile,
   parseProfileText,
@@ -21,7 +22,7 @@ import {
 } from '../runtime/profile.js';
 import { evaluateFlat } from '../runtime/search/efficiency.js';
 import { mulberry32 } from '../runtime/random.js';
-import { loadOrProfile, profileDevice, readProfileFile, sampleSubnets, type ProfileOptions } from '../agent/profiler.js';
+import { loadOrProfile, profileDevice, readProfileFile, sampleSubnets, timeInterleaved, type ProfileOptions, type Sampler } from '../agent/profiler.js';
 import { tempDir, TINY } from './helpers.js';
 
 let pkg: SupernetPackage;
@@ -165,4 +166,49 @@ test('statistics: linear fit and Kendall tau', () => {
   assert.equal(kendallTau([1, 2, 3, 4], [10, 20, 30, 40]), 1);
   assert.equal(kendallTau([1, 2, 3, 4], [4, 3, 2, 1]), -1);
   assert.equal(kendallTau([1], [1]), null);
+});
+
+// A simulated machine for the interleaved timer: each model has a steady cost, the machine's speed
+// changes with the number of runs done so far (a level shift half-way, a slow burst), and the first
+// runs after switching from another model are slower (cold caches).
+function simulatedMachine(costs: readonly number[], speedAt: (call: number) => number, cold = [2, 1.4]) {
+  let calls = 0;
+  let last = -1;
+  let sinceSwitch = 0;
+  const samplers: Sampler[] = costs.map((c, i) => async () => {
+    if (last !== i) sinceSwitch = 0;
+    last = i;
+    const t = c * speedAt(calls++) * (cold[sinceSwitch] ?? 1);
+    sinceSwitch++;
+    return t;
+  });
+  return { samplers, calls: () => calls };
+}
+
+test('interleaved timing: level shifts and cold starts do not distort the ratios between models', async () => {
+  const costs = [1, 1.1, 1.2, 1.3, 1.4, 1.5, 2, 3];
+  const total = costs.length * (2 + 12 * (3 + 4));
+  const shift = (call: number) => (call < total / 2 ? 1 : 1.6) * (call % 97 < 5 ? 3 : 1);
+  // models timed one after another with the same runs: the later half reads 60 % slower
+  const seq = simulatedMachine(costs, shift);
+  const seqMs: number[] = [];
+  for (const s of seq.samplers) {
+    const xs: number[] = [];
+    for (let k = 0; k < 2 + 48 + 12 * 3; k++) xs.push(await s());
+    seqMs.push(median(xs.slice(2 + 12 * 3)));
+  }
+  assert.ok(Math.abs(seqMs[4]! / seqMs[0]! - costs[4]!) > 0.5, `the sequential baseline does suffer from the shift: ${seqMs.join(' ')}`);
+  const sim = simulatedMachine(costs, shift);
+  const { timings, roundFactors } = await timeInterleaved(sim.samplers, { rounds: 12, perVisit: 4, warmup: 2, seed: 5 });
+  assert.equal(sim.calls(), total);
+  const est = timings.map((t) => t.medianMs);
+  for (const [i, c] of costs.entries()) assert.ok(Math.abs(est[i]! / est[0]! - c) < 1e-9, `model ${i}: ${est[i]! / est[0]!} vs ${c}`);
+  assert.ok(Math.max(...roundFactors) / Math.min(...roundFactors) > 1.4, `round factors track the machine: ${roundFactors.join(' ')}`);
+  // without the per-visit warm-up the cold runs are timed
+  const sim2 = simulatedMachine(costs, () => 1);
+  const cold = await timeInterleaved(sim2.samplers, { rounds: 4, perVisit: 1, warmup: 0, visitWarmup: 0 });
+  assert.ok(cold.timings[0]!.medianMs > 1.5);
+  const sim3 = simulatedMachine(costs, () => 1);
+  const warm = await timeInterleaved(sim3.samplers, { rounds: 4, perVisit: 1, warmup: 0 });
+  assert.deepEqual(warm.timings.map((t) => t.medianMs), costs);
 });

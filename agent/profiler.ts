@@ -85,10 +85,10 @@ export interface ProfileOptions {
   /** statistic of run times (default 0.5, the median) */
   quantile?: number;
   /**
-   * timed runs per whole subnet (calibration, validation). Default: as many as give the pass ~6 s of
+   * timed runs per whole subnet (calibration, validation). Default: as many as give the pass ~15 s of
    * timed runs (20..400 per subnet). The calibration pass sets the level of every prediction, and on a
-   * shared CPU the speed moves over seconds: a pass over sub-millisecond subnets that lasts 0.2 s would
-   * take one moment's speed for the machine's.
+   * shared CPU the speed moves by 5-10 % over tens of seconds: a pass over sub-millisecond subnets that
+   * lasts 0.2 s would take one moment's speed for the machine's.
    */
   subnetRuns?: number;
   /** whole subnets timed to fit measured ≈ a·Σparts + b (default 16: min, max and random ones) */
@@ -127,11 +127,14 @@ export interface InterleaveOptions {
   rounds: number;
   perVisit: number;
   /**
-   * untimed runs at the start of each visit (default 3): the caches hold another model's weights, and a
-   * small model's first runs after a switch are slow (fmnist-ofa subnets here: 0.72, 0.47, 0.39 ms, then
-   * 0.37 steady)
+   * untimed runs at the start of each visit: the caches hold another model's weights, and a small model's
+   * first runs after a switch are slow (fmnist-ofa subnets here: 0.72, 0.47, 0.39 ms, then 0.37 steady).
+   * At least one, then more until `visitWarmupMs` of them have run or `visitWarmup` (default 3) is reached:
+   * a model that takes milliseconds a run is warm after one.
    */
   visitWarmup?: number | undefined;
+  /** default 2 */
+  visitWarmupMs?: number | undefined;
   /** untimed runs per model before the first round */
   warmup: number;
   /** statistic of a visit's samples (0.5 = median) */
@@ -161,6 +164,7 @@ export async function timeInterleaved(samplers: readonly Sampler[], o: Interleav
   const perVisit = Math.max(1, Math.floor(o.perVisit));
   const q = o.quantile ?? 0.5;
   const visitWarmup = Math.max(0, Math.floor(o.visitWarmup ?? 3));
+  const visitWarmupMs = o.visitWarmupMs ?? 2;
   for (const sample of samplers) for (let i = 0; i < o.warmup; i++) await sample();
   const rng = mulberry32(o.seed ?? 1);
   const visitQ: number[][] = samplers.map(() => []);
@@ -173,7 +177,8 @@ export async function timeInterleaved(samplers: readonly Sampler[], o: Interleav
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
     for (const i of order) {
-      for (let k = 0; k < visitWarmup; k++) await samplers[i]!();
+      let warmMs = 0;
+      for (let k = 0; k < visitWarmup && (k === 0 || warmMs < visitWarmupMs); k++) warmMs += Math.abs(await samplers[i]!());
       const xs: number[] = [];
       for (let k = 0; k < perVisit; k++) xs.push(await samplers[i]!());
       visitQ[i]!.push(quantile(xs, q));
@@ -381,7 +386,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
   const valCfgs = sampleSubnets(pkg, nVal, seed + 1, all, new Set(calCfgs.map((c) => pkg.space.id(c))));
   const both = [...calCfgs, ...valCfgs];
   const typicalMs = median(both.map((c) => evaluateFlat(raw, c)));
-  const subnetRuns = opts.subnetRuns ?? Math.max(20, Math.min(400, Math.round(6000 / (both.length * Math.max(typicalMs, 1e-3)))));
+  const subnetRuns = opts.subnetRuns ?? Math.max(20, Math.min(400, Math.round(15000 / (both.length * Math.max(typicalMs, 1e-3)))));
   const subnetTiming = { ...timing, runs: subnetRuns, rounds: 20 };
   const subnetTimes = await measureSubnetsLatency(pkg, both, {
     ...subnetTiming,

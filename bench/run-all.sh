@@ -23,7 +23,6 @@ only=${1:-all}
 [[ $only == all || $only == swap ]] && run swap-worker node dist/bench/swap.js --host worker
 [[ $only == all || $only == swap ]] && run swap-onnx-cache node dist/bench/swap.js --onnx-cache
 [[ $only == all || $only == profile ]] && run profile node dist/bench/profile.js
-[[ $only == all || $only == profile ]] && run profile-mbv3 node dist/bench/profile.js --families ofa-mbv3-w1.0 --memory-subnets 0
 [[ $only == all || $only == registry ]] && run registry node dist/bench/registry.js
 [[ $only == all || $only == calibration ]] && run calibration node dist/bench/calibration.js
 [[ $only == all || $only == agent-footprint ]] && run agent-footprint node dist/bench/agent-footprint.js

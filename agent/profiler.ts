@@ -466,9 +466,9 @@ export function defaultDataDir(): string {
 
 /**
  * Revision of the measuring method: profiles measured by an older method are not reused (2: parts
- * timed against an interleaved baseline).
+ * timed against an interleaved baseline; 3: parts and whole subnets timed in interleaved rounds).
  */
-export const PROFILER_REVISION = 2;
+export const PROFILER_REVISION = 3;
 
 /** One file per (supernet weights, EP, threads, profiler revision); device and ORT version are checked inside. */
 export function profileCachePath(dataDir: string, pkg: SupernetPackage, ep: string, threads: number): string {

@@ -80,11 +80,15 @@ export const ProfileSchema = z
         warmup: z.number().int().nonnegative(),
         runs: z.number().int().positive(),
         subnetRuns: z.number().int().positive(),
+        /** whole-subnet passes measured (more than one when the validation missed its gate) */
+        subnetPasses: z.number().int().positive().optional(),
         /** statistic of the run times: 0.5 = median */
         quantile: z.number().min(0).max(1),
         baselineMs: nonNeg,
         measuredResolutions: z.array(z.number().int().positive()).min(1),
         interpolation: z.string(),
+        /** how runs were scheduled (profiler revision 3: interleaved rounds) */
+        timing: z.string().optional(),
         wallMs: nonNeg,
       })
       .strict(),

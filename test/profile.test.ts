@@ -145,6 +145,18 @@ test('profiles are cached: reused when everything matches, redone when threads o
   assert.equal(afterCorrupt.cached, false);
 });
 
+test('a validation that misses its gate measures more whole-subnet passes, up to the limit, and records them', async () => {
+  assert.equal(profile.method.subnetPasses !== undefined, true);
+  const never = await profileDevice(pkg, { ...quick, validationGate: { mape: 0, within10: 1.01 }, maxSubnetPasses: 2 });
+  assert.equal(never.method.subnetPasses, 2);
+  const always = await profileDevice(pkg, { ...quick, validationGate: { mape: Infinity, within10: 0 }, maxSubnetPasses: 3 });
+  assert.equal(always.method.subnetPasses, 1);
+  // the combined passes still give a valid, calibrated profile
+  assert.deepEqual(parseProfileText(JSON.stringify(never)), never);
+  assert.ok(never.latency.model.calibration.a > 0);
+  assert.equal(never.validation.subnets, 3);
+});
+
 test('statistics: linear fit and Kendall tau', () => {
   const rng = mulberry32(3);
   const x = Array.from({ length: 20 }, () => rng() * 10);

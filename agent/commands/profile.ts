@@ -92,14 +92,15 @@ export async function run(argv: string[]): Promise<number> {
     path: r.path,
     ...(r.cached ? {} : { reprofiledBecause: r.reasons }),
     calibration: p.latency.model.calibration,
-    validation: { subnets: v.subnets, mape: v.mape, within10: v.within10, kendallTau: v.kendallTau },
+    validation: { subnets: v.subnets, mape: v.mape, within10: v.within10, kendallTau: v.kendallTau, passes: p.method.subnetPasses ?? 1 },
     ...(p.memory ? { memory: { coef: p.memory.coef, fitSamples: p.memory.fitSamples.length } } : {}),
   };
   if (a.values.json) printJson(result);
   else
     process.stdout.write(
       `${r.cached ? 'reused' : 'measured'} profile ${r.path}: ${p.deviceClass}, ${p.ep} × ${p.threads} thread(s), ${p.parts.length} parts; ` +
-        `validation on ${v.subnets} subnets: MAPE ${(v.mape * 100).toFixed(1)}%, within ±10% ${(v.within10 * 100).toFixed(0)}%, Kendall τ ${v.kendallTau?.toFixed(2) ?? 'n/a'}\n`,
+        `validation on ${v.subnets} subnets: MAPE ${(v.mape * 100).toFixed(1)}%, within ±10% ${(v.within10 * 100).toFixed(0)}%, Kendall τ ${v.kendallTau?.toFixed(2) ?? 'n/a'}` +
+        `${(p.method.subnetPasses ?? 1) > 1 ? ` (${p.method.subnetPasses} whole-subnet passes: the first missed the validation gate)` : ''}\n`,
     );
   return 0;
 }

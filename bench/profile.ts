@@ -115,7 +115,7 @@ for (const fam of values.families!.split(',')) {
     profileWallS: round(profileWallMs / 1000, 1),
     runsPerPart: runs,
     calibration: profile.latency.model.calibration,
-    profileValidation: summary(profile.validation),
+    profileValidation: { ...summary(profile.validation), passes: profile.method.subnetPasses ?? 1 },
     latency: { ...summary(predictionStats(med)), statistic: `median of ${runsPer} runs in ${Math.min(rounds, runsPer)} interleaved rounds, fresh session` },
     latencyVsP10: summary(predictionStats(p10)),
     // a second measured pass (new sessions) against the first: the best any predictor can do here

@@ -500,23 +500,27 @@ export function latencyPredictorFromTables(tables: LatencyTables, arch: Arch): L
 // Statistics
 
 /**
- * Least squares y ≈ a·x + b. Falls back to a pure scale (b = 0) with fewer than 3 points, when the
- * slope is ≤ 0, when x has no spread, or when the line predicts less than half of what a pure scale
- * through the smallest calibration point would at `xFloor` — the smallest x any subnet can have
- * (default: the smallest calibration x). A steep line through noisy timings of tiny subnets can
- * cross zero just below the calibration points, and a budget search must never see a subnet
- * predicted to take no time.
+ * Least squares y ≈ a·x + b in relative error (weights 1/y² when every y is positive): the targets are
+ * relative (MAPE, within ±10 %), and a plain fit lets the slowest subnets pull the line off the fastest
+ * ones (the smallest fmnist-ofa subnet was predicted 10 % low with it). Falls back to a pure scale
+ * (b = 0) with fewer than 3 points, when the slope is ≤ 0, when x has no spread, or when the line
+ * predicts less than half of what a pure scale through the smallest calibration point would at
+ * `xFloor` — the smallest x any subnet can have (default: the smallest calibration x). A steep line
+ * through noisy timings of tiny subnets can cross zero just below the calibration points, and a budget
+ * search must never see a subnet predicted to take no time.
  */
 export function fitLinear(x: readonly number[], y: readonly number[], xFloor?: number): { a: number; b: number } {
   const n = x.length;
   if (n === 0) return { a: 1, b: 0 };
-  const mx = x.reduce((s, v) => s + v, 0) / n;
-  const my = y.reduce((s, v) => s + v, 0) / n;
+  const w = y.every((v) => v > 0) ? y.map((v) => 1 / (v * v)) : y.map(() => 1);
+  const sw = w.reduce((s, v) => s + v, 0);
+  const mx = x.reduce((s, v, i) => s + w[i]! * v, 0) / sw;
+  const my = y.reduce((s, v, i) => s + w[i]! * v, 0) / sw;
   let sxx = 0;
   let sxy = 0;
   for (let i = 0; i < n; i++) {
-    sxx += (x[i]! - mx) ** 2;
-    sxy += (x[i]! - mx) * (y[i]! - my);
+    sxx += w[i]! * (x[i]! - mx) ** 2;
+    sxy += w[i]! * (x[i]! - mx) * (y[i]! - my);
   }
   const a = sxx > 0 ? sxy / sxx : 0;
   if (n >= 3 && a > 0 && Number.isFinite(a)) {
@@ -528,7 +532,14 @@ export function fitLinear(x: readonly number[], y: readonly number[], xFloor?: n
     const atFloor = a * floor + b;
     if (atFloor >= 0.5 * scaleAtFloor && atFloor > 0) return { a, b };
   }
-  const scale = mx > 0 ? my / mx : 1;
+  // the scale through the origin with the least squared relative error (plain least squares without weights)
+  let sxyw = 0;
+  let sxxw = 0;
+  for (let i = 0; i < n; i++) {
+    sxyw += w[i]! * x[i]! * y[i]!;
+    sxxw += w[i]! * x[i]! * x[i]!;
+  }
+  const scale = sxxw > 0 ? sxyw / sxxw : 1;
   return { a: scale > 0 ? scale : 1, b: 0 };
 }
 

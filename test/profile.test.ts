@@ -162,11 +162,17 @@ test('statistics: linear fit and Kendall tau', () => {
   const x = Array.from({ length: 20 }, () => rng() * 10);
   const fit = fitLinear(x, x.map((v) => 2 * v + 1));
   assert.ok(Math.abs(fit.a - 2) < 1e-9 && Math.abs(fit.b - 1) < 1e-9);
-  // noisy timings of tiny subnets: the least-squares line crosses zero before the smallest point
-  // (a ≈ 2.97, b ≈ -1.10 predicts -0.21 ms at x = 0.3, measured 0.3); the fit falls back to a pure scale
+  // a slow outlier among tiny subnets: plain least squares (a ≈ 2.97, b ≈ -1.10) would predict -0.21 ms
+  // at x = 0.3, measured 0.3; in relative error the smallest point keeps its own level
   const steep = fitLinear([0.3, 1, 2], [0.3, 1.0, 5.2]);
-  assert.equal(steep.b, 0);
-  assert.ok(steep.a > 0 && steep.a * 0.3 > 0.1, `${steep.a}`);
+  assert.ok(Math.abs(steep.a * 0.3 + steep.b - 0.3) / 0.3 < 0.1, JSON.stringify(steep));
+  // relative weights: a 10 % miss on the smallest costs as much as a 10 % miss on the largest
+  const spread = fitLinear([0.1, 1, 10, 11], [0.12, 1.0, 10.0, 11.5]);
+  assert.ok(Math.abs(spread.a * 0.1 + spread.b - 0.12) / 0.12 < 0.1, JSON.stringify(spread));
+  // with fewer than 3 points: the scale with the least squared relative error, through the origin
+  const two = fitLinear([1, 2], [1.1, 2.0]);
+  assert.equal(two.b, 0);
+  assert.ok(Math.abs(two.a - (1.1 / 1.1 ** 2 + 4 / 4) / (1 / 1.1 ** 2 + 4 / 4)) < 1e-12, `${two.a}`);
   // a line fine at the calibration points can still cross zero below them, where the cheapest subnet
   // of the space lies (a ≈ 2.0, b ≈ -0.37: +0.23 ms at x = 0.3 but -0.17 ms at x = 0.1)
   const x3 = [0.3, 1, 2];

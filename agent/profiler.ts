@@ -228,11 +228,19 @@ function runSampler(s: ModelSession, dims: readonly number[]): Sampler {
   };
 }
 
+/** `TimingOptions` for a pass timed in interleaved rounds: `runs` timed runs per model in at most `rounds` rounds. */
+export type InterleavedTimingOptions = TimingOptions & { rounds?: number; seed?: number; onRound?: (done: number, total: number) => void };
+
 /**
  * Median batch-1 latency of fresh sessions of several models, timed in interleaved rounds
- * (`timeInterleaved`): `runs` timed runs per model in all.
+ * (`timeInterleaved`). A model's sample is one timed `run()`, or what `sampleOf` makes of it.
  */
-export async function timeModels(backend: Backend, models: readonly { bytes: Uint8Array; inDims: readonly number[] }[], o: TimingOptions & { rounds?: number; seed?: number; onRound?: (done: number, total: number) => void }): Promise<Timing[]> {
+export async function timeModels(
+  backend: Backend,
+  models: readonly { bytes: Uint8Array; inDims: readonly number[] }[],
+  o: InterleavedTimingOptions,
+  sampleOf: (run: Sampler, i: number) => Sampler = (run) => run,
+): Promise<Timing[]> {
   const sessions: ModelSession[] = [];
   const createMs: number[] = [];
   try {
@@ -241,7 +249,7 @@ export async function timeModels(backend: Backend, models: readonly { bytes: Uin
       sessions.push(await ModelSession.create(backend, m.bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' }));
       createMs.push(performance.now() - t0);
     }
-    const samplers = sessions.map((s, i) => runSampler(s, models[i]!.inDims));
+    const samplers = sessions.map((s, i) => sampleOf(runSampler(s, models[i]!.inDims), i));
     const { timings } = await timeInterleaved(samplers, { ...interleavePlan(o.runs, o.rounds), warmup: o.warmup, quantile: o.quantile, seed: o.seed, onRound: o.onRound });
     return timings.map((t, i) => ({ ...t, createMs: createMs[i]! }));
   } finally {
@@ -268,30 +276,14 @@ export async function timeModel(backend: Backend, bytes: Uint8Array, inDims: rea
  * (which made every part read as 0). Parts flagged `gross` ('pre', which carries the whole network's
  * per-run overhead) are timed without the subtraction.
  */
-export async function timeParts(
-  backend: Backend,
-  parts: readonly { bytes: Uint8Array; inDims: readonly number[]; gross: boolean }[],
-  o: TimingOptions & { rounds?: number; seed?: number; onRound?: (done: number, total: number) => void },
-): Promise<Timing[]> {
-  const sessions: ModelSession[] = [];
-  const createMs: number[] = [];
+export async function timeParts(backend: Backend, parts: readonly { bytes: Uint8Array; inDims: readonly number[]; gross: boolean }[], o: InterleavedTimingOptions): Promise<Timing[]> {
+  const base = await ModelSession.create(backend, buildBaselineGraph(), { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
   try {
-    const base = await ModelSession.create(backend, buildBaselineGraph(), { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
-    sessions.push(base);
     const baseRun = runSampler(base, [1, 1, 1, 1]);
-    const samplers: Sampler[] = [];
-    for (const p of parts) {
-      const t0 = performance.now();
-      const s = await ModelSession.create(backend, p.bytes, { ep: o.ep, threads: o.threads, graphOptimizationLevel: 'all' });
-      createMs.push(performance.now() - t0);
-      sessions.push(s);
-      const run = runSampler(s, p.inDims);
-      samplers.push(p.gross ? run : async () => (await run()) - (await baseRun()));
-    }
-    const { timings } = await timeInterleaved(samplers, { ...interleavePlan(o.runs, o.rounds), warmup: o.warmup, quantile: o.quantile, seed: o.seed, onRound: o.onRound });
-    return timings.map((t, i) => (parts[i]!.gross ? { ...t, createMs: createMs[i]! } : { ...t, ms: Math.max(0, t.ms), medianMs: Math.max(0, t.medianMs), p10Ms: Math.max(0, t.p10Ms), createMs: createMs[i]! }));
+    const timings = await timeModels(backend, parts, o, (run, i) => (parts[i]!.gross ? run : async () => (await run()) - (await baseRun())));
+    return timings.map((t, i) => (parts[i]!.gross ? t : { ...t, ms: Math.max(0, t.ms), medianMs: Math.max(0, t.medianMs), p10Ms: Math.max(0, t.p10Ms) }));
   } finally {
-    for (const s of sessions) await s.release();
+    await base.release();
   }
 }
 
@@ -301,17 +293,14 @@ export function subnetInputDims(pkg: SupernetPackage): number[] {
   return [1, i.channels, i.height, i.width];
 }
 
-/** Latency of a materialized subnet (BN not recalibrated: statistics do not change the timing). */
-export async function measureSubnetLatency(pkg: SupernetPackage, cfg: SubnetConfig, o: TimingOptions, backend: Backend = nodeBackend, weights = new SubnetWeights(pkg)): Promise<Timing> {
-  const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1 });
-  return timeModel(backend, built.bytes, subnetInputDims(pkg), o);
-}
-
-/** Latencies of several materialized subnets, each in a fresh session, timed in interleaved rounds. */
+/**
+ * Latencies of several materialized subnets (BN not recalibrated: statistics do not change the timing),
+ * each in a fresh session, timed in interleaved rounds.
+ */
 export async function measureSubnetsLatency(
   pkg: SupernetPackage,
   cfgs: readonly SubnetConfig[],
-  o: TimingOptions & { rounds?: number; seed?: number; onRound?: (done: number, total: number) => void },
+  o: InterleavedTimingOptions,
   backend: Backend = nodeBackend,
   weights = new SubnetWeights(pkg),
 ): Promise<Timing[]> {
@@ -469,7 +458,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
       baselineMs: base.ms,
       measuredResolutions: measured,
       interpolation: 'linear in input pixels between the nearest measured resolutions',
-      timing: `interleaved rounds (parts ${fmtPlan(interleavePlan(runs))}, whole subnets ${fmtPlan(interleavePlan(subnetRuns, 20))}), each round normalised by its speed factor`,
+      timing: `interleaved rounds (parts ${fmtPlan(interleavePlan(runs))}, whole subnets ${fmtPlan(interleavePlan(subnetRuns, subnetTiming.rounds))}), each round normalised by its speed factor`,
       wallMs: performance.now() - t0,
     },
     parts: partRows,

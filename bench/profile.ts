@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { measureSubnetMemory } from '../agent/memory.js';
 import { currentDeviceIdentity } from '../agent/device.js';
-import { defaultMeasuredResolutions, measureSubnetsLatency, profileDevice, sampleSubnets, subnetInputDims } from '../agent/profiler.js';
+import { defaultMeasuredResolutions, interleavePlan, measureSubnetsLatency, profileDevice, sampleSubnets, subnetInputDims } from '../agent/profiler.js';
 import { buildSubnet, SubnetWeights } from '../runtime/materialize.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { median, predictionStats, profileLatencyPredictor, profileMemoryPredictor, type ProfileSample } from '../runtime/profile.js';
@@ -116,7 +116,7 @@ for (const fam of values.families!.split(',')) {
     runsPerPart: runs,
     calibration: profile.latency.model.calibration,
     profileValidation: { ...summary(profile.validation), passes: profile.method.subnetPasses ?? 1 },
-    latency: { ...summary(predictionStats(med)), statistic: `median of ${runsPer} runs in ${Math.min(rounds, runsPer)} interleaved rounds, fresh session` },
+    latency: { ...summary(predictionStats(med)), statistic: `median of ${runsPer} runs in ${interleavePlan(runsPer, rounds).rounds} interleaved rounds, fresh session` },
     latencyVsP10: summary(predictionStats(p10)),
     // a second measured pass (new sessions) against the first: the best any predictor can do here
     repeatability: { ...summary(predictionStats(repeat)), levelRatio: round(median(repeat.map((x) => x.predicted / x.measured)), 4) },

@@ -532,7 +532,7 @@ export function fitLinear(x: readonly number[], y: readonly number[], xFloor?: n
     const atFloor = a * floor + b;
     if (atFloor >= 0.5 * scaleAtFloor && atFloor > 0) return { a, b };
   }
-  // the scale through the origin with the least squared relative error (plain least squares without weights)
+  // the scale through the origin with the least squared relative error (the least squared error when unweighted)
   let sxyw = 0;
   let sxxw = 0;
   for (let i = 0; i < n; i++) {

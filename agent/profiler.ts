@@ -216,6 +216,11 @@ export function interleavePlan(runs: number, rounds = 10): { rounds: number; per
   return { rounds: r, perVisit: Math.max(1, Math.round(runs / r)) };
 }
 
+/** Timed runs per model that add up to about `budgetMs` at `typicalMs` a run, held within [min, max]. */
+export function runsForBudget(budgetMs: number, typicalMs: number, min: number, max: number): number {
+  return Math.max(min, Math.min(max, Math.round(budgetMs / Math.max(typicalMs, 1e-3))));
+}
+
 const fmtPlan = (p: { rounds: number; perVisit: number }) => `${p.rounds} rounds × ${p.perVisit} runs`;
 
 function runSampler(s: ModelSession, dims: readonly number[]): Sampler {
@@ -383,7 +388,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions):
   const valCfgs = sampleSubnets(pkg, nVal, seed + 1, all, new Set(calCfgs.map((c) => pkg.space.id(c))));
   const both = [...calCfgs, ...valCfgs];
   const typicalMs = median(both.map((c) => evaluateFlat(raw, c)));
-  const subnetRuns = opts.subnetRuns ?? Math.max(20, Math.min(400, Math.round(15000 / (both.length * Math.max(typicalMs, 1e-3)))));
+  const subnetRuns = opts.subnetRuns ?? runsForBudget(15000 / both.length, typicalMs, 20, 400);
   const subnetTiming = { ...timing, runs: subnetRuns, rounds: 20 };
   // A pass whose validation misses the gate was taken while the machine's speed moved under it: another
   // pass is measured and the passes are combined (median per subnet), so the level spans a longer time.

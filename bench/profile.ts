@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { measureSubnetMemory } from '../agent/memory.js';
 import { currentDeviceIdentity } from '../agent/device.js';
-import { defaultMeasuredResolutions, interleavePlan, measureSubnetsLatency, profileDevice, sampleSubnets, subnetInputDims } from '../agent/profiler.js';
+import { defaultMeasuredResolutions, interleavePlan, measureSubnetsLatency, profileDevice, runsForBudget, sampleSubnets, subnetInputDims } from '../agent/profiler.js';
 import { buildSubnet, SubnetWeights } from '../runtime/materialize.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { median, predictionStats, profileLatencyPredictor, profileMemoryPredictor, type ProfileSample } from '../runtime/profile.js';
@@ -71,7 +71,7 @@ for (const fam of values.families!.split(',')) {
   // Timing budget: subnet-runs 'auto' gives each subnet ~500 ms of timed runs (20..200 runs), so a
   // family of sub-millisecond subnets is not measured on a few milliseconds of a noisy machine.
   const typical = median(cfgs.map((c) => lp.latencyMs(c)));
-  const runsPer = subnetRuns > 0 ? subnetRuns : Math.max(20, Math.min(200, Math.round(500 / Math.max(typical, 1e-3))));
+  const runsPer = subnetRuns > 0 ? subnetRuns : runsForBudget(500, typical, 20, 200);
   const timing = { ep: 'cpu', threads, warmup: 5, runs: runsPer, rounds } as const;
   // Level probe: three anchor subnets (not among the measured ones) timed inside the measured pass; the
   // median of their measured / predicted is the machine's speed now relative to profiling time, which is

@@ -23,6 +23,7 @@ import { Packr } from 'msgpackr';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { NestswapError } from '../runtime/errors.js';
+import type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
   EnrollResult,
@@ -52,12 +53,7 @@ export interface CachedPackage {
   downloaded: boolean;
 }
 
-export type CommandFrame = Extract<RegistryFrame, { t: 'command' }>;
-export interface CommandOutcome {
-  ok: boolean;
-  result?: Record<string, unknown>;
-  error?: { code: string; message: string };
-}
+export type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 
 export interface RegistryClientOptions {
   url: string;

@@ -3,8 +3,9 @@
  *
  * A swap builds the candidate in the background (ONNX bytes from a cache by subnet id, else from
  * `build`, normally the materializer with its BN-statistics cache), creates its session, warms it
- * up, health-checks it (finite outputs of the expected shape on a fixed input; latency within
- * `maxLatencyMs` when given), then replaces one reference. Runs hold a reference count on the
+ * up, health-checks it (finite outputs of the expected shape on a fixed input; latency timed beside
+ * the serving model when `latency` is asked for, a downgrade never failing for it; or an absolute
+ * `maxLatencyMs`), then replaces one reference. Runs hold a reference count on the
  * model they started on, so in-flight runs on the old session finish before it is released.
  *
  * Swaps are serialized; while one is being built, a newer request replaces a queued older one (the

@@ -42,8 +42,23 @@ test(`a budget cut under CPU contention moves the agent to a faster subnet, ${RU
   const stopBurners = () => {
     for (const b of burners.splice(0)) if (b.exitCode === null) b.kill('SIGKILL');
   };
+  // an application that keeps sending requests: the monitor sees the slowdown from its runs
+  let stop = false;
+  const failures: string[] = [];
+  const per = pkg.manifest.input.shape.reduce((a, b) => a * b, 1);
+  const body = JSON.stringify({ input: Array.from({ length: per }, (_, i) => (i % 13) / 13) });
+  const client = (async () => {
+    while (!stop) {
+      const r = await fetch(`${d.url}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).catch((e: Error) => e);
+      if (r instanceof Error || r.status !== 200) failures.push(r instanceof Error ? r.message : String(r.status));
+      else await r.arrayBuffer();
+      await sleep(5);
+    }
+  })();
   t.after(async () => {
+    stop = true;
     stopBurners();
+    await client;
     await d.close();
   });
   const put = async (latencyMs: number) => {
@@ -63,6 +78,7 @@ test(`a budget cut under CPU contention moves the agent to a faster subnet, ${RU
     stopBurners();
     assert.equal(r.status, 200, `run ${run}: the cut is accepted: ${JSON.stringify(r.json)}`);
     const swap = r.json.swap;
+    t.diagnostic(`run ${run}: cut to ${cut.toFixed(3)} ms, live slowdown ${s.effectiveBudget?.slowdown.toFixed(2)}, effective ${s.effectiveBudget?.latencyMs?.toFixed(3)} ms`);
     t.diagnostic(`run ${run}: ${swap.from} -> ${swap.to}: ${swap.outcome}, candidate ${swap.checkLatencyMs?.toFixed(3)} ms beside serving ${swap.servingLatencyMs?.toFixed(3)} ms (${swap.latencyVerdict}); budget met: ${JSON.stringify(r.json.budgetState)}`);
     assert.equal(swap.outcome, 'swapped', `run ${run}: ${JSON.stringify(swap)}`);
     assert.equal(swap.reason, 'budget');
@@ -73,4 +89,7 @@ test(`a budget cut under CPU contention moves the agent to a faster subnet, ${RU
     assert.equal(typeof r.json.budgetState.met, 'boolean');
     if (r.json.budgetState.met === false) assert.match(r.json.budgetState.reason, /slowdown/);
   }
+  stop = true;
+  await client;
+  assert.deepEqual(failures, [], 'no request failed meanwhile');
 });

@@ -37,7 +37,7 @@ import { systemSensors, type Sensors } from './monitor.js';
 import type { PolicyOptions, Prediction, UserBudget } from './policy.js';
 import { diskStatsStore } from './stats-store.js';
 
-export type { DaemonInferResult, DaemonStatus, Selector, SubnetChoice, Telemetry } from './core/types.js';
+export type { BudgetState, DaemonInferResult, DaemonStatus, Selector, SubnetChoice, Telemetry } from './core/types.js';
 export { validateUserBudget } from './core/types.js';
 
 /**
@@ -80,7 +80,8 @@ export interface DaemonOptions {
   listen?: { port: number; host?: string; maxBodyBytes?: number };
   hotSwap?: Pick<HotSwapOptions, 'candidateHook' | 'warmupRuns' | 'checkRuns' | 'onnxCacheBytes'>;
   calibration?: CalibrateOptions;
-  /** health check fails a policy candidate slower than user latency × slowdown × this (default 4) */
+  /** health check: a candidate slower than the serving model (timed beside it) fails above the user
+   * latency budget × this (default 1.5); one no slower than the serving model never fails for latency */
   healthLatencySlack?: number;
   /** measured-ladder size when no selector is given (default 8) */
   ladderSize?: number;

@@ -21,9 +21,10 @@ export function commandRunner(agent: AgentHandle, telemetry: SendTelemetry, log:
     log.info({ command: c.id, type: c.type }, 'command');
     const record = c.type === 'switch' ? await agent.switchTo(c.payload.subnet, { pin: true }) : c.type === 'budget' ? await agent.setBudget(validateUserBudget(c.payload.budget)) : await agent.unpin();
     if (c.type === 'budget') telemetry('budget', { budget: c.payload.budget as Record<string, unknown> });
-    const ok = record.outcome !== 'failed';
     const s = agent.status();
-    const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq };
+    // a budget is accepted even when the swap it led to failed or it cannot be met now: budgetState says so
+    const ok = c.type === 'budget' || record.outcome !== 'failed';
+    const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq, ...(c.type === 'budget' ? { budgetState: s.budgetState } : {}) };
     return ok ? { ok, result } : { ok, result, error: record.error ?? { code: 'ERR_SWAP', message: `swap ${record.outcome}` } };
   };
 }

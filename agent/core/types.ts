@@ -24,11 +24,19 @@ export interface DaemonStatus {
   observed: { p50Ms: number | null; p99Ms: number | null; slowdown: number | null; samples: number; at: string | null };
   budget: UserBudget;
   effectiveBudget: EffectiveBudget | null;
+  /** whether the serving subnet meets the budget under the live slowdown (null: no budget, or not yet known) */
+  budgetState: BudgetState;
   pinned: boolean;
   selector: string;
   conditions: LatencyWindow['conditions'] | null;
   lastDecision: { action: string; reason: string } | null;
   swaps: SwapRecord[];
+}
+
+export interface BudgetState {
+  met: boolean | null;
+  /** why not, when it is not met */
+  reason: string | null;
 }
 
 export interface DaemonInferResult extends InferResult {

@@ -4,6 +4,7 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { assertRelativePath } from '../../runtime/names.js';
 import { SupernetPackage, parseManifest, sha256Hex } from '../../runtime/package.js';
 import type { BlobStore } from '../blobs.js';
 import { ApiError } from '../errors.js';
@@ -32,6 +33,7 @@ async function verifiedUpload(raw: unknown) {
     throw new ApiError(400, 'ERR_VALIDATION', 'Publish body is not valid msgpack.');
   }
   const body = parse(PublishBody, decoded, 'publish body');
+  for (const key of Object.keys(body.files)) assertRelativePath(key, 'the publish body');
   const manifestBytes = body.files['manifest.json'];
   if (!manifestBytes) throw new ApiError(400, 'ERR_PACKAGE_MANIFEST', "The publish body has no 'manifest.json'.");
   let manifestValue: unknown;

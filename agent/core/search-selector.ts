@@ -4,37 +4,14 @@
  * effective budget. Choices are cached per (rounded) budget so repeated windows cost nothing.
  * Platform-neutral: the accuracy predictor is loaded by the platform (onnxruntime-node or -web).
  */
-import type { Arch } from '../../runtime/arch.js';
 import { countMacs } from '../../runtime/cost.js';
 import { isNestswapError } from '../../runtime/errors.js';
 import type { SupernetPackage } from '../../runtime/package.js';
-import { checkProfileFor, profileLatencyPredictor, profileMemoryPredictor, type Profile } from '../../runtime/profile.js';
-import { flatMemoryPredictor, staticMemoryModel, type LatencyPredictor, type MemoryPredictor } from '../../runtime/search/efficiency.js';
-import { evolutionSearch, FAST_EVOLUTION, type AccuracyPredictor } from '../../runtime/search/index.js';
-import type { ArchEncoder, SubnetConfig } from '../../runtime/space.js';
+import { evolutionSearch, FAST_EVOLUTION } from '../../runtime/search/index.js';
+import type { SearchInputs } from '../../runtime/search/inputs.js';
+import type { SubnetConfig } from '../../runtime/space.js';
 import type { UserBudget } from '../policy.js';
 import type { Selector, SubnetChoice } from './types.js';
-
-/** What a search needs, however it was obtained (files, or a supernet package + device profile). */
-export interface SearchInputs {
-  arch: Arch;
-  predictor: AccuracyPredictor;
-  encoder: ArchEncoder;
-  efficiency: { latency?: LatencyPredictor; memory?: MemoryPredictor };
-}
-
-/** Search inputs from a package's loaded accuracy predictor and (when given) a device profile; MACs always. */
-export function searchInputsFor(pkg: SupernetPackage, accuracy: { predictor: AccuracyPredictor; encoder: ArchEncoder }, profile?: Profile): SearchInputs {
-  const efficiency: SearchInputs['efficiency'] = {};
-  if (profile) {
-    checkProfileFor(profile, pkg);
-    efficiency.latency = profileLatencyPredictor(profile);
-    const memory = profileMemoryPredictor(profile);
-    if (memory) efficiency.memory = memory;
-  }
-  if (!efficiency.memory) efficiency.memory = flatMemoryPredictor(staticMemoryModel(pkg.arch, pkg.space.image_size_list));
-  return { arch: pkg.arch, predictor: accuracy.predictor, encoder: accuracy.encoder, efficiency };
-}
 
 export function searchSelector(pkg: SupernetPackage, inputs: SearchInputs): Selector {
   const { latency, memory } = inputs.efficiency;

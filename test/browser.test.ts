@@ -120,6 +120,7 @@ describe('browser agent in chromium', { skip, timeout: 1_800_000 }, () => {
     assert.equal(info.profile?.ep, 'wasm', 'the registry holds the profile measured on wasm');
     assert.equal((info.facts as Json).ep, 'wasm');
 
+    await until('the WebSocket to the registry', 60_000, async () => (await pageStatus(device)).connected);
     const out = await pageInfer(device, imgs.input, 200);
     assert.equal(out.logits.length, 2000);
     const ref = await nodeLogits(pkg, out.config, imgs.input, 200);
@@ -168,7 +169,7 @@ describe('browser agent in chromium', { skip, timeout: 1_800_000 }, () => {
     });
     assert.equal(st.connected, true);
     await until('the dashboard showing the new subnet', 30_000, async () => (await dash.locator('#serving').textContent()) === targetId);
-    await until('the swap in the history', 30_000, async () => (await dash.locator('#swaps tr[data-outcome=swapped]').count()) >= 2);
+    await until('the swap in the history', 30_000, async () => (await dash.locator(`#swaps tr[data-outcome=swapped][data-to="${targetId}"]`).count()) >= 1);
     await dash.screenshot({ path: join(artifactsDir(), 'dashboard.png'), fullPage: true });
 
     // unpin from the dashboard: back to the policy's choice

@@ -140,7 +140,7 @@ function swapTable(rows: TelemetryRow[]): HTMLElement {
         {},
         swaps.map((s) => {
           const d = s.data as { outcome?: string; from?: string | null; to?: string; reason?: string; timings?: { totalMs?: number } | null };
-          return el('tr', { 'data-outcome': d.outcome ?? '' }, [
+          return el('tr', { 'data-outcome': d.outcome ?? '', 'data-to': d.to ?? '' }, [
             el('td', {}, [new Date(s.at).toLocaleTimeString()]),
             el('td', {}, [d.outcome ?? '?']),
             el('td', {}, [el('code', {}, [`${d.from ?? '—'} → ${d.to ?? '?'}`])]),

@@ -75,7 +75,8 @@ function frontPlot(front: FrontDoc): HTMLElement {
     title: 'Pareto front (predicted accuracy vs latency)',
     width: 560,
     height: 260,
-    scales: { x: { time: false } },
+    // the x range takes in the budget line too
+    scales: { x: { time: false, range: (_u, lo, hi) => [Math.min(lo, budgetMs ?? lo) * 0.95, Math.max(hi, budgetMs ?? hi) * 1.05] } },
     series: [
       { label: 'latency ms' },
       { label: 'front', stroke: '#1a73e8', points: { show: true, size: 6 } },

@@ -19,7 +19,13 @@ export type ErrorCode =
   | 'ERR_BUDGET_INVALID'
   | 'ERR_SWAP'
   | 'ERR_HEALTH_CHECK'
-  | 'ERR_USAGE';
+  | 'ERR_USAGE'
+  | 'ERR_CHECKPOINT_FORMAT'
+  | 'ERR_CHECKPOINT_UNSUPPORTED'
+  | 'ERR_CHECKPOINT_TENSOR'
+  | 'ERR_CHECKPOINT_SHAPE'
+  | 'ERR_IMPORT_NET'
+  | 'ERR_CALIBRATION_INPUT';
 
 export class NestswapError extends Error {
   readonly code: ErrorCode;

@@ -23,6 +23,7 @@ import { Packr } from 'msgpackr';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { NestswapError } from '../runtime/errors.js';
+import { registryTimeoutMs, withDeadline } from '../runtime/net.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
   EnrollResult,
@@ -147,22 +148,26 @@ export class RegistryClient extends EventEmitter {
     return id.token;
   }
 
-  private async call(path: string, init: RequestInit = {}, what = path): Promise<Response> {
-    const res = await fetch(`${this.url}${path}`, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
-    return checkResponse(res, what);
+  /** One request under a deadline (a download's, body included, is ten times longer); no answer is ERR_REGISTRY_UNREACHABLE. */
+  private async call(path: string, init: RequestInit = {}, what = path, deadlineScale = 1): Promise<Response> {
+    const headers = { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) };
+    return withDeadline({ url: this.url, timeoutMs: registryTimeoutMs() * deadlineScale }, async (signal) => checkResponse(await fetch(`${this.url}${path}`, { ...init, signal, headers }), what));
   }
 
   /** Enrolls once; a saved identity for the same registry is reused (and checked, when the registry answers). */
   async enroll(enrollToken: string, body: EnrollBody): Promise<Identity> {
     const saved = this.identity();
     if (saved) return saved;
-    const res = await fetch(`${this.url}/v1/devices/enroll`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+    const r = await withDeadline({ url: this.url }, async (signal) => {
+      const res = await fetch(`${this.url}/v1/devices/enroll`, {
+        method: 'POST',
+        signal,
+        headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      await checkResponse(res, 'enroll');
+      return EnrollResult.parse(await res.json());
     });
-    await checkResponse(res, 'enroll');
-    const r = EnrollResult.parse(await res.json());
     const id: Identity = { registry: this.url, deviceId: r.deviceId, token: r.token };
     writeAtomic(this.path('identity.json'), JSON.stringify(id), 0o600);
     chmodSync(this.path('identity.json'), 0o600);
@@ -221,7 +226,7 @@ export class RegistryClient extends EventEmitter {
       headers.range = `bytes=${have}-`;
       headers['if-range'] = `"${sha256}"`;
     }
-    const res = await this.call(new URL(url).pathname, { headers }, `download ${path}`);
+    const res = await this.call(new URL(url).pathname, { headers }, `download ${path}`, 10);
     const append = res.status === 206;
     if (!res.body) throw new NestswapError('ERR_PACKAGE_MISSING', `Empty response for ${path}.`);
     await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), createWriteStream(part, { flags: append ? 'a' : 'w' }));

@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'ERR_BUDGET_INVALID'
   | 'ERR_SWAP'
   | 'ERR_HEALTH_CHECK'
+  | 'ERR_REGISTRY_UNREACHABLE'
+  | 'ERR_TIMEOUT'
   | 'ERR_USAGE';
 
 export class NestswapError extends Error {

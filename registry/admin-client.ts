@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
+import { readCappedJson } from '../runtime/bounded.js';
 import { parseManifest } from '../runtime/package.js';
 import { registryTimeoutMs, withDeadline } from '../runtime/net.js';
 import {
@@ -42,7 +43,8 @@ export async function checkResponse(res: Response, what: string): Promise<Respon
   let message = `${what}: HTTP ${res.status}`;
   let details: Record<string, unknown> | undefined;
   try {
-    const body = (await res.json()) as { error?: { code?: string; message?: string; details?: unknown } };
+    // error bodies are small: read at most 64 KiB of them
+    const body = (await readCappedJson(res, 64 * 1024, what)) as { error?: { code?: string; message?: string; details?: unknown } };
     if (body.error?.code) code = body.error.code;
     if (body.error?.message) message = `${what}: ${body.error.message}`;
     const d = body.error?.details;

@@ -16,6 +16,7 @@ import { SupernetPackage, parseManifest, sha256Hex } from '../runtime/package.js
 import { ApiError, toApiError, validationError } from './errors.js';
 import { Hub, packr } from './hub.js';
 import { profileDigest, summarizeProfile } from './profiles.js';
+import { assertRelativePath } from '../runtime/names.js';
 import {
   API_PREFIX,
   CommandBody,
@@ -262,6 +263,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
       throw new ApiError(400, 'ERR_VALIDATION', 'Publish body is not valid msgpack.');
     }
     const body = parse(PublishBody, decoded, 'publish body');
+    for (const key of Object.keys(body.files)) assertRelativePath(key, 'the publish body');
     const manifestBytes = body.files['manifest.json'];
     if (!manifestBytes) throw new ApiError(400, 'ERR_PACKAGE_MANIFEST', "The publish body has no 'manifest.json'.");
     let manifestValue: unknown;

@@ -123,8 +123,21 @@ export class AdminClient {
   version(name: string, version = 'latest'): Promise<VersionInfo> {
     return this.call('GET', `/v1/supernets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, 'get version');
   }
-  devices(): Promise<{ devices: DeviceInfo[] }> {
-    return this.call('GET', '/v1/devices', 'list devices');
+  /** One page of devices in enrollment order; `next` is the cursor of the following page (null at the end). */
+  devicePage(page: { after?: string; limit?: number } = {}): Promise<{ devices: DeviceInfo[]; next: string | null }> {
+    const q = new URLSearchParams({ ...(page.limit !== undefined ? { limit: String(page.limit) } : {}), ...(page.after ? { after: page.after } : {}) }).toString();
+    return this.call('GET', `/v1/devices${q ? `?${q}` : ''}`, 'list devices');
+  }
+  /** Every device, following the pages. */
+  async devices(): Promise<{ devices: DeviceInfo[] }> {
+    const devices: DeviceInfo[] = [];
+    let after: string | null = null;
+    do {
+      const page: { devices: DeviceInfo[]; next: string | null } = await this.devicePage(after ? { after } : {});
+      devices.push(...page.devices);
+      after = page.next;
+    } while (after);
+    return { devices };
   }
   device(id: string): Promise<DeviceInfo> {
     return this.call('GET', `/v1/devices/${encodeURIComponent(id)}`, 'get device');

@@ -1,7 +1,7 @@
 /** Options every admin CLI command shares: --registry and --token (or NESTSWAP_ADMIN_TOKEN). */
 import { NestswapError } from '../../runtime/errors.js';
 import { AdminClient } from '../admin-client.js';
-import { numberOpt } from '../../agent/commands/common.js';
+import { numberOpt } from '../../runtime/node/cli.js';
 
 export const ADMIN_OPTIONS = { registry: { type: 'string' }, token: { type: 'string' }, 'timeout-ms': { type: 'string' }, json: { type: 'boolean' } } as const;
 

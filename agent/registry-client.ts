@@ -28,6 +28,7 @@ import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
 import { crashPoint } from '../runtime/node/crash.js';
 import { streamToPart } from './download.js';
+import type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
   EnrollResult,
@@ -58,12 +59,7 @@ export interface CachedPackage {
   downloaded: boolean;
 }
 
-export type CommandFrame = Extract<RegistryFrame, { t: 'command' }>;
-export interface CommandOutcome {
-  ok: boolean;
-  result?: Record<string, unknown>;
-  error?: { code: string; message: string };
-}
+export type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 
 export interface RegistryClientOptions {
   url: string;

@@ -265,7 +265,7 @@ export class RegistryClient extends EventEmitter {
    * sha256) and renamed into place only when complete. Every name, version and path from the
    * registry is validated and resolved inside the data directory first.
    */
-  async ensurePackage(name: string, version = 'latest'): Promise<CachedPackage> {
+  async ensurePackage(name: string, version = 'latest', onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<CachedPackage> {
     assertName(name);
     if (version !== 'latest') assertVersion(version);
     const info = await this.versionInfo(name, version);
@@ -281,7 +281,14 @@ export class RegistryClient extends EventEmitter {
       return current?.version === info.version ? { ...current, downloaded: false } : record(false);
     const staging = assertInside(packages, join(packages, STAGING, info.manifestSha256));
     mkdirSync(staging, { recursive: true });
-    for (const f of info.files) await this.downloadFile(staging, f);
+    const total = info.files.reduce((a, f) => a + f.bytes, 0);
+    let before = 0;
+    for (const f of info.files) {
+      const at = before;
+      await this.downloadFile(staging, f, onProgress && ((n) => onProgress(at + n, total)));
+      before += f.bytes;
+      onProgress?.(before, total);
+    }
     mkdirSync(nameDir, { recursive: true });
     crashPoint('package-downloaded');
     // the only delete of a package directory: checked (again, through links) to be inside packages/<name>/
@@ -291,7 +298,7 @@ export class RegistryClient extends EventEmitter {
     return record(true);
   }
 
-  private async downloadFile(dir: string, f: FileInfo): Promise<void> {
+  private async downloadFile(dir: string, f: FileInfo, onBytes?: (bytesOfThisFile: number) => void): Promise<void> {
     const { path, bytes, sha256 } = f;
     const done = resolveInside(dir, path);
     mkdirSync(dirname(done), { recursive: true });
@@ -316,7 +323,7 @@ export class RegistryClient extends EventEmitter {
       if (append && (!headers.range || !(res.headers.get('content-range') ?? '').startsWith(`bytes ${have}-`)))
         throw new NestswapError('ERR_PACKAGE_SIZE', `${what}: the registry sent a range that was not asked for.`);
       if (!res.body && bytes > 0) throw new NestswapError('ERR_PACKAGE_MISSING', `Empty response for ${path}.`);
-      size = (append ? have : 0) + (await streamToPart(res, part, append, bytes - (append ? have : 0), what));
+      size = (append ? have : 0) + (await streamToPart(res, part, append, bytes - (append ? have : 0), what, onBytes && ((n) => onBytes((append ? have : 0) + n))));
     } catch (err) {
       if (isNestswapError(err, 'ERR_PACKAGE_SIZE')) rmSync(part, { force: true });
       if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer before the deadline.`, { cause: err });

@@ -6,6 +6,7 @@ import type { Selector } from '../daemon.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { loadSupernet } from '../packages.js';
 import { numberOpt, parse, required, untilSignal } from './common.js';
+import { progress } from '../../runtime/node/progress.js';
 
 const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
@@ -54,7 +55,12 @@ export async function run(argv: string[]): Promise<number> {
     const fleetPath = join(fileURLToPath(new URL('..', import.meta.url)), 'fleet.js');
     if (!existsSync(fleetPath)) throw new NestswapError('ERR_USAGE', '--registry (fleet mode) is not available in this build: agent/fleet.ts is missing. Run without --registry for standalone mode.');
     const fleet = (await import(fleetPath)) as { runFleetAgent(opts: Record<string, unknown>): Promise<number | void> };
+    const download = progress('downloading', { unit: 'bytes' });
     const code = await fleet.runFleetAgent({
+      onDownloadProgress: (done: number, total: number) => {
+        download.update(done, total);
+        if (done >= total) download.end();
+      },
       registry: v.registry,
       enrollToken: required(v['enroll-token'], '--enroll-token'),
       supernet: required(v.supernet, '--supernet'),
@@ -95,7 +101,13 @@ export async function run(argv: string[]): Promise<number> {
     const { loadOrProfile } = await import('../profiler.js');
     const { currentDeviceIdentity } = await import('../device.js');
     const { profileSearchSelector } = await import('../search-selector.js');
-    const p = await loadOrProfile(pkg, { device: await currentDeviceIdentity(), ...(v.data ? { dataDir: v.data } : {}), ...(threads ? { threads } : {}) });
+    const bar = progress('profiling');
+    const p = await loadOrProfile(pkg, {
+      device: await currentDeviceIdentity(),
+      ...(v.data ? { dataDir: v.data } : {}),
+      ...(threads ? { threads } : {}),
+      onProgress: (x) => bar.update(x.done, x.total, x.phase),
+    }).finally(() => bar.end());
     logger.info({ cached: p.cached, path: p.path }, 'device profile ready');
     selector = await profileSearchSelector(pkg, p.profile);
   }

@@ -24,6 +24,7 @@ import {
   type SearchResult,
 } from '../../runtime/search/index.js';
 import { Space } from '../../runtime/space.js';
+import { progress } from '../../runtime/node/progress.js';
 import { loadOnnxAccuracyPredictor, packageSearchInputs, readLatencyTableDir, type SearchInputs } from '../search-inputs.js';
 import { loadSupernet } from '../packages.js';
 import { readProfileFile } from '../profiler.js';
@@ -58,6 +59,8 @@ export type { SearchInputs } from '../search-inputs.js';
 
 export interface SearchFlags {
   pareto?: boolean;
+  /** --pareto: generations done of the total */
+  onProgress?: (done: number, total: number) => void;
   method?: 'fast' | 'ofa' | 'exact';
   seed?: number;
   generations?: number;
@@ -68,7 +71,7 @@ export async function searchWith(inputs: SearchInputs, budget: Budget, flags: Se
   const problem = { arch: inputs.arch, predictor: inputs.predictor, encoder: inputs.encoder, ...inputs.efficiency };
   const seed = flags.seed ?? 0;
   const gens = flags.generations === undefined ? {} : { generations: flags.generations };
-  if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens });
+  if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens, ...(flags.onProgress ? { onProgress: flags.onProgress } : {}) });
   if (flags.method === 'exact') {
     if (!(inputs.predictor instanceof LinearPredictor))
       throw new NestswapError('ERR_USAGE', '--method exact needs a linear accuracy predictor; an ONNX predictor is searched with fast or ofa.');
@@ -175,13 +178,19 @@ export async function run(argv: string[]): Promise<number> {
   if (macs !== undefined) budget.macs = macs;
   if (!v.pareto && Object.keys(budget).length === 0) throw new NestswapError('ERR_USAGE', 'Give a budget: --latency-ms, --memory-mb and/or --macs (or --pareto).');
   if (lat !== undefined && !v['latency-table'] && !v.profile) throw new NestswapError('ERR_USAGE', v.supernet ? '--latency-ms needs --profile <file> (make one with nestswap profile).' : '--latency-ms needs --latency-table <dir>.');
-  const flags: SearchFlags = { seed, method, ...(v.pareto ? { pareto: true } : {}), ...(generations === undefined ? {} : { generations }) };
+  const bar = progress('searching (Pareto)', { json: v.json });
+  const flags: SearchFlags = {
+    seed,
+    method,
+    ...(v.pareto ? { pareto: true, ...(bar.active ? { onProgress: (d: number, t: number) => bar.update(d, t) } : {}) } : {}),
+    ...(generations === undefined ? {} : { generations }),
+  };
 
   if (v.supernet) {
     const pkg = await loadSupernet(v.supernet);
     const profile = v.profile ? await readProfileFile(v.profile) : undefined;
     const inputs = await packageSearchInputs(pkg, profile, v['accuracy-predictor']);
-    const result = await searchWith(inputs, budget, flags);
+    const result = await searchWith(inputs, budget, flags).finally(() => bar.end());
     if (v.json) process.stdout.write(`${JSON.stringify({ supernet: pkg.name, budget, ...result, ...('subnet' in result ? { id: pkg.space.id(result.subnet) } : {}) }, null, 2)}\n`);
     else printHuman(pkg.space, result, budget);
     return 0;
@@ -200,7 +209,7 @@ export async function run(argv: string[]): Promise<number> {
   const efficiency: SearchInputs['efficiency'] = {};
   if (tables) efficiency.latency = flatLatencyPredictor(flatLatencyModel(tables, arch, resolutions));
   if (mem !== undefined || v.pareto) efficiency.memory = flatMemoryPredictor(staticMemoryModel(arch, resolutions));
-  const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags);
+  const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags).finally(() => bar.end());
   if (v.json) process.stdout.write(`${JSON.stringify({ space: arch.family, budget, resolutions, ...result, ...('subnet' in result ? { id: space.id(result.subnet) } : {}) }, null, 2)}\n`);
   else printHuman(space, result, budget);
   return 0;

@@ -38,8 +38,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage());
     return name ? 0 : 2;
   }
-  if (name === '--version') {
-    process.stdout.write('0.1.0\n');
+  if (name === '--version' || name === '-v') {
+    const { VERSION } = await import('../runtime/node/version.js');
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const cmd = COMMANDS[name];

@@ -34,6 +34,7 @@ import type { SubnetConfig } from '../runtime/space.js';
 import { Monitor, type LatencyWindow, type Sensors } from './monitor.js';
 import { Policy, type Choice, type Decision, type EffectiveBudget, type PolicyOptions, type Prediction, type UserBudget } from './policy.js';
 import { diskStatsStore } from './stats-store.js';
+import { VERSION } from '../runtime/node/version.js';
 
 export type SubnetChoice = Choice<SubnetConfig>;
 
@@ -94,6 +95,8 @@ export interface DaemonOptions {
 }
 
 export interface DaemonStatus {
+  /** the nestswap version serving (package.json) */
+  version: string;
   supernet: string;
   subnet: { id: string; config: SubnetConfig } | null;
   predicted: { latencyMs: number | null; accuracy: number | null; memoryMB: number | null };
@@ -614,6 +617,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       const p = a ? choiceOf(a.config).predicted : { latencyMs: null, memoryMB: null, accuracy: null };
       const w = monitor?.last;
       return {
+        version: VERSION,
         supernet: pkg.name,
         subnet: a ? { id: a.subnetId, config: a.config } : null,
         predicted: { latencyMs: p.latencyMs, accuracy: p.accuracy, memoryMB: p.memoryMB },

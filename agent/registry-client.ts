@@ -23,6 +23,7 @@ import { Packr } from 'msgpackr';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { NestswapError } from '../runtime/errors.js';
+import { checkManifestFormat } from '../runtime/package.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
   EnrollResult,
@@ -193,6 +194,8 @@ export class RegistryClient extends EventEmitter {
   async ensurePackage(name: string, version = 'latest'): Promise<CachedPackage> {
     const res = await this.call(`/v1/supernets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, {}, 'package metadata');
     const info = VersionInfo.parse(await res.json());
+    // a package in a format this agent cannot read is refused before anything is downloaded
+    checkManifestFormat(info.manifest, `${name}@${info.version} from ${this.url}`);
     const finalDir = this.path('packages', name, info.version);
     const current = this.cachedPackage(name);
     const record = (downloaded: boolean): CachedPackage => {

@@ -35,6 +35,7 @@ import {
 } from './protocol.js';
 import { QueryService } from './query.js';
 import { hashToken, newId, newToken, RegistryStore, sameDigest, type DeviceRow, type VersionRow } from './store.js';
+import { VERSION } from '../runtime/node/version.js';
 
 export interface RegistryLimits {
   /** JSON bodies (enroll, query, commands) */
@@ -237,7 +238,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
   const r = express.Router();
 
   r.get('/health', (_req, res) => {
-    res.json({ ok: true });
+    res.json({ ok: true, version: VERSION });
   });
   r.get('/openapi.yaml', (_req, res) => {
     if (!existsSync(OPENAPI_PATH)) throw new ApiError(404, 'ERR_NOT_FOUND', 'openapi.yaml is not installed.');

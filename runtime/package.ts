@@ -103,7 +103,25 @@ function decodeJson(bytes: Uint8Array, what: string): unknown {
   }
 }
 
+/** The manifest format this nestswap reads; a package in any other (e.g. a newer) format is refused. */
+export const MANIFEST_FORMAT = 'nestswap.package/1';
+
+/** Refuses a manifest whose `format` this nestswap does not know, before its shape is checked. */
+export function checkManifestFormat(value: unknown, location: string): void {
+  if (!value || typeof value !== 'object' || !('format' in value)) return; // the schema reports it missing
+  const format = (value as { format: unknown }).format;
+  if (format === MANIFEST_FORMAT) return;
+  const shown = typeof format === 'string' ? `'${format.slice(0, 80)}'` : JSON.stringify(format)?.slice(0, 80);
+  const newer = typeof format === 'string' && /^nestswap\.package\/\d+$/.test(format) && Number(format.split('/')[1]) > 1;
+  throw new NestswapError(
+    'ERR_FORMAT_UNSUPPORTED',
+    `${location} is a package in manifest format ${shown}; this nestswap reads only '${MANIFEST_FORMAT}'${newer ? ' (the package is newer)' : ''}: upgrade nestswap to load it.`,
+    { details: { format, supported: [MANIFEST_FORMAT] } },
+  );
+}
+
 export function parseManifest(value: unknown, location: string): Manifest {
+  checkManifestFormat(value, location);
   const r = ManifestSchema.safeParse(value);
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');

@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -100,12 +101,18 @@ test('an agent refuses a newer package from a (newer) registry before downloadin
   using dir = tempDir();
   const manifest = JSON.parse(readFileSync(join(TINY, 'manifest.json'), 'utf8')) as Record<string, unknown>;
   manifest.format = 'nestswap.package/2';
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  const manifestSha256 = createHash('sha256').update(manifestBytes).digest('hex');
   const requests: string[] = [];
   const server = createServer((req, res) => {
     requests.push(req.url ?? '');
     if (req.url?.startsWith('/v1/supernets/tiny/versions/')) {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ name: 'tiny', version: '2.0.0', manifestSha256: 'a'.repeat(64), publishedAt: new Date().toISOString(), manifest, files: [{ path: 'weights.bin', role: 'weights', bytes: 4, sha256: 'b'.repeat(64), url: '/v1/supernets/tiny/versions/2.0.0/files/weights.bin' }] }));
+      const files = [
+        { path: 'manifest.json', role: 'manifest', bytes: manifestBytes.length, sha256: manifestSha256, url: '/v1/supernets/tiny/versions/2.0.0/files/manifest.json' },
+        { path: 'weights.bin', role: 'weights', bytes: 4, sha256: 'b'.repeat(64), url: '/v1/supernets/tiny/versions/2.0.0/files/weights.bin' },
+      ];
+      res.end(JSON.stringify({ name: 'tiny', version: '2.0.0', manifestSha256, publishedAt: new Date().toISOString(), manifest, files }));
     } else {
       res.statusCode = 404;
       res.end('{}');

@@ -1,6 +1,6 @@
 /** `nestswap publish <dir>`: uploads a package directory; the registry verifies it before it is visible. */
-import { resolveSupernetDir } from '../../agent/packages.js';
-import { parse, printJson } from '../../agent/commands/common.js';
+import { resolveSupernetDir } from '../../runtime/node/packages.js';
+import { parse, printJson } from '../../runtime/node/cli.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';
 

@@ -61,7 +61,7 @@ export interface DaemonOptions {
    * loads the optimised graph (about half a raw session creation) and swaps; the builder ends after
    * 30 s without work. 'worker' hosts the sessions themselves in two worker threads; the worker that
    * will serve the next subnet builds, loads, warms and checks it while the other serves, so no
-   * swap step runs here, but each request then crosses a thread (bench/swap figures for both in the README).
+   * swap step runs here, but each request then crosses a thread (bench/swap figures for both: docs/benchmarks.md#hot-swap).
    */
   sessionHost?: 'main' | 'worker';
   /** sessionHost 'main': build candidates on this thread too (no builder worker; default false) */

@@ -22,6 +22,7 @@ import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { isAbort, readCappedJson } from '../runtime/bounded.js';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
+import { withDeadline } from '../runtime/net.js';
 import { assertName, assertRelativePath, assertVersion, checkSegment } from '../runtime/names.js';
 import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
@@ -173,12 +174,18 @@ export class RegistryClient extends EventEmitter {
     return id.token;
   }
 
+  /**
+   * One request. Its deadline is the caller's signal (downloads, metadata: ERR_DOWNLOAD_TIMEOUT when it
+   * fires), else the registry deadline (NESTSWAP_REGISTRY_TIMEOUT_MS); a request that gets no answer is
+   * ERR_REGISTRY_UNREACHABLE naming the cause (runtime/net.ts).
+   */
   private async call(path: string, init: RequestInit = {}, what = path): Promise<Response> {
+    const own = init.signal ?? undefined;
+    const headers = { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) };
     try {
-      const res = await fetch(`${this.url}${path}`, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
-      return await checkResponse(res, what);
+      return await withDeadline({ url: this.url }, async (signal) => checkResponse(await fetch(`${this.url}${path}`, { ...init, signal: own ?? signal, headers }), what));
     } catch (err) {
-      if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
+      if (own?.aborted || (!isNestswapError(err) && isAbort(err))) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
       throw err;
     }
   }
@@ -187,13 +194,16 @@ export class RegistryClient extends EventEmitter {
   async enroll(enrollToken: string, body: EnrollBody): Promise<Identity> {
     const saved = this.identity();
     if (saved) return saved;
-    const res = await fetch(`${this.url}/v1/devices/enroll`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+    const r = await withDeadline({ url: this.url }, async (signal) => {
+      const res = await fetch(`${this.url}/v1/devices/enroll`, {
+        method: 'POST',
+        signal,
+        headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      await checkResponse(res, 'enroll');
+      return EnrollResult.parse(await res.json());
     });
-    await checkResponse(res, 'enroll');
-    const r = EnrollResult.parse(await res.json());
     const id: Identity = { registry: this.url, deviceId: r.deviceId, token: r.token };
     writeAtomic(this.path('identity.json'), JSON.stringify(id), 0o600);
     chmodSync(this.path('identity.json'), 0o600);

@@ -64,8 +64,9 @@ async function dispatch(argv: string[]): Promise<number> {
     process.stdout.write(usage());
     return 0;
   }
-  if (name === '--version') {
-    process.stdout.write('0.1.0\n');
+  if (name === '--version' || name === '-v') {
+    const { VERSION } = await import('../runtime/node/version.js');
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const cmd = COMMANDS[name];

@@ -36,6 +36,7 @@ import { validateUserBudget, type AgentHandle, type Selector, type SubnetChoice 
 import { systemSensors, type Sensors } from './monitor.js';
 import type { PolicyOptions, Prediction, UserBudget } from './policy.js';
 import { diskStatsStore } from './stats-store.js';
+import { VERSION } from '../runtime/node/version.js';
 
 export type { BudgetState, DaemonInferResult, DaemonStatus, Selector, SubnetChoice, Telemetry } from './core/types.js';
 export { validateUserBudget } from './core/types.js';
@@ -294,6 +295,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const monOpts = opts.monitor ?? {};
   const { sensors: monSensors, ...monitorRest } = monOpts;
   const core = await startAgentCore({
+    version: VERSION,
     pkg,
     budget: opts.budget,
     selector,

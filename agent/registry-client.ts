@@ -28,6 +28,7 @@ import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
 import { crashPoint } from '../runtime/node/crash.js';
 import { streamToPart } from './download.js';
+import { checkManifestFormat } from '../runtime/package.js';
 import type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
@@ -269,6 +270,8 @@ export class RegistryClient extends EventEmitter {
     assertName(name);
     if (version !== 'latest') assertVersion(version);
     const info = await this.versionInfo(name, version);
+    // a package in a format this agent cannot read is refused before anything is downloaded
+    checkManifestFormat(info.manifest, `${name}@${info.version} from ${this.url}`);
     const packages = this.packagesDir();
     const nameDir = resolveInside(packages, name);
     const finalDir = resolveInside(nameDir, info.version);

@@ -24,7 +24,12 @@ so a swap stalls requests for about half a session creation. --threads defaults 
 leaving one to the builder. --session-host worker runs the sessions themselves in two worker threads:
 no swap step stalls the main thread, but each request crosses a thread (~0.15-0.6 ms more) and the
 process holds more memory; --threads then defaults to 1.
-With --registry: enrolls with a registry and follows its commands (fleet mode).`;
+With --registry: enrolls with a registry and follows its commands (fleet mode); the enrollment token
+may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token.
+
+  nestswap agent <the options above> --print-systemd-unit [--service-user USER]
+prints a systemd unit that runs nestswap-agent with these options as a service (DynamicUser, or USER;
+data in /var/lib/nestswap-agent; tokens read from /etc/nestswap/agent.env). See docs/install.md.`;
 
 export async function run(argv: string[]): Promise<number> {
   const a = parse(
@@ -43,11 +48,14 @@ export async function run(argv: string[]): Promise<number> {
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
       name: { type: 'string' },
+      'print-systemd-unit': { type: 'boolean' },
+      'service-user': { type: 'string' },
     },
     HELP,
   );
   if (!a) return 0;
   const v = a.values;
+  if (v['print-systemd-unit']) return (await import('../../runtime/node/service-unit.js')).printSystemdUnit('agent', argv, v['service-user']);
   const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
 
   if (v.registry) {
@@ -62,7 +70,7 @@ export async function run(argv: string[]): Promise<number> {
         if (done >= total) download.end();
       },
       registry: v.registry,
-      enrollToken: required(v['enroll-token'], '--enroll-token'),
+      enrollToken: required(v['enroll-token'] ?? process.env.NESTSWAP_ENROLL_TOKEN, '--enroll-token (or NESTSWAP_ENROLL_TOKEN)'),
       supernet: required(v.supernet, '--supernet'),
       name: v.name,
       latencyMs: numberOpt(v['latency-ms'], '--latency-ms'),

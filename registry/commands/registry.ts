@@ -11,16 +11,29 @@ const HELP = `Usage: nestswap registry [--port 8700] [--host 127.0.0.1] [--data 
 Runs the registry: HTTP API /v1 and WebSocket hub /v1/ws on one port, SQLite + blobs in --data
 (default $NESTSWAP_REGISTRY_DATA or ~/.nestswap/registry). Tokens come from the flags or from
 NESTSWAP_ADMIN_TOKEN / NESTSWAP_ENROLL_TOKEN; without either, the ones remembered in the data
-directory stay valid, and on a first start new ones are generated and printed once.`;
+directory stay valid, and on a first start new ones are generated and printed once.
+
+--print-systemd-unit [--service-user USER] prints a systemd unit running this command as a service
+(DynamicUser, or USER; data in /var/lib/nestswap-registry; tokens from /etc/nestswap/registry.env).`;
 
 export async function run(argv: string[]): Promise<number> {
   const a = parse(
     argv,
-    { port: { type: 'string' }, host: { type: 'string' }, data: { type: 'string' }, 'admin-token': { type: 'string' }, 'enroll-token': { type: 'string' }, 'log-level': { type: 'string' } },
+    {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      data: { type: 'string' },
+      'admin-token': { type: 'string' },
+      'enroll-token': { type: 'string' },
+      'log-level': { type: 'string' },
+      'print-systemd-unit': { type: 'boolean' },
+      'service-user': { type: 'string' },
+    },
     HELP,
   );
   if (!a) return 0;
   const v = a.values;
+  if (v['print-systemd-unit']) return (await import('../../runtime/node/service-unit.js')).printSystemdUnit('registry', argv, v['service-user']);
   const port = numberOpt(v.port, '--port') ?? 8700;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NestswapError('ERR_USAGE', `--port must be an integer 0..65535 (got ${port}).`);
   const dataDir = v.data ?? process.env.NESTSWAP_REGISTRY_DATA ?? join(homedir(), '.nestswap', 'registry');

@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'ERR_SWAP'
   | 'ERR_HEALTH_CHECK'
   | 'ERR_USAGE'
+  | 'ERR_DATABASE'
+  | 'ERR_BUS'
   | 'ERR_NAME_INVALID'
   | 'ERR_VERSION_INVALID'
   | 'ERR_PATH_INVALID'

@@ -65,6 +65,7 @@ export interface CommandOutcome {
 }
 
 export interface RegistryClientOptions {
+  /** one registry URL, or several comma-separated (replicas without a load balancer): tried in order */
   url: string;
   dataDir: string;
   logger?: Logger;
@@ -115,8 +116,20 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
   return Math.round(rand() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30)));
 }
 
+/** The registry URLs of a `--registry` value: comma-separated, trailing slashes dropped, duplicates removed. */
+export function registryUrls(value: string): string[] {
+  const urls = [...new Set(value.split(',').map((u) => u.trim().replace(/\/+$/, '')).filter((u) => u !== ''))];
+  for (const u of urls) if (!/^https?:\/\/[^/]/.test(u)) throw new NestswapError('ERR_USAGE', `--registry takes http(s) URLs, comma-separated (got '${u}').`);
+  if (!urls.length) throw new NestswapError('ERR_USAGE', '--registry needs at least one URL.');
+  return urls;
+}
+
 export class RegistryClient extends EventEmitter {
+  /** every URL this client may use, comma-separated (what the identity file remembers) */
   readonly url: string;
+  readonly urls: readonly string[];
+  /** index into `urls` of the replica in use: moves on when one cannot be reached */
+  private current = 0;
   private readonly log: Logger;
   private ws: WebSocket | undefined;
   private stopped = false;
@@ -140,7 +153,8 @@ export class RegistryClient extends EventEmitter {
 
   constructor(private readonly opts: RegistryClientOptions) {
     super();
-    this.url = opts.url.replace(/\/+$/, '');
+    this.urls = registryUrls(opts.url);
+    this.url = this.urls.join(',');
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.baseMs = opts.backoff?.baseMs ?? 500;
     this.maxMs = opts.backoff?.maxMs ?? 30_000;
@@ -164,7 +178,9 @@ export class RegistryClient extends EventEmitter {
     if (!existsSync(f)) return undefined;
     try {
       const id = JSON.parse(readFileSync(f, 'utf8')) as Identity;
-      return id.registry === this.url && typeof id.token === 'string' && typeof id.deviceId === 'string' ? id : undefined;
+      // enrolled through any of these URLs: the same registry (replicas share one database)
+      const same = id.registry === this.url || String(id.registry).split(',').some((u) => this.urls.includes(u));
+      return same && typeof id.token === 'string' && typeof id.deviceId === 'string' ? id : undefined;
     } catch {
       return undefined;
     }
@@ -176,9 +192,34 @@ export class RegistryClient extends EventEmitter {
     return id.token;
   }
 
+  /** The registry URL in use. */
+  get base(): string {
+    return this.urls[this.current]!;
+  }
+
+  /**
+   * fetch against the replica in use; when it cannot be reached (no HTTP answer at all), the next
+   * URL in order is tried, each once. An HTTP answer, even an error, comes from a live registry.
+   */
+  private async fetchAny(path: string, init: RequestInit): Promise<Response> {
+    let last: unknown;
+    for (let i = 0; i < this.urls.length; i++) {
+      const base = this.base;
+      try {
+        return await fetch(`${base}${path}`, init);
+      } catch (err) {
+        if (isAbort(err) || this.urls.length === 1) throw err;
+        last = err;
+        this.log.warn({ registry: base, err: (err as Error).message }, 'registry unreachable: trying the next URL');
+        this.current = (this.current + 1) % this.urls.length;
+      }
+    }
+    throw last;
+  }
+
   private async call(path: string, init: RequestInit = {}, what = path): Promise<Response> {
     try {
-      const res = await fetch(`${this.url}${path}`, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
+      const res = await this.fetchAny(path, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
       return await checkResponse(res, what);
     } catch (err) {
       if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
@@ -190,7 +231,7 @@ export class RegistryClient extends EventEmitter {
   async enroll(enrollToken: string, body: EnrollBody): Promise<Identity> {
     const saved = this.identity();
     if (saved) return saved;
-    const res = await fetch(`${this.url}/v1/devices/enroll`, {
+    const res = await this.fetchAny('/v1/devices/enroll', {
       method: 'POST',
       headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
@@ -438,7 +479,7 @@ export class RegistryClient extends EventEmitter {
 
   private open(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(`${this.url.replace(/^http/, 'ws')}${WS_PATH}`, { headers: { authorization: `Bearer ${this.token()}` }, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(`${this.base.replace(/^http/, 'ws')}${WS_PATH}`, { headers: { authorization: `Bearer ${this.token()}` }, handshakeTimeout: 10_000 });
     this.ws = ws;
     ws.on('open', () => {
       this.attempt = 0;
@@ -477,8 +518,10 @@ export class RegistryClient extends EventEmitter {
       this.inflightUpTo = 0;
       if (was) this.emit('disconnected');
       if (this.stopped) return;
+      // the next URL in order (a replica that went away, or never answered); the same one when there is one
+      this.current = (this.current + 1) % this.urls.length;
       const delay = backoffDelay(this.attempt++, this.baseMs, this.maxMs);
-      this.log.debug({ delay, attempt: this.attempt }, 'reconnecting');
+      this.log.debug({ delay, attempt: this.attempt, registry: this.base }, 'reconnecting');
       this.reconnectTimer = setTimeout(() => this.open(), delay);
     });
   }

@@ -23,7 +23,9 @@ so a swap stalls requests for about half a session creation. --threads defaults 
 leaving one to the builder. --session-host worker runs the sessions themselves in two worker threads:
 no swap step stalls the main thread, but each request crosses a thread (~0.15-0.6 ms more) and the
 process holds more memory; --threads then defaults to 1.
-With --registry: enrolls with a registry and follows its commands (fleet mode).`;
+With --registry: enrolls with a registry and follows its commands (fleet mode). Several URLs,
+comma-separated (--registry URL1,URL2), are replicas of one registry: tried in order, moving on to
+the next with the usual jittered backoff when one cannot be reached.`;
 
 export async function run(argv: string[]): Promise<number> {
   const a = parse(

@@ -131,7 +131,7 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
         throw new HttpError(400, 'ERR_BAD_MSGPACK', 'Body is not valid msgpack.');
       }
       batch = toBatch(body, per);
-    } else throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Type '${req.get('content-type') ?? ''}' is not supported; use application/json, application/octet-stream or application/msgpack.`);
+    } else throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', `Content-Type '${req.get('content-type') ?? ''}' is not supported; use application/json, application/octet-stream or application/msgpack.`);
     checkFinite(batch.data);
     const r = await d.infer(batch.data, batch.batch);
     const rows: number[][] = [];
@@ -145,7 +145,7 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
   });
 
   app.put('/v1/budget', async (req, res) => {
-    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Send the budget as application/json.');
+    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', 'Send the budget as application/json.');
     const r = BudgetBody.safeParse(req.body);
     if (!r.success) throw new HttpError(400, 'ERR_BUDGET_INVALID', zodMessage(r.error));
     const b: { latencyMs?: number; memoryMB?: number } = {};
@@ -158,7 +158,7 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
   });
 
   app.post('/v1/switch', async (req, res) => {
-    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Send the subnet config as application/json.');
+    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', 'Send the subnet config as application/json.');
     // either a bare config or {config, pin}
     const wrapped = SwitchBody.safeParse(req.body);
     const cfg = wrapped.success ? wrapped.data.config : req.body;

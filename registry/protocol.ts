@@ -20,6 +20,7 @@ export const ERROR_CODES = [
   'ERR_NOT_FOUND', // 404
   'ERR_CONFLICT', // 409: e.g. the version is already published with other content
   'ERR_PACKAGE_MANIFEST', // 400: manifest invalid or files do not match it
+  'ERR_FORMAT_UNSUPPORTED', // 400: the manifest's format is one this registry does not know (upgrade it)
   'ERR_PACKAGE_DIGEST', // 400: a file's sha256 differs from the manifest
   'ERR_PACKAGE_SIZE', // 400: a file's size differs from the manifest
   'ERR_RANGE', // 416

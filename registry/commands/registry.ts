@@ -18,7 +18,10 @@ stay valid, and on a first start new ones are generated and printed once.
 Replicas (docs/scale-out.md): --database (or $NESTSWAP_DATABASE) keeps state in PostgreSQL instead
 of SQLite; --bus (or $NESTSWAP_BUS) routes commands between replicas over NATS instead of in
 process; --blobs is the blob directory every replica shares (default: --data); --replica-id names
-this replica (default: host name and process id; keep it stable across restarts).`;
+this replica (default: host name and process id; keep it stable across restarts).
+
+--print-systemd-unit [--service-user USER] prints a systemd unit running this command as a service
+(DynamicUser, or USER; data in /var/lib/nestswap-registry; tokens from /etc/nestswap/registry.env).`;
 
 export async function run(argv: string[]): Promise<number> {
   const a = parse(
@@ -34,11 +37,14 @@ export async function run(argv: string[]): Promise<number> {
       bus: { type: 'string' },
       blobs: { type: 'string' },
       'replica-id': { type: 'string' },
+      'print-systemd-unit': { type: 'boolean' },
+      'service-user': { type: 'string' },
     },
     HELP,
   );
   if (!a) return 0;
   const v = a.values;
+  if (v['print-systemd-unit']) return (await import('../../runtime/node/service-unit.js')).printSystemdUnit('registry', argv, v['service-user']);
   const port = numberOpt(v.port, '--port') ?? 8700;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new NestswapError('ERR_USAGE', `--port must be an integer 0..65535 (got ${port}).`);
   const replicaId = v['replica-id'] ?? `${hostname()}-${process.pid}`;

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { VERSION } from '../../runtime/node/version.js';
 import { ApiError } from '../errors.js';
 import type { RouteModule } from './context.js';
 
@@ -9,7 +10,7 @@ const OPENAPI_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '
 
 export const metaRoutes: RouteModule = (_ctx, { api }) => {
   api.get('/health', (_req, res) => {
-    res.json({ ok: true });
+    res.json({ ok: true, version: VERSION });
   });
   api.get('/openapi.yaml', (_req, res) => {
     if (!existsSync(OPENAPI_PATH)) throw new ApiError(404, 'ERR_NOT_FOUND', 'openapi.yaml is not installed.');

@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'ERR_REGISTRY_UNREACHABLE'
   | 'ERR_TIMEOUT'
   | 'ERR_USAGE'
+  | 'ERR_DATABASE'
+  | 'ERR_BUS'
   | 'ERR_NAME_INVALID'
   | 'ERR_VERSION_INVALID'
   | 'ERR_PATH_INVALID'

@@ -25,7 +25,9 @@ leaving one to the builder. --session-host worker runs the sessions themselves i
 no swap step stalls the main thread, but each request crosses a thread (~0.15-0.6 ms more) and the
 process holds more memory; --threads then defaults to 1.
 With --registry: enrolls with a registry and follows its commands (fleet mode); the enrollment token
-may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token.
+may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token. Several URLs, comma-separated
+(--registry URL1,URL2), are replicas of one registry: tried in order, moving on to the next with
+the usual jittered backoff when one cannot be reached.
 
   nestswap agent <the options above> --print-systemd-unit [--service-user USER]
 prints a systemd unit that runs nestswap-agent with these options as a service (DynamicUser, or USER;

@@ -94,7 +94,7 @@ describe('registry replicas on PostgreSQL + NATS', { skip: skip ? `replica test 
     const child = spawn(process.execPath, [BIN, 'agent', '--registry', order.join(','), '--enroll-token', ENROLL, '--supernet', 'tiny', '--name', name, '--latency-ms', '50', '--port', '0', '--threads', '1', '--data', join(dir.path, name), '--log-level', 'info'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    X
+    const p: { proc: ChildProcess; out: string; device?: string | undefined } = { proc: child, out: '' };
     const on = (d: Buffer) => {
       p.out += d.toString();
       const m = /"msg":"fleet agent serving"/.test(p.out) ? /"device":"(dev_[^"]+)"[^\n]*"msg":"fleet agent serving"/.exec(p.out) : null;

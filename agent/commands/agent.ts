@@ -16,7 +16,7 @@ const HELP = `Usage:
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
-PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz) and hot-swaps subnets when live
+PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz, GET /readyz) and hot-swaps subnets when live
 conditions (CPU contention, memory, battery, temperature) change.
 Sessions run on the main thread (--session-host main, the default): a builder worker calibrates,
 materializes, optimises and checks the next subnet, and the main thread only loads the optimised graph,

@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'ERR_FAMILY_UNKNOWN'
   | 'ERR_PACKAGE_MISSING'
   | 'ERR_PACKAGE_MANIFEST'
+  | 'ERR_FORMAT_UNSUPPORTED'
   | 'ERR_PACKAGE_DIGEST'
   | 'ERR_PACKAGE_SIZE'
   | 'ERR_PACKAGE_TENSOR'
@@ -19,7 +20,18 @@ export type ErrorCode =
   | 'ERR_BUDGET_INVALID'
   | 'ERR_SWAP'
   | 'ERR_HEALTH_CHECK'
-  | 'ERR_USAGE';
+  | 'ERR_REGISTRY_UNREACHABLE'
+  | 'ERR_TIMEOUT'
+  | 'ERR_USAGE'
+  | 'ERR_DATABASE'
+  | 'ERR_BUS'
+  | 'ERR_NAME_INVALID'
+  | 'ERR_VERSION_INVALID'
+  | 'ERR_PATH_INVALID'
+  | 'ERR_PATH_ESCAPE'
+  | 'ERR_DOWNLOAD_TIMEOUT'
+  | 'ERR_METADATA_TOO_LARGE'
+  | 'ERR_METADATA_INVALID';
 
 export class NestswapError extends Error {
   readonly code: ErrorCode;

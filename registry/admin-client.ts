@@ -115,6 +115,18 @@ export class AdminClient {
   commandStatus(id: string): Promise<CommandInfo> {
     return this.call('GET', `/v1/commands/${encodeURIComponent(id)}`, 'command status');
   }
+  /** A file of the registry's TUF metadata (docs/signing.md), as the exact bytes served. */
+  async tufMetadata(file: string): Promise<string> {
+    const res = await fetch(`${this.url}/v1/tuf/metadata/${encodeURIComponent(file)}`);
+    await checkResponse(res, `TUF metadata ${file}`);
+    return res.text();
+  }
+  /** Uploads signed targets or a new root. */
+  async putTufMetadata(role: 'targets' | 'root', json: string): Promise<{ role: string; version: number }> {
+    const res = await fetch(`${this.url}/v1/tuf/${role}`, { method: 'PUT', headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' }, body: json });
+    await checkResponse(res, `upload TUF ${role}`);
+    return (await res.json()) as { role: string; version: number };
+  }
   stats(): Promise<StatsResult> {
     return this.call('GET', '/v1/stats', 'stats');
   }

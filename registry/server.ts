@@ -35,6 +35,10 @@ import {
 } from './protocol.js';
 import { QueryService } from './query.js';
 import { hashToken, newId, newToken, RegistryStore, sameDigest, type DeviceRow, type VersionRow } from './store.js';
+import { readKeyDir } from './tuf/keys.js';
+import { DEFAULT_LIFETIMES, TufRepository, type TufLifetimes } from './tuf/repository.js';
+import { tufRouter } from './tuf/routes.js';
+import { SqliteTufStore } from './tuf/store.js';
 
 export interface RegistryLimits {
   /** JSON bodies (enroll, query, commands) */
@@ -65,6 +69,18 @@ export interface RegistryOptions {
   logger?: Logger;
   limits?: Partial<RegistryLimits>;
   heartbeatMs?: number;
+  /** TUF signing (docs/signing.md); without it the /v1/tuf routes answer ERR_TUF_DISABLED */
+  tuf?: RegistryTufOptions;
+}
+
+export interface RegistryTufOptions {
+  /** the operator's key directory: its roots, and the online keys (snapshot, timestamp; targets with onlineTargets) */
+  keyDir: string;
+  /** the registry signs targets itself (weaker: a compromised registry can then forge packages) */
+  onlineTargets?: boolean;
+  lifetimes?: Partial<TufLifetimes>;
+  /** how often to check whether the timestamp needs re-signing (default: a quarter of its lifetime, at most a minute) */
+  refreshMs?: number;
 }
 
 export interface RegistryHandle {
@@ -74,6 +90,7 @@ export interface RegistryHandle {
   generated: { adminToken?: string; enrollToken?: string };
   store: RegistryStore;
   hub: Hub;
+  tuf: TufRepository | undefined;
   close(): Promise<void>;
 }
 
@@ -169,6 +186,9 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
   const enroll = resolveToken(store, 'enroll_token', opts.enrollToken, 'nse');
   const hub = new Hub(store, log.child({ part: 'hub' }), { maxFrameBytes: limits.wsFrameBytes, heartbeatMs: opts.heartbeatMs ?? 15_000, maxBadFrames: 20 });
   const queries = new QueryService(store, opts.dataDir);
+  const tuf = opts.tuf ? await openTuf(opts.tuf, store, log) : undefined;
+  const tufTimer = tuf ? setInterval(() => void tuf.refresh().then((d) => d.length && log.info({ resigned: d }, 'TUF metadata re-signed'), (err: Error) => log.error({ err: err.message }, 'TUF re-signing failed')), opts.tuf?.refreshMs ?? Math.min(60_000, ((opts.tuf?.lifetimes?.timestampS ?? DEFAULT_LIFETIMES.timestampS) * 1000) / 4)) : undefined;
+  tufTimer?.unref();
 
   const app = express();
   app.disable('x-powered-by');
@@ -235,6 +255,11 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
   });
 
   const r = express.Router();
+  /** --online-targets: every published version becomes signed targets at once */
+  const signOnline = async (m: { name: string; version: string; files: { path: string; bytes: number; sha256: string }[] }, sha256: string, bytes: number) => {
+    if (tuf && opts.tuf?.onlineTargets) await tuf.addPackage(m.name, m.version, { path: 'manifest.json', bytes, sha256 }, m.files);
+  };
+  r.use(tufRouter({ repo: tuf, store, requireAdmin: (req) => requireAdmin(req), sendFile, maxMetadataBytes: 64 * 1024 * 1024 }));
 
   r.get('/health', (_req, res) => {
     res.json({ ok: true });
@@ -288,6 +313,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
     if (existing) {
       if (existing.manifest_sha256 !== manifestSha256)
         throw new ApiError(409, 'ERR_CONFLICT', `${manifest.name}@${manifest.version} is already published with different content; publish a new version.`);
+      await signOnline(manifest, manifestSha256, manifestBytes.length);
       const result: PublishResult = { name: manifest.name, version: manifest.version, manifestSha256, created: false, files: manifest.files.length + 1 };
       return void res.status(200).json(result);
     }
@@ -307,6 +333,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
       throw err;
     }
     log.info({ supernet: manifest.name, version: manifest.version, files: blobs.length }, 'published');
+    await signOnline(manifest, manifestSha256, manifestBytes.length);
     const result: PublishResult = { name: manifest.name, version: manifest.version, manifestSha256, created: true, files: blobs.length };
     res.status(201).json(result);
   });
@@ -559,8 +586,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
     generated: { ...(admin.generated ? { adminToken: admin.generated } : {}), ...(enroll.generated ? { enrollToken: enroll.generated } : {}) },
     store,
     hub,
+    tuf,
     close() {
       closed ??= (async () => {
+        clearInterval(tufTimer);
         await hub.close();
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -569,4 +598,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
       return closed;
     },
   };
+}
+
+async function openTuf(o: RegistryTufOptions, store: RegistryStore, log: Logger): Promise<TufRepository> {
+  const keys = readKeyDir(o.keyDir, o.onlineTargets ? ['targets', 'snapshot', 'timestamp'] : ['snapshot', 'timestamp']);
+  if (readKeyDir(o.keyDir, ['root']).size) log.warn({ keyDir: o.keyDir }, 'the root key is in the registry\'s key directory: keep it offline (docs/signing.md)');
+  return TufRepository.open({ store: new SqliteTufStore(store.db), keyDir: o.keyDir, keys, onlineTargets: o.onlineTargets ?? false, ...(o.lifetimes ? { lifetimes: o.lifetimes } : {}), logger: log.child({ part: 'tuf' }) });
 }

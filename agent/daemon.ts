@@ -22,7 +22,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { MemoryStatsStore, type CalibrateOptions } from '../runtime/calibrate.js';
 import { countMacs } from '../runtime/cost.js';
 import { NestswapError } from '../runtime/errors.js';
-import { HotSwapper, type HotSwapOptions, type InferResult, type SwapRecord } from '../runtime/hot-swap.js';
+import { HotSwapper, type HotSwapOptions, type InferResult, type SwapRecord, type SwapRequest } from '../runtime/hot-swap.js';
 import { Materializer } from '../runtime/materializer.js';
 import { nchwcCalibration } from '../runtime/node/nchwc.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
@@ -87,7 +87,8 @@ export interface DaemonOptions {
   listen?: { port: number; host?: string; maxBodyBytes?: number };
   hotSwap?: Pick<HotSwapOptions, 'candidateHook' | 'warmupRuns' | 'checkRuns' | 'onnxCacheBytes'>;
   calibration?: CalibrateOptions;
-  /** health check fails a policy candidate slower than user latency × slowdown × this (default 4) */
+  /** health check: a candidate slower than the serving model (timed beside it) fails above the user
+   * latency budget × this (default 1.5); one no slower than the serving model never fails for latency */
   healthLatencySlack?: number;
   /** measured-ladder size when no selector is given (default 8) */
   ladderSize?: number;
@@ -100,11 +101,19 @@ export interface DaemonStatus {
   observed: { p50Ms: number | null; p99Ms: number | null; slowdown: number | null; samples: number; at: string | null };
   budget: UserBudget;
   effectiveBudget: EffectiveBudget | null;
+  /** whether the serving subnet meets the budget under the live slowdown (null: no budget, or not yet known) */
+  budgetState: BudgetState;
   pinned: boolean;
   selector: string;
   conditions: LatencyWindow['conditions'] | null;
   lastDecision: { action: string; reason: string } | null;
   swaps: SwapRecord[];
+}
+
+export interface BudgetState {
+  met: boolean | null;
+  /** why not, when it is not met */
+  reason: string | null;
 }
 
 export interface DaemonInferResult extends InferResult {
@@ -134,6 +143,27 @@ export interface DaemonHandle {
   on(event: 'swap', cb: (r: SwapRecord) => void): () => void;
   on(event: 'telemetry', cb: (t: Telemetry) => void): () => void;
   close(): Promise<void>;
+}
+
+function infeasibleBudget(name: string, b: UserBudget, fastest: SubnetChoice): NestswapError {
+  const p = fastest.predicted;
+  const parts = [p.latencyMs !== null ? `${p.latencyMs.toFixed(3)} ms` : null, p.memoryMB !== null ? `${p.memoryMB.toFixed(1)} MB` : null].filter(Boolean).join(', ');
+  return new NestswapError('ERR_BUDGET_INFEASIBLE', `No subnet of ${name} can meet ${JSON.stringify(b)}, even on a quiet machine: the cheapest is predicted at ${parts}.`, {
+    details: { budget: b, minLatencyMs: p.latencyMs, minMemoryMB: p.memoryMB, subnetId: fastest.subnetId },
+  });
+}
+
+/** Does the serving subnet meet the user budget as things run now (its prediction × the live slowdown)? */
+function budgetState(b: UserBudget, p: SubnetChoice['predicted'] | null, slowdown: number, last: SwapRecord | undefined): BudgetState {
+  if (b.latencyMs === undefined && b.memoryMB === undefined) return { met: null, reason: null };
+  if (!p) return { met: null, reason: null };
+  const why: string[] = [];
+  const s = slowdown;
+  if (b.latencyMs !== undefined && p.latencyMs !== null && p.latencyMs * s > b.latencyMs)
+    why.push(`the serving subnet is predicted at ${p.latencyMs.toFixed(3)} ms × slowdown ${s.toFixed(2)} = ${(p.latencyMs * s).toFixed(3)} ms > ${b.latencyMs} ms`);
+  if (b.memoryMB !== undefined && p.memoryMB !== null && p.memoryMB > b.memoryMB) why.push(`the serving subnet needs ${p.memoryMB.toFixed(1)} MB > ${b.memoryMB} MB`);
+  if (why.length && last?.outcome === 'failed') why.push(`the last swap (to ${last.to}) failed: ${last.error?.message ?? 'failed'}`);
+  return why.length ? { met: false, reason: why.join('; ') } : { met: true, reason: null };
 }
 
 /** Checks a budget from outside (HTTP, CLI, fleet); ERR_BUDGET_INVALID otherwise. */
@@ -482,11 +512,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
 
   const swapTo = async (c: SubnetChoice, reason: string, check: boolean): Promise<SwapRecord> => {
     known.set(c.subnetId, c);
-    const req: { reason: string; maxLatencyMs?: number } = { reason };
-    if (check && budget.latencyMs !== undefined) {
-      const s = policy.slowdownOf(monitor?.last);
-      req.maxLatencyMs = budget.latencyMs * s * (opts.healthLatencySlack ?? 4);
-    }
+    const req: SwapRequest = { reason };
+    // judged against the serving model timed beside it: a downgrade is never refused for being slow
+    // under contention; an upgrade is when it would break the budget as things run now
+    if (check && budget.latencyMs !== undefined) req.latency = { upgradeLimitMs: budget.latencyMs * (opts.healthLatencySlack ?? 1.5) };
     return hot.swapTo(c.config, req);
   };
 
@@ -587,7 +616,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     sampleShape,
     metrics,
     async setBudget(b) {
-      budget = validateUserBudget(b);
+      const next = validateUserBudget(b);
+      // refused only when no subnet could meet it even on a quiet machine; one the live
+      // conditions prevent now is accepted, served as well as it can be, and reported
+      const quiet = await choose(next);
+      if (!quiet.feasible) throw infeasibleBudget(pkg.name, next, quiet);
+      budget = next;
       pinned = false;
       gPinned.set(0);
       policy.reset();
@@ -620,6 +654,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
         observed: { p50Ms: w?.p50Ms ?? null, p99Ms: w?.p99Ms ?? null, slowdown: w?.slowdown ?? null, samples: w?.samples ?? 0, at: w?.at ?? null },
         budget: { ...budget },
         effectiveBudget: lastDecision?.effective ?? null,
+        budgetState: budgetState(budget, a ? p : null, lastDecision?.effective.slowdown ?? 1, hot.history[hot.history.length - 1]),
         pinned,
         selector: selector.kind,
         conditions: w?.conditions ?? null,

@@ -124,9 +124,10 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     dlog.info({ command: c.id, type: c.type }, 'command');
     const record = c.type === 'switch' ? await daemon.switchTo(c.payload.subnet, { pin: true }) : c.type === 'budget' ? await daemon.setBudget(validateUserBudget(c.payload.budget)) : await daemon.unpin();
     if (c.type === 'budget') client.telemetry('budget', { budget: c.payload.budget as Record<string, unknown> });
-    const ok = record.outcome !== 'failed';
     const s = daemon.status();
-    const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq };
+    // a budget is accepted even when the swap it led to failed or it cannot be met now: budgetState says so
+    const ok = c.type === 'budget' || record.outcome !== 'failed';
+    const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq, ...(c.type === 'budget' ? { budgetState: s.budgetState } : {}) };
     return ok ? { ok, result } : { ok, result, error: record.error ?? { code: 'ERR_SWAP', message: `swap ${record.outcome}` } };
   };
   client.connect({

@@ -15,20 +15,25 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { appendFileSync, chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createWriteStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Packr } from 'msgpackr';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
-import { NestswapError } from '../runtime/errors.js';
+import { isAbort, readCappedJson } from '../runtime/bounded.js';
+import { isNestswapError, NestswapError } from '../runtime/errors.js';
+import { assertName, assertRelativePath, assertVersion, checkSegment } from '../runtime/names.js';
+import { renameDurable, writeDurable } from '../runtime/node/durable.js';
+import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
+import { crashPoint } from '../runtime/node/crash.js';
+import { streamToPart } from './download.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
   EnrollResult,
   RegistryFrame,
   VersionInfo,
   WS_PATH,
+  type FileInfo,
   type AgentFrame,
   type EnrollBody,
   type ProfileSummary,
@@ -69,13 +74,35 @@ export interface RegistryClientOptions {
   batch?: number;
   /** at most this many unacknowledged events are kept (oldest dropped first, counted in `dropped`) */
   maxQueued?: number;
+  /** bounds on what the registry may send (defaults in DEFAULT_LIMITS) */
+  limits?: Partial<DownloadLimits>;
 }
 
-function writeAtomic(path: string, data: string | Uint8Array, mode?: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, mode === undefined ? undefined : { mode });
-  renameSync(tmp, path);
+export interface DownloadLimits {
+  /** metadata answers (JSON) larger than this are refused: ERR_METADATA_TOO_LARGE */
+  metadataMaxBytes: number;
+  /** deadline of a metadata request, ms */
+  metadataTimeoutMs: number;
+  /** deadline of a file download: this much plus its declared size at minBytesPerSecond */
+  downloadTimeoutMs: number;
+  minBytesPerSecond: number;
+  /** a package file declared larger than this is refused */
+  maxFileBytes: number;
 }
+
+export const DEFAULT_LIMITS: DownloadLimits = {
+  metadataMaxBytes: 4 * 1024 * 1024,
+  metadataTimeoutMs: 30_000,
+  downloadTimeoutMs: 30_000,
+  minBytesPerSecond: 64 * 1024,
+  maxFileBytes: 4 * 1024 * 1024 * 1024,
+};
+
+/** names a version may not take because the cache layout uses them */
+const RESERVED = new Set(['current.json']);
+const STAGING = '.staging';
+
+const writeAtomic = writeDurable;
 
 async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
@@ -106,6 +133,7 @@ export class RegistryClient extends EventEmitter {
   private readonly maxMs: number;
   private readonly batch: number;
   private readonly maxQueued: number;
+  private readonly limits: DownloadLimits;
   /** events dropped because the queue was full */
   dropped = 0;
   connected = false;
@@ -118,6 +146,7 @@ export class RegistryClient extends EventEmitter {
     this.maxMs = opts.backoff?.maxMs ?? 30_000;
     this.batch = opts.batch ?? 200;
     this.maxQueued = opts.maxQueued ?? 100_000;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     mkdirSync(opts.dataDir, { recursive: true });
     this.loadQueue();
     this.loadHandled();
@@ -148,8 +177,13 @@ export class RegistryClient extends EventEmitter {
   }
 
   private async call(path: string, init: RequestInit = {}, what = path): Promise<Response> {
-    const res = await fetch(`${this.url}${path}`, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
-    return checkResponse(res, what);
+    try {
+      const res = await fetch(`${this.url}${path}`, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
+      return await checkResponse(res, what);
+    } catch (err) {
+      if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
+      throw err;
+    }
   }
 
   /** Enrolls once; a saved identity for the same registry is reused (and checked, when the registry answers). */
@@ -174,64 +208,121 @@ export class RegistryClient extends EventEmitter {
 
   /** The package last completed for `name`, without asking the registry. */
   cachedPackage(name: string): CachedPackage | undefined {
+    if (!checkSegment(name).ok) return undefined;
     const f = this.path('packages', name, 'current.json');
     if (!existsSync(f)) return undefined;
     try {
       const c = JSON.parse(readFileSync(f, 'utf8')) as { version: string; manifestSha256: string };
-      const dir = this.path('packages', name, c.version);
+      const dir = resolveInside(this.opts.dataDir, 'packages', name, c.version);
       return existsSync(join(dir, 'manifest.json')) ? { dir, name, version: c.version, manifestSha256: c.manifestSha256, downloaded: false } : undefined;
     } catch {
       return undefined;
     }
   }
 
+  /** `packages/` of the data directory (created), the only place package writes and deletes happen. */
+  private packagesDir(): string {
+    const d = resolveInside(this.opts.dataDir, 'packages');
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+
+  /** Package metadata from the registry, validated: name, version, every path, size and digest. */
+  private async versionInfo(name: string, version: string): Promise<VersionInfo> {
+    const what = `package metadata ${name}@${version}`;
+    const res = await this.call(`/v1/supernets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, { signal: AbortSignal.timeout(this.limits.metadataTimeoutMs) }, what);
+    const parsed = VersionInfo.safeParse(await readCappedJson(res, this.limits.metadataMaxBytes, what));
+    if (!parsed.success) throw new NestswapError('ERR_METADATA_INVALID', `${what}: the registry's answer does not match the protocol.`);
+    const info = parsed.data;
+    if (info.name !== name) throw new NestswapError('ERR_METADATA_INVALID', `${what}: the registry answered for '${String(info.name).slice(0, 80)}'.`);
+    assertVersion(info.version, 'the registry');
+    if (RESERVED.has(info.version)) throw new NestswapError('ERR_VERSION_INVALID', `Invalid version from the registry: '${info.version}' is reserved.`);
+    if (version !== 'latest' && info.version !== version) throw new NestswapError('ERR_METADATA_INVALID', `${what}: the registry answered with version '${info.version}'.`);
+    const seen = new Set<string>();
+    for (const f of info.files) {
+      assertRelativePath(f.path, 'the registry');
+      if (seen.has(f.path)) throw new NestswapError('ERR_METADATA_INVALID', `${what}: '${f.path}' is listed twice.`);
+      seen.add(f.path);
+      if (!Number.isSafeInteger(f.bytes) || f.bytes < 0 || f.bytes > this.limits.maxFileBytes)
+        throw new NestswapError('ERR_PACKAGE_SIZE', `${what}: '${f.path}' declares ${f.bytes} bytes (at most ${this.limits.maxFileBytes}).`);
+      if (!f.url.startsWith('/') || f.url.startsWith('//')) throw new NestswapError('ERR_METADATA_INVALID', `${what}: '${f.path}' has a URL outside the registry.`);
+    }
+    const m = info.files.find((f) => f.path === 'manifest.json');
+    if (!m || m.sha256 !== info.manifestSha256) throw new NestswapError('ERR_METADATA_INVALID', `${what}: manifest.json is missing or differs from the manifest digest.`);
+    return info;
+  }
+
   /**
    * The package `name@version` as a complete local directory: reused when the registry's manifest
    * digest matches the cache, otherwise downloaded file by file into staging (resuming `.part`
-   * files with Range, each verified by size and sha256) and renamed into place only when complete.
+   * files with Range, each capped at its declared size, with a deadline, verified by size and
+   * sha256) and renamed into place only when complete. Every name, version and path from the
+   * registry is validated and resolved inside the data directory first.
    */
   async ensurePackage(name: string, version = 'latest'): Promise<CachedPackage> {
-    const res = await this.call(`/v1/supernets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, {}, 'package metadata');
-    const info = VersionInfo.parse(await res.json());
-    const finalDir = this.path('packages', name, info.version);
+    assertName(name);
+    if (version !== 'latest') assertVersion(version);
+    const info = await this.versionInfo(name, version);
+    const packages = this.packagesDir();
+    const nameDir = resolveInside(packages, name);
+    const finalDir = resolveInside(nameDir, info.version);
     const current = this.cachedPackage(name);
     const record = (downloaded: boolean): CachedPackage => {
-      writeAtomic(this.path('packages', name, 'current.json'), JSON.stringify({ version: info.version, manifestSha256: info.manifestSha256 }));
+      writeDurable(join(nameDir, 'current.json'), JSON.stringify({ version: info.version, manifestSha256: info.manifestSha256 }));
       return { dir: finalDir, name, version: info.version, manifestSha256: info.manifestSha256, downloaded };
     };
     if (existsSync(join(finalDir, 'manifest.json')) && (await sha256File(join(finalDir, 'manifest.json'))) === info.manifestSha256)
       return current?.version === info.version ? { ...current, downloaded: false } : record(false);
-    const staging = this.path('packages', '.staging', info.manifestSha256);
+    const staging = assertInside(packages, join(packages, STAGING, info.manifestSha256));
     mkdirSync(staging, { recursive: true });
-    for (const f of info.files) await this.downloadFile(`${this.url}${f.url}`, staging, f.path, f.bytes, f.sha256);
-    mkdirSync(this.path('packages', name), { recursive: true });
-    rmSync(finalDir, { recursive: true, force: true });
-    renameSync(staging, finalDir);
+    for (const f of info.files) await this.downloadFile(staging, f);
+    mkdirSync(nameDir, { recursive: true });
+    crashPoint('package-downloaded');
+    // the only delete of a package directory: checked (again, through links) to be inside packages/<name>/
+    if (existsSync(finalDir)) rmSync(assertInside(nameDir, finalDir), { recursive: true, force: true });
+    renameDurable(staging, finalDir);
     this.log.info({ supernet: name, version: info.version }, 'package downloaded');
     return record(true);
   }
 
-  private async downloadFile(url: string, dir: string, path: string, bytes: number, sha256: string): Promise<void> {
-    const done = join(dir, path);
+  private async downloadFile(dir: string, f: FileInfo): Promise<void> {
+    const { path, bytes, sha256 } = f;
+    const done = resolveInside(dir, path);
+    mkdirSync(dirname(done), { recursive: true });
     if (existsSync(done) && statSync(done).size === bytes && (await sha256File(done)) === sha256) return;
     const part = `${done}.part`;
-    const have = existsSync(part) ? statSync(part).size : 0;
+    let have = existsSync(part) ? statSync(part).size : 0;
+    if (have > bytes) {
+      rmSync(part, { force: true });
+      have = 0;
+    }
     const headers: Record<string, string> = {};
     if (have > 0 && have < bytes) {
       headers.range = `bytes=${have}-`;
       headers['if-range'] = `"${sha256}"`;
     }
-    const res = await this.call(new URL(url).pathname, { headers }, `download ${path}`);
-    const append = res.status === 206;
-    if (!res.body) throw new NestswapError('ERR_PACKAGE_MISSING', `Empty response for ${path}.`);
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), createWriteStream(part, { flags: append ? 'a' : 'w' }));
-    const size = statSync(part).size;
+    const deadline = this.limits.downloadTimeoutMs + (bytes / this.limits.minBytesPerSecond) * 1000;
+    const what = `download ${path}`;
+    let size: number;
+    try {
+      const res = await this.call(f.url, { headers, signal: AbortSignal.timeout(Math.min(Math.ceil(deadline), 2 ** 31 - 1)) }, what);
+      const append = res.status === 206;
+      if (append && (!headers.range || !(res.headers.get('content-range') ?? '').startsWith(`bytes ${have}-`)))
+        throw new NestswapError('ERR_PACKAGE_SIZE', `${what}: the registry sent a range that was not asked for.`);
+      if (!res.body && bytes > 0) throw new NestswapError('ERR_PACKAGE_MISSING', `Empty response for ${path}.`);
+      size = (append ? have : 0) + (await streamToPart(res, part, append, bytes - (append ? have : 0), what));
+    } catch (err) {
+      if (isNestswapError(err, 'ERR_PACKAGE_SIZE')) rmSync(part, { force: true });
+      if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer before the deadline.`, { cause: err });
+      throw err;
+    }
+    crashPoint('file-downloaded');
     const digest = await sha256File(part);
     if (size !== bytes || digest !== sha256) {
       rmSync(part, { force: true }); // never resume from bytes that do not verify
       throw new NestswapError(size !== bytes ? 'ERR_PACKAGE_SIZE' : 'ERR_PACKAGE_DIGEST', `Downloaded ${path}: ${size} bytes, sha256 ${digest}; expected ${bytes} bytes, ${sha256}.`);
     }
-    renameSync(part, done);
+    renameDurable(part, done);
   }
 
   // ---------- profile ----------

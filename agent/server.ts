@@ -151,8 +151,10 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
     const b: { latencyMs?: number; memoryMB?: number } = {};
     if (r.data.latencyMs !== undefined) b.latencyMs = r.data.latencyMs;
     if (r.data.memoryMB !== undefined) b.memoryMB = r.data.memoryMB;
+    // accepted whether or not it can be met right now (budgetState says); ERR_BUDGET_INFEASIBLE (422) when never
     const swap = await d.setBudget(b);
-    res.status(swapStatus(swap)).json({ budget: d.status().budget, swap });
+    const s = d.status();
+    res.json({ budget: s.budget, effectiveBudget: s.effectiveBudget, budgetState: s.budgetState, swap });
   });
 
   app.post('/v1/switch', async (req, res) => {
@@ -187,12 +189,14 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
     let status = 500;
     let code = 'ERR_INTERNAL';
     let message = 'Internal error.';
+    let details: unknown;
     const e = err as { type?: string; status?: number; message?: string };
     if (err instanceof HttpError) ({ status, code, message } = err);
     else if (isNestswapError(err)) {
       code = err.code;
       message = err.message;
-      status = code === 'ERR_SWAP' ? 503 : code === 'ERR_HEALTH_CHECK' ? 422 : 400;
+      status = code === 'ERR_SWAP' ? 503 : code === 'ERR_HEALTH_CHECK' || code === 'ERR_BUDGET_INFEASIBLE' ? 422 : 400;
+      if (code === 'ERR_BUDGET_INFEASIBLE') details = err.details; // the cheapest prediction: what the client can ask for
     } else if (e?.type === 'entity.too.large') {
       status = 413;
       code = 'ERR_BODY_TOO_LARGE';
@@ -207,7 +211,7 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
       message = e.message ?? 'Bad request.';
     }
     if (status >= 500) log?.error({ err }, 'request failed');
-    res.status(status).json({ error: { code, message } });
+    res.status(status).json({ error: { code, message, ...(details !== undefined ? { details } : {}) } });
   });
   return app;
 }

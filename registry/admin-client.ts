@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
+import { readCappedJson } from '../runtime/bounded.js';
 import { parseManifest } from '../runtime/package.js';
 import {
   MSGPACK_TYPE,
@@ -41,7 +42,8 @@ export async function checkResponse(res: Response, what: string): Promise<Respon
   let message = `${what}: HTTP ${res.status}`;
   let details: Record<string, unknown> | undefined;
   try {
-    const body = (await res.json()) as { error?: { code?: string; message?: string; details?: unknown } };
+    // error bodies are small: read at most 64 KiB of them
+    const body = (await readCappedJson(res, 64 * 1024, what)) as { error?: { code?: string; message?: string; details?: unknown } };
     if (body.error?.code) code = body.error.code;
     if (body.error?.message) message = `${what}: ${body.error.message}`;
     const d = body.error?.details;
@@ -100,8 +102,21 @@ export class AdminClient {
   version(name: string, version = 'latest'): Promise<VersionInfo> {
     return this.call('GET', `/v1/supernets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, 'get version');
   }
-  devices(): Promise<{ devices: DeviceInfo[] }> {
-    return this.call('GET', '/v1/devices', 'list devices');
+  /** One page of devices in enrollment order; `next` is the cursor of the following page (null at the end). */
+  devicePage(page: { after?: string; limit?: number } = {}): Promise<{ devices: DeviceInfo[]; next: string | null }> {
+    const q = new URLSearchParams({ ...(page.limit !== undefined ? { limit: String(page.limit) } : {}), ...(page.after ? { after: page.after } : {}) }).toString();
+    return this.call('GET', `/v1/devices${q ? `?${q}` : ''}`, 'list devices');
+  }
+  /** Every device, following the pages. */
+  async devices(): Promise<{ devices: DeviceInfo[] }> {
+    const devices: DeviceInfo[] = [];
+    let after: string | null = null;
+    do {
+      const page: { devices: DeviceInfo[]; next: string | null } = await this.devicePage(after ? { after } : {});
+      devices.push(...page.devices);
+      after = page.next;
+    } while (after);
+    return { devices };
   }
   device(id: string): Promise<DeviceInfo> {
     return this.call('GET', `/v1/devices/${encodeURIComponent(id)}`, 'get device');

@@ -34,6 +34,9 @@ export const ERROR_CODES = [
   'ERR_BUDGET_INFEASIBLE', // 422: not even the smallest subnet fits
   'ERR_BUDGET_INVALID', // 400
   'ERR_CONFIG_INVALID', // 400: a subnet config outside the space
+  'ERR_NAME_INVALID', // 400: a package name that is not one path segment (^[A-Za-z0-9][A-Za-z0-9._-]*$)
+  'ERR_VERSION_INVALID', // 400: a version that is not one path segment
+  'ERR_PATH_INVALID', // 400: a file path with '.', '..', an absolute or an invalid segment
   'ERR_INTERNAL', // 500
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];
@@ -57,7 +60,8 @@ const Millis = z.number().int().nonnegative();
  */
 export const PublishBody = z
   .object({
-    files: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'a plain file name'), z.instanceof(Uint8Array)),
+    /** keys are checked as paths by the route (ERR_PATH_INVALID) */
+    files: z.record(z.string(), z.instanceof(Uint8Array)),
   })
   .strict();
 export type PublishBody = z.infer<typeof PublishBody>;

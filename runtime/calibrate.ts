@@ -36,18 +36,47 @@ export class MemoryStatsStore implements StatsStore {
   }
 }
 
-/** Stable binary form of statistics (msgpack), for disk stores and the registry. */
+/**
+ * Stable binary form of statistics, for disk stores and the registry: msgpack of
+ * `{ "<bn name>": [mean bytes, var bytes] }`, each a bin of little-endian float32 values.
+ * (msgpack carries a Float32Array as its raw bytes and gives back a byte buffer: the floats
+ * are reinterpreted from those bytes, never converted byte by byte.)
+ */
 export function encodeStats(stats: BnStatsMap): Uint8Array {
-  const obj: Record<string, [Float32Array, Float32Array]> = {};
-  for (const [k, v] of stats) obj[k] = [v.mean, v.var];
+  const obj: Record<string, [Uint8Array, Uint8Array]> = {};
+  for (const [k, v] of stats) obj[k] = [littleEndianBytes(v.mean), littleEndianBytes(v.var)];
   return pack(obj);
 }
 
 export function decodeStats(bytes: Uint8Array): BnStatsMap {
-  const obj = unpack(bytes) as Record<string, [Float32Array, Float32Array]>;
+  const obj = unpack(bytes) as unknown;
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new Error('BN statistics: not a map');
   const out: BnStatsMap = new Map();
-  for (const [k, [mean, variance]] of Object.entries(obj)) out.set(k, { mean: new Float32Array(mean), var: new Float32Array(variance) });
+  for (const [k, pair] of Object.entries(obj as Record<string, unknown>)) {
+    if (!Array.isArray(pair) || pair.length !== 2) throw new Error(`BN statistics '${k}': not a [mean, var] pair`);
+    const mean = floatsFrom(pair[0], k);
+    const variance = floatsFrom(pair[1], k);
+    if (mean.length !== variance.length) throw new Error(`BN statistics '${k}': mean and var differ in length`);
+    out.set(k, { mean, var: variance });
+  }
   return out;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function littleEndianBytes(a: Float32Array): Uint8Array {
+  const copy = new Float32Array(a);
+  const bytes = new Uint8Array(copy.buffer);
+  if (!LITTLE_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
+  return bytes;
+}
+
+function floatsFrom(v: unknown, name: string): Float32Array {
+  if (v instanceof Float32Array) return new Float32Array(v);
+  if (!(v instanceof Uint8Array) || v.byteLength % 4 !== 0) throw new Error(`BN statistics '${name}': not float32 bytes`);
+  const bytes = new Uint8Array(v); // an aligned copy (Buffer#slice would be a view into the whole message)
+  if (!LITTLE_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
+  return new Float32Array(bytes.buffer, 0, bytes.byteLength / 4);
 }
 
 export function statsKey(pkg: SupernetPackage, cfg: SubnetConfig, images: number): string {

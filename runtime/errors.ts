@@ -34,7 +34,14 @@ export type ErrorCode =
   | 'ERR_BUDGET_INVALID'
   | 'ERR_SWAP'
   | 'ERR_HEALTH_CHECK'
-  | 'ERR_USAGE';
+  | 'ERR_USAGE'
+  | 'ERR_NAME_INVALID'
+  | 'ERR_VERSION_INVALID'
+  | 'ERR_PATH_INVALID'
+  | 'ERR_PATH_ESCAPE'
+  | 'ERR_DOWNLOAD_TIMEOUT'
+  | 'ERR_METADATA_TOO_LARGE'
+  | 'ERR_METADATA_INVALID';
 
 export class NestswapError extends Error {
   readonly code: ErrorCode;

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { ArchSchema, parseArch, supernetTensorShapes, type Arch } from './arch.js';
 import { NestswapError } from './errors.js';
+import { assertName, assertRelativePath, assertVersion, isRelativePath, isSegment } from './names.js';
 import { Space } from './space.js';
 
 export interface PackageSource {
@@ -19,7 +20,7 @@ export interface PackageSource {
 
 const FileEntry = z
   .object({
-    path: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a plain file name'),
+    path: z.string().refine(isRelativePath, 'a relative path of names matching ^[A-Za-z0-9][A-Za-z0-9._-]*$'),
     role: z.string(),
     bytes: z.number().int().nonnegative(),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits'),
@@ -30,7 +31,7 @@ export const ManifestSchema = z
   .object({
     format: z.literal('nestswap.package/1'),
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/),
-    version: z.string().min(1),
+    version: z.string().refine(isSegment, 'a version matching ^[A-Za-z0-9][A-Za-z0-9._-]*$'),
     family: z.string().min(1),
     trained: z.boolean(),
     created: z.string().optional(),
@@ -103,7 +104,18 @@ function decodeJson(bytes: Uint8Array, what: string): unknown {
   }
 }
 
+/** The names, version and paths of a manifest, each refused with its own stable code before anything else. */
+function checkManifestNames(value: unknown, location: string): void {
+  if (typeof value !== 'object' || value === null) return;
+  const v = value as { name?: unknown; version?: unknown; files?: unknown; calibration?: { file?: unknown } };
+  if (v.name !== undefined) assertName(v.name, location);
+  if (v.version !== undefined) assertVersion(v.version, location);
+  if (Array.isArray(v.files)) for (const f of v.files as { path?: unknown }[]) if (f && typeof f === 'object' && f.path !== undefined) assertRelativePath(f.path, location);
+  if (v.calibration && typeof v.calibration === 'object' && v.calibration.file !== undefined) assertRelativePath(v.calibration.file, location);
+}
+
 export function parseManifest(value: unknown, location: string): Manifest {
+  checkManifestNames(value, location);
   const r = ManifestSchema.safeParse(value);
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');

@@ -132,6 +132,25 @@ test('explicit switch pins until the budget changes; DELETE unpins', async () =>
   assert.equal(d.status().pinned, false);
 });
 
+test('a budget no subnet could ever meet is refused with the cheapest prediction; the budget stays', async () => {
+  const fastest = d.status().predicted.latencyMs ?? Infinity;
+  const r = await call('PUT', '/v1/budget', { latencyMs: 1e-6 });
+  assert.equal(r.status, 422);
+  assert.equal(r.json.error.code, 'ERR_BUDGET_INFEASIBLE');
+  assert.ok(typeof r.json.error.details.minLatencyMs === 'number' && r.json.error.details.minLatencyMs > 1e-6);
+  assert.ok(r.json.error.details.minLatencyMs <= fastest, 'the cheapest subnet is no slower than the serving one');
+  assert.deepEqual(d.status().budget, { latencyMs: 5000 }, 'the previous budget still holds');
+});
+
+test('an accepted budget reports whether it is met', async () => {
+  const r = await call('PUT', '/v1/budget', { latencyMs: 5000 });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json.budgetState, { met: true, reason: null });
+  assert.deepEqual(r.json.budget, { latencyMs: 5000 });
+  const s = await call('GET', '/v1/status');
+  assert.deepEqual(s.json.budgetState, { met: true, reason: null });
+});
+
 test('metrics are Prometheus text', async () => {
   const r = await fetch(`${url}/metrics`);
   assert.equal(r.status, 200);

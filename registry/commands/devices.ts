@@ -1,5 +1,5 @@
 /** `nestswap devices`: the devices enrolled in a registry. */
-import { parse, printJson } from '../../agent/commands/common.js';
+import { parse, printJson } from '../../runtime/node/cli.js';
 import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';
 
 const HELP = `Usage: nestswap devices --registry URL --token T [--json]`;

@@ -2,8 +2,8 @@
  * `nestswap publish <dir>`: uploads a package directory; the registry verifies it before it is visible.
  * With --sign-targets the publisher signs the package's TUF targets here (docs/signing.md).
  */
-import { resolveSupernetDir } from '../../agent/packages.js';
-import { numberOpt, parse, printJson } from '../../agent/commands/common.js';
+import { resolveSupernetDir } from '../../runtime/node/packages.js';
+import { numberOpt, parse, printJson } from '../../runtime/node/cli.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { signPackageTargets } from '../tuf/publisher.js';
 import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';

@@ -1,5 +1,5 @@
 /** `nestswap query`: the best subnet for a device (or device class) and budget, from the registry. */
-import { numberOpt, parse, printJson, required } from '../../agent/commands/common.js';
+import { numberOpt, parse, printJson, required } from '../../runtime/node/cli.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';
 

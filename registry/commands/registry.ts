@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { homedir } from 'node:os';
 import { pino } from 'pino';
 import { NestswapError } from '../../runtime/errors.js';
-import { numberOpt, parse, untilSignal } from '../../agent/commands/common.js';
+import { numberOpt, parse, untilSignal } from '../../runtime/node/cli.js';
 import { REDACT, startRegistry } from '../server.js';
 
 const HELP = `Usage: nestswap registry [--port 8700] [--host 127.0.0.1] [--data DIR] [--admin-token T] [--enroll-token T]

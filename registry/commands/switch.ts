@@ -1,5 +1,5 @@
 /** `nestswap switch`: pushes a subnet (pinned) or a budget to a device and waits for its acknowledgement. */
-import { numberOpt, parse, printJson, readConfigArg, required } from '../../agent/commands/common.js';
+import { numberOpt, parse, printJson, readConfigArg, required } from '../../runtime/node/cli.js';
 import { NestswapError } from '../../runtime/errors.js';
 import type { CommandBody } from '../protocol.js';
 import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';

@@ -14,6 +14,7 @@ import { NestswapError } from '../../runtime/errors.js';
 import { nextSeq, packageTargetEntries, tufDate, TUF_SPEC_VERSION, type PackageFileInfo, type TargetJson } from '../../runtime/tuf-layout.js';
 import { ApiError } from '../errors.js';
 import { parseRoot, signedBytes, verifyNextRoot, verifyRole, type AnySigned, type RoleName, type SigningKey } from './keys.js';
+import type { RegistryStore } from '../store.js';
 import type { TufRole, TufStore } from './store.js';
 
 export interface TufLifetimes {
@@ -181,7 +182,7 @@ export class TufRepository {
    * Publisher-signed targets (PUT /v1/tuf/targets): the next version, signed by the threshold of
    * the root's targets keys, unexpired, and naming only files this registry holds with that length and hash.
    */
-  acceptTargets(json: string, opts: { checkFiles: (path: string, t: TargetJson) => boolean }): Promise<number> {
+  acceptTargets(json: string, opts: { checkFiles: (path: string, t: TargetJson) => boolean | Promise<boolean> }): Promise<number> {
     return this.serial(async () => {
       const md = parseAs(MetadataKind.Targets, json, 'targets metadata');
       const root = await this.root();
@@ -195,7 +196,7 @@ export class TufRepository {
       if (md.signed.isExpired(new Date(this.now()))) throw new ApiError(400, 'ERR_TUF_INVALID', `The targets metadata expired at ${md.signed.expires}.`);
       for (const [path, t] of Object.entries(md.signed.targets)) {
         const info = t.toJSON() as unknown as TargetJson;
-        if (!opts.checkFiles(path, info)) throw new ApiError(400, 'ERR_TUF_INVALID', `Target '${path}' (${info.length} bytes, sha256 ${String(info.hashes.sha256)}) is not a file this registry holds.`);
+        if (!(await opts.checkFiles(path, info))) throw new ApiError(400, 'ERR_TUF_INVALID', `Target '${path}' (${info.length} bytes, sha256 ${String(info.hashes.sha256)}) is not a file this registry holds.`);
       }
       if (!(await this.opts.store.put('targets', md.signed.version, serialize(md)))) throw new ApiError(409, 'ERR_TUF_VERSION', `Targets version ${md.signed.version} was stored concurrently.`);
       await this.snapshotAndTimestamp(root);
@@ -221,6 +222,14 @@ export class TufRepository {
       this.log.info({ supernet: name, version, targets: v }, 'TUF targets signed (online targets key)');
       return v;
     });
+  }
+
+  /** --online-targets: the targets of a version the store holds (after a publish). */
+  async addPublished(store: RegistryStore, name: string, version: string): Promise<number> {
+    const files = await store.files(name, version);
+    const manifest = files.find((f) => f.path === 'manifest.json');
+    if (!manifest) throw new NestswapError('ERR_PACKAGE_MANIFEST', `${name}@${version} has no manifest.json row.`);
+    return this.addPackage(name, version, manifest, files.filter((f) => f !== manifest));
   }
 
   /** A new root (PUT /v1/tuf/root or the key directory): signed by the old root threshold and its own. */

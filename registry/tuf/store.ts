@@ -1,9 +1,10 @@
 /**
  * Where the TUF repository keeps its metadata: every version of every role's signed JSON, exactly
- * as served. A small interface so that another database can hold it; SQLite (the registry's own
- * database) implements it here.
+ * as served. A small interface; `SettingsTufStore` implements it over the registry store's
+ * key/value settings (`tuf/<role>/<version>`, written once), so every store engine (SQLite,
+ * PostgreSQL) holds TUF metadata without a schema of its own, and replicas agree on each version.
  */
-import type Database from 'better-sqlite3';
+import type { RegistryStore } from '../store.js';
 
 export type TufRole = 'root' | 'targets' | 'snapshot' | 'timestamp';
 
@@ -16,29 +17,29 @@ export interface TufStore {
   put(role: TufRole, version: number, json: string): Promise<boolean>;
 }
 
-export class SqliteTufStore implements TufStore {
-  private readonly stmts;
-
-  constructor(db: Database.Database) {
-    db.exec(`CREATE TABLE IF NOT EXISTS tuf_metadata (
-      role TEXT NOT NULL, version INTEGER NOT NULL, json TEXT NOT NULL, stored_at TEXT NOT NULL,
-      PRIMARY KEY (role, version)) WITHOUT ROWID`);
-    this.stmts = {
-      get: db.prepare<[string, number], { json: string }>('SELECT json FROM tuf_metadata WHERE role = ? AND version = ?'),
-      latest: db.prepare<[string], { version: number; json: string }>('SELECT version, json FROM tuf_metadata WHERE role = ? ORDER BY version DESC LIMIT 1'),
-      put: db.prepare('INSERT OR IGNORE INTO tuf_metadata (role, version, json, stored_at) VALUES (?, ?, ?, ?)'),
-    };
-  }
+export class SettingsTufStore implements TufStore {
+  constructor(private readonly store: Pick<RegistryStore, 'setting' | 'setSetting' | 'settingOnce'>) {}
 
   get(role: TufRole, version: number): Promise<string | undefined> {
-    return Promise.resolve(this.stmts.get.get(role, version)?.json);
+    return this.store.setting(`tuf/${role}/${version}`);
   }
 
-  latest(role: TufRole): Promise<{ version: number; json: string } | undefined> {
-    return Promise.resolve(this.stmts.latest.get(role));
+  async latest(role: TufRole): Promise<{ version: number; json: string } | undefined> {
+    // the pointer is a hint (another replica may be ahead): probe upwards from it
+    let v = Number(await this.store.setting(`tuf/${role}/latest`)) || 0;
+    let json = v > 0 ? await this.get(role, v) : undefined;
+    for (;;) {
+      const next = await this.get(role, v + 1);
+      if (next === undefined) break;
+      v++;
+      json = next;
+    }
+    return json === undefined ? undefined : { version: v, json };
   }
 
-  put(role: TufRole, version: number, json: string): Promise<boolean> {
-    return Promise.resolve(this.stmts.put.run(role, version, json, new Date().toISOString()).changes === 1);
+  async put(role: TufRole, version: number, json: string): Promise<boolean> {
+    if ((await this.store.settingOnce(`tuf/${role}/${version}`, json)) !== json) return false;
+    await this.store.setSetting(`tuf/${role}/latest`, String(version));
+    return true;
   }
 }

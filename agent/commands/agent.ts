@@ -11,7 +11,7 @@ const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
                  [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
                  [--log-level info]
-  nestswap agent --registry URL --enroll-token T --supernet NAME [--name NAME] [...]
+  nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
@@ -23,7 +23,10 @@ so a swap stalls requests for about half a session creation. --threads defaults 
 leaving one to the builder. --session-host worker runs the sessions themselves in two worker threads:
 no swap step stalls the main thread, but each request crosses a thread (~0.15-0.6 ms more) and the
 process holds more memory; --threads then defaults to 1.
-With --registry: enrolls with a registry and follows its commands (fleet mode).`;
+With --registry: enrolls with a registry and follows its commands (fleet mode). Packages are verified
+with TUF from the root given by --trust-root at install (copied into --data; root rotations are
+followed from then on); without an installed root fleet mode refuses to start unless
+--insecure-no-signatures is given (docs/signing.md).`;
 
 export async function run(argv: string[]): Promise<number> {
   const a = parse(
@@ -42,6 +45,8 @@ export async function run(argv: string[]): Promise<number> {
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
       name: { type: 'string' },
+      'trust-root': { type: 'string' },
+      'insecure-no-signatures': { type: 'boolean' },
     },
     HELP,
   );
@@ -64,6 +69,8 @@ export async function run(argv: string[]): Promise<number> {
       port: numberOpt(v.port, '--port'),
       host: v.host,
       dataDir: v.data,
+      trustRoot: v['trust-root'],
+      insecureNoSignatures: v['insecure-no-signatures'] ?? false,
       // as standalone (sessions on the main thread, one core left to the builder)
       threads: numberOpt(v.threads, '--threads') ?? (await import('../daemon.js')).defaultSessionThreads('main'),
       logger,

@@ -255,6 +255,15 @@ export class TufRepository {
     });
   }
 
+  private verifies(root: Metadata<Root>, role: 'snapshot' | 'timestamp', json: string): boolean {
+    try {
+      verifyRole(root, role, parseAs(role === 'snapshot' ? MetadataKind.Snapshot : MetadataKind.Timestamp, json, role), role);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Re-signs what expires within half its lifetime (timestamp; snapshot; targets when online). Returns what it re-signed. */
   refresh(): Promise<string[]> {
     return this.serial(async () => {
@@ -273,12 +282,14 @@ export class TufRepository {
         this.log.warn({ expires: JSON.parse(targets.json).signed.expires }, 'TUF targets expire soon: publish (with --sign-targets) to re-sign them');
       }
       const snap = await store.latest('snapshot');
-      if (!snap || soon(snap.json, this.lifetimes.snapshotS) || JSON.parse(snap.json).signed.meta['targets.json'].version !== targets.version) {
+      // after a root rotation the newest snapshot/timestamp may be signed by keys the root no longer names
+      const stale = (json: string | undefined, role: 'snapshot' | 'timestamp') => json === undefined || !this.verifies(root, role, json);
+      if (!snap || stale(snap.json, 'snapshot') || soon(snap.json, this.lifetimes.snapshotS) || JSON.parse(snap.json).signed.meta['targets.json'].version !== targets.version) {
         await this.snapshotAndTimestamp(root);
         return ['snapshot', 'timestamp'];
       }
       const ts = await store.latest('timestamp');
-      if (!ts || soon(ts.json, this.lifetimes.timestampS)) {
+      if (!ts || stale(ts.json, 'timestamp') || soon(ts.json, this.lifetimes.timestampS)) {
         await this.timestamp(root, snap.version, snap.json);
         done.push('timestamp');
       }

@@ -38,7 +38,10 @@ export async function run(argv: string[]): Promise<number> {
     if (!v.out) throw new NestswapError('ERR_USAGE', 'keys init needs --out DIR.');
     const r = initKeyDir(v.out, { roles: setups(v.threshold), ...(days ? { rootExpiresDays: days } : {}) });
     if (v.json) printJson(r);
-    else process.stdout.write(`keys and root version 1 in ${r.dir}\n  give agents: ${r.rootFile.replace(/1\.root\.json$/, 'root.json')} (--trust-root)\n  registry:    nestswap registry --keys ${r.dir}   (needs only snapshot + timestamp keys)\n  publisher:   nestswap publish DIR --sign-targets ${r.dir}/targets.key.json\n  keep ${r.dir}/root.key.json offline\n`);
+    else
+      process.stdout.write(
+        `keys and root version 1 in ${r.dir}\n  agents:    --trust-root ${r.rootFile.replace(/1\.root\.json$/, 'root.json')}\n  registry:  --keys DIR holding only 1.root.json 1.targets.json snapshot.key.json timestamp.key.json\n  publisher: --sign-targets ${r.dir}/targets.key.json\n  keep ${r.dir}/root.key.json offline\n`,
+      );
     return 0;
   }
   if (sub === 'rotate') {

@@ -14,7 +14,8 @@ import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js'
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
 import { TufClient } from './tuf-client.js';
-import { backoffDelay, RegistryClient, type CachedPackage, type CommandFrame, type CommandOutcome } from './registry-client.js';
+import { commandRunner, helloFrame, streamTelemetry } from './core/fleet-link.js';
+import { backoffDelay, RegistryClient, type CachedPackage } from './registry-client.js';
 
 export interface FleetAgentOptions {
   registry: string;
@@ -42,6 +43,8 @@ export interface FleetAgentOptions {
   tufRefreshMs?: number;
   /** when set, run until this signal aborts instead of until SIGINT/SIGTERM (programmatic use) */
   signal?: AbortSignal;
+  /** progress of the package download: bytes done and in all (the CLI's progress line) */
+  onDownloadProgress?: (doneBytes: number, totalBytes: number) => void;
   /** called once serving (programmatic use and tests) */
   onReady?: (a: FleetAgent) => void;
 }
@@ -74,11 +77,10 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   const log = opts.logger ?? pino({ level: 'silent' });
   const dataDir = opts.dataDir ?? defaultDataDir();
   const fleetDir = join(dataDir, 'fleet');
-  const registry = opts.registry.replace(/\/+$/, '');
   // Signatures are on once a root is installed (given now or at an earlier start); off only when asked.
   const tuf =
     opts.trustRoot !== undefined || TufClient.installed(fleetDir)
-      ? TufClient.open({ registry, dataDir: fleetDir, logger: log.child({ part: 'tuf' }), trustRoot: opts.trustRoot })
+      ? TufClient.open({ registry: opts.registry, dataDir: fleetDir, logger: log.child({ part: 'tuf' }), trustRoot: opts.trustRoot })
       : undefined;
   if (!tuf && !opts.insecureNoSignatures)
     throw new NestswapError('ERR_TRUST_ROOT_MISSING', 'Fleet mode verifies packages with TUF: give --trust-root root.json (made by nestswap keys init), or --insecure-no-signatures to run without.');
@@ -104,14 +106,14 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   // The registry may be away: a verified cached package is enough to serve.
   let cached: CachedPackage;
   try {
-    cached = await client.ensurePackage(opts.supernet);
+    cached = await client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress);
   } catch (err) {
     const fallback = client.cachedPackage(opts.supernet);
     const refused = isNestswapError(err) && err.code !== 'ERR_METADATA_UNAVAILABLE' && err.code !== 'ERR_DOWNLOAD_TIMEOUT';
     if (!fallback) {
       // refusals (bad token, unknown supernet, a signature or hash that does not verify) do not get better by retrying
       if ((err as { status?: number }).status !== undefined || refused) throw err;
-      cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet));
+      cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress));
     } else {
       const code = (err as { code?: string }).code;
       dlog.warn({ code, err: (err as Error).message, version: fallback.version }, refused ? 'update refused: serving the last verified package' : 'registry unreachable: serving the cached package');
@@ -132,24 +134,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     ...(opts.port !== undefined ? { listen: { port: opts.port, host: opts.host ?? '127.0.0.1' } } : {}),
   });
 
-  const offSwap = daemon.on('swap', (r) => {
-    const cfg = r.outcome === 'swapped' ? daemon.status().subnet : null;
-    client.telemetry('swap', { ...r, ...(cfg && cfg.id === r.to ? { subnet: cfg.config, subnetId: cfg.id } : {}) } as unknown as Record<string, unknown>);
-  });
-  const offTelemetry = daemon.on('telemetry', (t) => {
-    client.telemetry('latency', { ...t.window, decision: t.decision, effective: t.effective } as unknown as Record<string, unknown>);
-  });
-
-  const onCommand = async (c: CommandFrame): Promise<CommandOutcome> => {
-    dlog.info({ command: c.id, type: c.type }, 'command');
-    const record = c.type === 'switch' ? await daemon.switchTo(c.payload.subnet, { pin: true }) : c.type === 'budget' ? await daemon.setBudget(validateUserBudget(c.payload.budget)) : await daemon.unpin();
-    if (c.type === 'budget') client.telemetry('budget', { budget: c.payload.budget as Record<string, unknown> });
-    const s = daemon.status();
-    // a budget is accepted even when the swap it led to failed or it cannot be met now: budgetState says so
-    const ok = c.type === 'budget' || record.outcome !== 'failed';
-    const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq, ...(c.type === 'budget' ? { budgetState: s.budgetState } : {}) };
-    return ok ? { ok, result } : { ok, result, error: record.error ?? { code: 'ERR_SWAP', message: `swap ${record.outcome}` } };
-  };
+  const stopTelemetry = streamTelemetry(daemon, (kind, data) => client.telemetry(kind, data));
   // A serving agent follows root rotations and notices a frozen registry (ERR_METADATA_EXPIRED): it keeps serving.
   const tufTimer = tuf && opts.tufRefreshMs !== 0
     ? setInterval(() => {
@@ -160,13 +145,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
       }, opts.tufRefreshMs ?? 3600_000)
     : undefined;
   tufTimer?.unref();
-  client.connect({
-    onCommand,
-    hello: () => {
-      const s = daemon.status();
-      return { t: 'hello', agent: 'nestswap/0.1.0', subnet: s.subnet?.config ?? null, subnetId: s.subnet?.id ?? null, budget: s.budget };
-    },
-  });
+  client.connect({ onCommand: commandRunner(daemon, (kind, data) => client.telemetry(kind, data), dlog), hello: () => helloFrame(daemon) });
 
   // Profile in the background: serving does not wait for it; the upload retries until it lands.
   let closed = false;
@@ -195,8 +174,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     async close() {
       closed = true;
       clearInterval(tufTimer);
-      offSwap();
-      offTelemetry();
+      stopTelemetry();
       await client.close();
       await daemon.close();
       await profiling;

@@ -15,11 +15,13 @@ import type { Logger } from 'pino';
 import { Updater } from 'tuf-js';
 import { NestswapError, type ErrorCode } from '../runtime/errors.js';
 import { writeDurable } from '../runtime/node/durable.js';
+import { registryUrls } from './registry-client.js';
 import { TUF_METADATA_PATH, TUF_TARGETS_PATH, type TargetJson } from '../runtime/tuf-layout.js';
 
 type Json = Parameters<typeof Metadata.fromJSON>[1];
 
 export interface TufClientOptions {
+  /** one registry URL, or several comma-separated (replicas): tried in order while unreachable */
   registry: string;
   /** the fleet data directory (tuf/ is made inside it) */
   dataDir: string;
@@ -121,17 +123,24 @@ export class TufClient {
   async refresh(): Promise<Record<string, TargetJson>> {
     this.restoreRoot();
     const before = this.rootVersion();
-    const updater = new Updater({
-      metadataDir: this.metaDir,
-      metadataBaseUrl: `${this.opts.registry}${TUF_METADATA_PATH}`,
-      targetBaseUrl: `${this.opts.registry}${TUF_TARGETS_PATH}`,
-      config: { fetchTimeout: this.opts.fetchTimeoutMs ?? 30_000, fetchRetry: 0, targetsMaxLength: this.opts.targetsMaxBytes ?? 64 * 1024 * 1024, userAgent: 'nestswap-agent' },
-    });
-    try {
-      await updater.refresh();
-    } catch (err) {
-      const code = tufErrorCode(err);
-      throw new NestswapError(code, `TUF refresh from ${this.opts.registry}: ${(err as Error).message}`, { cause: err });
+    const urls = registryUrls(this.opts.registry);
+    for (let i = 0; ; i++) {
+      const url = urls[i]!;
+      const updater = new Updater({
+        metadataDir: this.metaDir,
+        metadataBaseUrl: `${url}${TUF_METADATA_PATH}`,
+        targetBaseUrl: `${url}${TUF_TARGETS_PATH}`,
+        config: { fetchTimeout: this.opts.fetchTimeoutMs ?? 30_000, fetchRetry: 0, targetsMaxLength: this.opts.targetsMaxBytes ?? 64 * 1024 * 1024, userAgent: 'nestswap-agent' },
+      });
+      try {
+        await updater.refresh();
+        break;
+      } catch (err) {
+        const code = tufErrorCode(err);
+        // another replica serves the same signed metadata; a refusal is not retried elsewhere
+        if (code === 'ERR_METADATA_UNAVAILABLE' && i + 1 < urls.length) continue;
+        throw new NestswapError(code, `TUF refresh from ${url}: ${(err as Error).message}`, { cause: err });
+      }
     }
     // tuf-js verified and persisted the chain: keep our copy of the newest root
     const local = join(this.metaDir, 'root.json');

@@ -1,9 +1,9 @@
 /** `nestswap keys init | rotate`: the operator's TUF keys and root (docs/signing.md). */
-import { parse, printJson } from '../../agent/commands/common.js';
+import { parse, printJson } from '../../runtime/node/cli.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { initKeyDir, rotateRoot, type RoleSetup } from '../tuf/keydir.js';
 import { ROLES, type RoleName } from '../tuf/keys.js';
-import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';
+import { ADMIN_OPTIONS, adminClient } from './shared.js';
 import { readFileSync } from 'node:fs';
 
 const HELP = `Usage:
@@ -49,10 +49,10 @@ export async function run(argv: string[]): Promise<number> {
     const replace = (v.replace ?? []) as RoleName[];
     for (const role of replace) if (!ROLES.includes(role)) throw new NestswapError('ERR_USAGE', `--replace takes one of ${ROLES.join(', ')} (got '${role}').`);
     const r = rotateRoot(v.keys, { replace, roles: setups(v.threshold), ...(days ? { rootExpiresDays: days } : {}) });
-    const uploaded = v.registry || process.env.NESTSWAP_REGISTRY ? await withApiErrors(async () => (await adminClient(v).putTufMetadata('root', readFileSync(r.rootFile, 'utf8')), 0)) : undefined;
-    if (uploaded === 1) return 1;
-    if (v.json) printJson({ ...r, uploaded: uploaded === 0 });
-    else process.stdout.write(`root version ${r.rootVersion} in ${r.rootFile}${uploaded === 0 ? ', uploaded' : ' (upload: keys rotate ... --registry URL --token T, or restart the registry with --keys)'}\n`);
+    const upload = v.registry || process.env.NESTSWAP_REGISTRY;
+    if (upload) await adminClient(v).putTufMetadata('root', readFileSync(r.rootFile, 'utf8'));
+    if (v.json) printJson({ ...r, uploaded: Boolean(upload) });
+    else process.stdout.write(`root version ${r.rootVersion} in ${r.rootFile}${upload ? ', uploaded' : ' (not uploaded: give --registry URL --token T, or restart the registry with --keys)'}\n`);
     return 0;
   }
   throw new NestswapError('ERR_USAGE', `keys needs a subcommand: init or rotate (got '${sub ?? ''}').`);

@@ -5,10 +5,11 @@
 import { resolveSupernetDir } from '../../runtime/node/packages.js';
 import { numberOpt, parse, printJson } from '../../runtime/node/cli.js';
 import { NestswapError } from '../../runtime/errors.js';
+import { progress } from '../../runtime/node/progress.js';
 import { signPackageTargets } from '../tuf/publisher.js';
-import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';
+import { ADMIN_OPTIONS, adminClient } from './shared.js';
 
-const HELP = `Usage: nestswap publish <package-dir|family> --registry URL --token T [--sign-targets KEYFILE]... [--targets-expires-days 365] [--json]
+const HELP = `Usage: nestswap publish <package-dir|family> --registry URL --token T [--sign-targets KEYFILE]... [--targets-expires-days 365] [--timeout-ms MS] [--json]
 
 --sign-targets KEYFILE  sign the package's TUF targets with this targets key (repeat for a threshold
                         above 1); without it the registry signs them only if it runs --online-targets.`;
@@ -22,14 +23,13 @@ export async function run(argv: string[]): Promise<number> {
   const client = adminClient(a.values);
   const keyFiles = a.values['sign-targets'] ?? [];
   const expiresDays = numberOpt(a.values['targets-expires-days'], '--targets-expires-days');
-  return withApiErrors(async () => {
-    const r = await client.publishDir(dir);
-    const signed = keyFiles.length ? await signPackageTargets(client, dir, keyFiles, expiresDays === undefined ? {} : { expiresDays }) : undefined;
-    if (a.values.json) printJson(signed ? { ...r, targets: signed } : r);
-    else {
-      process.stdout.write(`${r.created ? 'published' : 'already published'} ${r.name}@${r.version} (${r.files} files, manifest ${r.manifestSha256.slice(0, 12)})\n`);
-      if (signed) process.stdout.write(`${signed.signed ? 'signed' : 'already signed'}: targets version ${signed.targetsVersion}, ${r.name} seq ${signed.seq}\n`);
-    }
-    return 0;
-  });
+  const bar = progress('uploading', { json: a.values.json, unit: 'bytes' });
+  const r = await client.publishDir(dir, bar.active ? (sent, total) => bar.update(sent, total) : undefined).finally(() => bar.end());
+  const signed = keyFiles.length ? await signPackageTargets(client, dir, keyFiles, expiresDays === undefined ? {} : { expiresDays }) : undefined;
+  if (a.values.json) printJson(signed ? { ...r, targets: signed } : r);
+  else {
+    process.stdout.write(`${r.created ? 'published' : 'already published'} ${r.name}@${r.version} (${r.files} files, manifest ${r.manifestSha256.slice(0, 12)})\n`);
+    if (signed) process.stdout.write(`${signed.signed ? 'signed' : 'already signed'}: targets version ${signed.targetsVersion}, ${r.name} seq ${signed.seq}\n`);
+  }
+  return 0;
 }

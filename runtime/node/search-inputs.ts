@@ -16,18 +16,11 @@ import {
 } from '../latency-table.js';
 import { encoderForPredictor, onnxAccuracyPredictor, type AccuracyPredictor } from '../search/predictors.js';
 import type { ArchEncoder, Space } from '../space.js';
-import type { Arch } from '../arch.js';
+import { searchInputsFor, type SearchInputs } from '../search/inputs.js';
 import type { SupernetPackage } from '../package.js';
-import { checkProfileFor, profileLatencyPredictor, profileMemoryPredictor, type Profile } from '../profile.js';
-import { flatMemoryPredictor, staticMemoryModel, type LatencyPredictor, type MemoryPredictor } from '../search/efficiency.js';
+import type { Profile } from '../profile.js';
 
-/** What a search needs, however it was obtained (files, or a supernet package + device profile). */
-export interface SearchInputs {
-  arch: Arch;
-  predictor: AccuracyPredictor;
-  encoder: ArchEncoder;
-  efficiency: { latency?: LatencyPredictor; memory?: MemoryPredictor };
-}
+export type { SearchInputs } from '../search/inputs.js';
 
 /** Reads every `<r>_lookup_table.yaml` of a directory. */
 export async function readLatencyTableDir(dir: string): Promise<Map<number, LatencyTable>> {
@@ -96,14 +89,5 @@ export async function packageSearchInputs(pkg: SupernetPackage, profile?: Profil
   const bytes = predictorFile ?? pkg.fileByRole('accuracy-predictor');
   if (!bytes)
     throw new NestswapError('ERR_PREDICTOR_INVALID', `Package ${pkg.name} has no accuracy predictor (a file with role 'accuracy-predictor'); give one with --accuracy-predictor.`);
-  const { predictor, encoder } = await loadOnnxAccuracyPredictor(bytes, pkg.space);
-  const efficiency: SearchInputs['efficiency'] = {};
-  if (profile) {
-    checkProfileFor(profile, pkg);
-    efficiency.latency = profileLatencyPredictor(profile);
-    const memory = profileMemoryPredictor(profile);
-    if (memory) efficiency.memory = memory;
-  }
-  if (!efficiency.memory) efficiency.memory = flatMemoryPredictor(staticMemoryModel(pkg.arch, pkg.space.image_size_list));
-  return { arch: pkg.arch, predictor, encoder, efficiency };
+  return searchInputsFor(pkg, await loadOnnxAccuracyPredictor(bytes, pkg.space), profile);
 }

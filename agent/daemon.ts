@@ -36,6 +36,7 @@ import { validateUserBudget, type AgentHandle, type Selector, type SubnetChoice 
 import { systemSensors, type Sensors } from './monitor.js';
 import type { PolicyOptions, Prediction, UserBudget } from './policy.js';
 import { diskStatsStore } from './stats-store.js';
+import { VERSION } from '../runtime/node/version.js';
 
 export type { BudgetState, DaemonInferResult, DaemonStatus, Selector, SubnetChoice, Telemetry } from './core/types.js';
 export { validateUserBudget } from './core/types.js';
@@ -60,7 +61,7 @@ export interface DaemonOptions {
    * loads the optimised graph (about half a raw session creation) and swaps; the builder ends after
    * 30 s without work. 'worker' hosts the sessions themselves in two worker threads; the worker that
    * will serve the next subnet builds, loads, warms and checks it while the other serves, so no
-   * swap step runs here, but each request then crosses a thread (bench/swap figures for both in the README).
+   * swap step runs here, but each request then crosses a thread (bench/swap figures for both: docs/benchmarks.md#hot-swap).
    */
   sessionHost?: 'main' | 'worker';
   /** sessionHost 'main': build candidates on this thread too (no builder worker; default false) */
@@ -294,6 +295,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const monOpts = opts.monitor ?? {};
   const { sensors: monSensors, ...monitorRest } = monOpts;
   const core = await startAgentCore({
+    version: VERSION,
     pkg,
     budget: opts.budget,
     selector,

@@ -7,10 +7,11 @@
  * Data directory layout (all writes are temp file + rename):
  *   identity.json                       { registry, deviceId, token }  (mode 0600)
  *   packages/<name>/<version>/          complete, verified packages only
- *   packages/<name>/current.json        { version, manifestSha256 } of the package in use
+ *   packages/<name>/current.json        { version, manifestSha256, seq? } of the package in use (seq: signed, TUF)
  *   packages/.staging/<manifestSha256>/ downloads in progress (`<file>.part`, resumed with Range)
  *   telemetry.jsonl + telemetry.ack     queued events and the highest seq the registry acknowledged
  *   commands.json                       outcomes of recently handled commands (re-acked, never re-run)
+ *   tuf/                                TUF metadata (agent/tuf-client.ts), when signatures are on
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -22,11 +23,15 @@ import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { isAbort, readCappedJson } from '../runtime/bounded.js';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
+import { withDeadline } from '../runtime/net.js';
 import { assertName, assertRelativePath, assertVersion, checkSegment } from '../runtime/names.js';
 import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
 import { crashPoint } from '../runtime/node/crash.js';
 import { streamToPart } from './download.js';
+import type { TufClient } from './tuf-client.js';
+import { hashedTargetPath, packagesIn, targetPath, TUF_TARGETS_PATH, type PackageTarget, type TargetJson } from '../runtime/tuf-layout.js';
+import { checkManifestFormat, parseManifest } from '../runtime/package.js';
 import type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
@@ -56,11 +61,14 @@ export interface CachedPackage {
   manifestSha256: string;
   /** false when the package came from the cache without downloading */
   downloaded: boolean;
+  /** the signed publish order of this version (TUF); a lower one is never installed over it */
+  seq?: number;
 }
 
 export type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 
 export interface RegistryClientOptions {
+  /** one registry URL, or several comma-separated (replicas without a load balancer): tried in order */
   url: string;
   dataDir: string;
   logger?: Logger;
@@ -72,6 +80,8 @@ export interface RegistryClientOptions {
   maxQueued?: number;
   /** bounds on what the registry may send (defaults in DEFAULT_LIMITS) */
   limits?: Partial<DownloadLimits>;
+  /** verify every package with TUF (agent/tuf-client.ts); without it packages are checked against the registry's own digests only */
+  tuf?: TufClient;
 }
 
 export interface DownloadLimits {
@@ -111,8 +121,20 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
   return Math.round(rand() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30)));
 }
 
+/** The registry URLs of a `--registry` value: comma-separated, trailing slashes dropped, duplicates removed. */
+export function registryUrls(value: string): string[] {
+  const urls = [...new Set(value.split(',').map((u) => u.trim().replace(/\/+$/, '')).filter((u) => u !== ''))];
+  for (const u of urls) if (!/^https?:\/\/[^/]/.test(u)) throw new NestswapError('ERR_USAGE', `--registry takes http(s) URLs, comma-separated (got '${u}').`);
+  if (!urls.length) throw new NestswapError('ERR_USAGE', '--registry needs at least one URL.');
+  return urls;
+}
+
 export class RegistryClient extends EventEmitter {
+  /** every URL this client may use, comma-separated (what the identity file remembers) */
   readonly url: string;
+  readonly urls: readonly string[];
+  /** index into `urls` of the replica in use: moves on when one cannot be reached */
+  private current = 0;
   private readonly log: Logger;
   private ws: WebSocket | undefined;
   private stopped = false;
@@ -136,7 +158,8 @@ export class RegistryClient extends EventEmitter {
 
   constructor(private readonly opts: RegistryClientOptions) {
     super();
-    this.url = opts.url.replace(/\/+$/, '');
+    this.urls = registryUrls(opts.url);
+    this.url = this.urls.join(',');
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.baseMs = opts.backoff?.baseMs ?? 500;
     this.maxMs = opts.backoff?.maxMs ?? 30_000;
@@ -160,7 +183,9 @@ export class RegistryClient extends EventEmitter {
     if (!existsSync(f)) return undefined;
     try {
       const id = JSON.parse(readFileSync(f, 'utf8')) as Identity;
-      return id.registry === this.url && typeof id.token === 'string' && typeof id.deviceId === 'string' ? id : undefined;
+      // enrolled through any of these URLs: the same registry (replicas share one database)
+      const same = id.registry === this.url || String(id.registry).split(',').some((u) => this.urls.includes(u));
+      return same && typeof id.token === 'string' && typeof id.deviceId === 'string' ? id : undefined;
     } catch {
       return undefined;
     }
@@ -172,12 +197,44 @@ export class RegistryClient extends EventEmitter {
     return id.token;
   }
 
+  /** The registry URL in use. */
+  get base(): string {
+    return this.urls[this.current]!;
+  }
+
+  /**
+   * `fn` against the replica in use, under the registry deadline; when that replica gives no HTTP
+   * answer at all (ERR_REGISTRY_UNREACHABLE), the next URL in order is tried, each once. An HTTP
+   * answer, even an error, comes from a live registry and is returned as it is.
+   */
+  private async onAny<T>(fn: (base: string, signal: AbortSignal) => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (let i = 0; i < this.urls.length; i++) {
+      const base = this.base;
+      try {
+        return await withDeadline({ url: base }, (signal) => fn(base, signal));
+      } catch (err) {
+        if (!isNestswapError(err) || err.code !== 'ERR_REGISTRY_UNREACHABLE' || this.urls.length === 1) throw err;
+        last = err;
+        this.log.warn({ registry: base, err: err.message }, 'registry unreachable: trying the next URL');
+        this.current = (this.current + 1) % this.urls.length;
+      }
+    }
+    throw last;
+  }
+
+  /**
+   * One request. Its deadline is the caller's signal (downloads, metadata: ERR_DOWNLOAD_TIMEOUT when it
+   * fires), else the registry deadline (NESTSWAP_REGISTRY_TIMEOUT_MS); a request that gets no answer is
+   * ERR_REGISTRY_UNREACHABLE naming the cause (runtime/net.ts), after every URL was tried.
+   */
   private async call(path: string, init: RequestInit = {}, what = path): Promise<Response> {
+    const own = init.signal ?? undefined;
+    const headers = { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) };
     try {
-      const res = await fetch(`${this.url}${path}`, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
-      return await checkResponse(res, what);
+      return await this.onAny(async (base, signal) => checkResponse(await fetch(`${base}${path}`, { ...init, signal: own ?? signal, headers }), what));
     } catch (err) {
-      if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
+      if (own?.aborted || (!isNestswapError(err) && isAbort(err))) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
       throw err;
     }
   }
@@ -186,13 +243,16 @@ export class RegistryClient extends EventEmitter {
   async enroll(enrollToken: string, body: EnrollBody): Promise<Identity> {
     const saved = this.identity();
     if (saved) return saved;
-    const res = await fetch(`${this.url}/v1/devices/enroll`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+    const r = await this.onAny(async (base, signal) => {
+      const res = await fetch(`${base}/v1/devices/enroll`, {
+        method: 'POST',
+        signal,
+        headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      await checkResponse(res, 'enroll');
+      return EnrollResult.parse(await res.json());
     });
-    await checkResponse(res, 'enroll');
-    const r = EnrollResult.parse(await res.json());
     const id: Identity = { registry: this.url, deviceId: r.deviceId, token: r.token };
     writeAtomic(this.path('identity.json'), JSON.stringify(id), 0o600);
     chmodSync(this.path('identity.json'), 0o600);
@@ -208,9 +268,10 @@ export class RegistryClient extends EventEmitter {
     const f = this.path('packages', name, 'current.json');
     if (!existsSync(f)) return undefined;
     try {
-      const c = JSON.parse(readFileSync(f, 'utf8')) as { version: string; manifestSha256: string };
+      const c = JSON.parse(readFileSync(f, 'utf8')) as { version: string; manifestSha256: string; seq?: number };
       const dir = resolveInside(this.opts.dataDir, 'packages', name, c.version);
-      return existsSync(join(dir, 'manifest.json')) ? { dir, name, version: c.version, manifestSha256: c.manifestSha256, downloaded: false } : undefined;
+      if (!existsSync(join(dir, 'manifest.json'))) return undefined;
+      return { dir, name, version: c.version, manifestSha256: c.manifestSha256, downloaded: false, ...(typeof c.seq === 'number' ? { seq: c.seq } : {}) };
     } catch {
       return undefined;
     }
@@ -255,10 +316,13 @@ export class RegistryClient extends EventEmitter {
    * sha256) and renamed into place only when complete. Every name, version and path from the
    * registry is validated and resolved inside the data directory first.
    */
-  async ensurePackage(name: string, version = 'latest'): Promise<CachedPackage> {
+  async ensurePackage(name: string, version = 'latest', onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<CachedPackage> {
     assertName(name);
     if (version !== 'latest') assertVersion(version);
+    if (this.opts.tuf) return this.ensureSignedPackage(this.opts.tuf, name, version);
     const info = await this.versionInfo(name, version);
+    // a package in a format this agent cannot read is refused before anything is downloaded
+    checkManifestFormat(info.manifest, `${name}@${info.version} from ${this.url}`);
     const packages = this.packagesDir();
     const nameDir = resolveInside(packages, name);
     const finalDir = resolveInside(nameDir, info.version);
@@ -271,7 +335,14 @@ export class RegistryClient extends EventEmitter {
       return current?.version === info.version ? { ...current, downloaded: false } : record(false);
     const staging = assertInside(packages, join(packages, STAGING, info.manifestSha256));
     mkdirSync(staging, { recursive: true });
-    for (const f of info.files) await this.downloadFile(staging, f);
+    const total = info.files.reduce((a, f) => a + f.bytes, 0);
+    let before = 0;
+    for (const f of info.files) {
+      const at = before;
+      await this.downloadFile(staging, f, onProgress && ((n) => onProgress(at + n, total)));
+      before += f.bytes;
+      onProgress?.(before, total);
+    }
     mkdirSync(nameDir, { recursive: true });
     crashPoint('package-downloaded');
     // the only delete of a package directory: checked (again, through links) to be inside packages/<name>/
@@ -281,7 +352,67 @@ export class RegistryClient extends EventEmitter {
     return record(true);
   }
 
-  private async downloadFile(dir: string, f: FileInfo): Promise<void> {
+  /**
+   * The package as TUF signs it: after a metadata refresh, the highest signed `seq` for `name` (or
+   * the signed `version`), never lower than the installed one; the manifest and every file are
+   * targets downloaded capped at their signed length and checked against their signed sha256.
+   */
+  private async ensureSignedPackage(tuf: TufClient, name: string, version: string): Promise<CachedPackage> {
+    const targets = await tuf.refresh();
+    const signed = packagesIn(targets, name);
+    const pick = version === 'latest' ? signed[signed.length - 1] : signed.find((p) => p.version === version);
+    if (!pick) throw new NestswapError('ERR_TARGET_UNKNOWN', `The registry's signed targets name no ${version === 'latest' ? 'version' : `version '${version}'`} of '${name}'.`);
+    assertVersion(pick.version, 'the signed targets');
+    if (RESERVED.has(pick.version)) throw new NestswapError('ERR_VERSION_INVALID', `Invalid version in the signed targets: '${pick.version}' is reserved.`);
+    const manifestSha256 = String(pick.manifest.hashes.sha256 ?? '');
+    if (!/^[0-9a-f]{64}$/.test(manifestSha256)) throw new NestswapError('ERR_METADATA_INVALID', `The signed manifest of ${name}@${pick.version} has no sha256.`);
+    const current = this.cachedPackage(name);
+    if (current?.seq !== undefined && pick.seq < current.seq)
+      throw new NestswapError('ERR_PACKAGE_ROLLBACK', `${name}@${pick.version} (signed seq ${pick.seq}) is older than the installed ${current.version} (seq ${current.seq}).`);
+    const packages = this.packagesDir();
+    const nameDir = resolveInside(packages, name);
+    const finalDir = resolveInside(nameDir, pick.version);
+    const record = (downloaded: boolean): CachedPackage => {
+      writeDurable(join(nameDir, 'current.json'), JSON.stringify({ version: pick.version, manifestSha256, seq: pick.seq }));
+      return { dir: finalDir, name, version: pick.version, manifestSha256, downloaded, seq: pick.seq };
+    };
+    if (existsSync(join(finalDir, 'manifest.json')) && (await sha256File(join(finalDir, 'manifest.json'))) === manifestSha256)
+      return current?.version === pick.version && current.seq === pick.seq ? { ...current, downloaded: false } : record(false);
+    const staging = assertInside(packages, join(packages, STAGING, manifestSha256));
+    mkdirSync(staging, { recursive: true });
+    await this.downloadFile(staging, this.targetFile(pick.manifestPath, 'manifest.json', pick.manifest));
+    const manifest = this.signedManifest(staging, name, pick);
+    for (const f of manifest.files) {
+      assertRelativePath(f.path, 'the signed manifest');
+      const t = targets[targetPath(name, pick.version, f.path)];
+      if (!t) throw new NestswapError('ERR_TARGET_UNKNOWN', `${name}@${pick.version}: '${f.path}' is in the signed manifest but not a signed target.`);
+      if (t.length !== f.bytes || t.hashes.sha256 !== f.sha256) throw new NestswapError('ERR_METADATA_MISMATCH', `${name}@${pick.version}: '${f.path}' differs between the signed manifest and its signed target.`);
+    }
+    for (const f of manifest.files) await this.downloadFile(staging, this.targetFile(targetPath(name, pick.version, f.path), f.path, targets[targetPath(name, pick.version, f.path)]!));
+    mkdirSync(nameDir, { recursive: true });
+    crashPoint('package-downloaded');
+    if (existsSync(finalDir)) rmSync(assertInside(nameDir, finalDir), { recursive: true, force: true });
+    renameDurable(staging, finalDir);
+    this.log.info({ supernet: name, version: pick.version, seq: pick.seq }, 'signed package downloaded');
+    return record(true);
+  }
+
+  private targetFile(target: string, path: string, t: TargetJson): FileInfo {
+    const sha256 = String(t.hashes.sha256 ?? '');
+    if (!/^[0-9a-f]{64}$/.test(sha256) || !Number.isSafeInteger(t.length) || t.length < 0 || t.length > this.limits.maxFileBytes)
+      throw new NestswapError('ERR_METADATA_INVALID', `Signed target '${target}' has no usable sha256 or length.`);
+    return { path, role: 'target', bytes: t.length, sha256, url: `${TUF_TARGETS_PATH}/${hashedTargetPath(target, sha256).split('/').map(encodeURIComponent).join('/')}` };
+  }
+
+  /** The downloaded (hash-checked) manifest: for this supernet and version, or wrong software. */
+  private signedManifest(staging: string, name: string, pick: PackageTarget) {
+    const manifest = parseManifest(JSON.parse(readFileSync(join(staging, 'manifest.json'), 'utf8')), `signed ${name}@${pick.version}`);
+    if (manifest.name !== name || manifest.version !== pick.version)
+      throw new NestswapError('ERR_PACKAGE_WRONG_SOFTWARE', `The signed target ${pick.manifestPath} is a package of ${String(manifest.name).slice(0, 80)}@${String(manifest.version).slice(0, 80)}, not ${name}@${pick.version}.`);
+    return manifest;
+  }
+
+  private async downloadFile(dir: string, f: FileInfo, onBytes?: (bytesOfThisFile: number) => void): Promise<void> {
     const { path, bytes, sha256 } = f;
     const done = resolveInside(dir, path);
     mkdirSync(dirname(done), { recursive: true });
@@ -306,7 +437,7 @@ export class RegistryClient extends EventEmitter {
       if (append && (!headers.range || !(res.headers.get('content-range') ?? '').startsWith(`bytes ${have}-`)))
         throw new NestswapError('ERR_PACKAGE_SIZE', `${what}: the registry sent a range that was not asked for.`);
       if (!res.body && bytes > 0) throw new NestswapError('ERR_PACKAGE_MISSING', `Empty response for ${path}.`);
-      size = (append ? have : 0) + (await streamToPart(res, part, append, bytes - (append ? have : 0), what));
+      size = (append ? have : 0) + (await streamToPart(res, part, append, bytes - (append ? have : 0), what, onBytes && ((n) => onBytes((append ? have : 0) + n))));
     } catch (err) {
       if (isNestswapError(err, 'ERR_PACKAGE_SIZE')) rmSync(part, { force: true });
       if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer before the deadline.`, { cause: err });
@@ -434,7 +565,7 @@ export class RegistryClient extends EventEmitter {
 
   private open(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(`${this.url.replace(/^http/, 'ws')}${WS_PATH}`, { headers: { authorization: `Bearer ${this.token()}` }, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(`${this.base.replace(/^http/, 'ws')}${WS_PATH}`, { headers: { authorization: `Bearer ${this.token()}` }, handshakeTimeout: 10_000 });
     this.ws = ws;
     ws.on('open', () => {
       this.attempt = 0;
@@ -473,8 +604,10 @@ export class RegistryClient extends EventEmitter {
       this.inflightUpTo = 0;
       if (was) this.emit('disconnected');
       if (this.stopped) return;
+      // the next URL in order (a replica that went away, or never answered); the same one when there is one
+      this.current = (this.current + 1) % this.urls.length;
       const delay = backoffDelay(this.attempt++, this.baseMs, this.maxMs);
-      this.log.debug({ delay, attempt: this.attempt }, 'reconnecting');
+      this.log.debug({ delay, attempt: this.attempt, registry: this.base }, 'reconnecting');
       this.reconnectTimer = setTimeout(() => this.open(), delay);
     });
   }

@@ -20,9 +20,14 @@ export const ERROR_CODES = [
   'ERR_NOT_FOUND', // 404
   'ERR_CONFLICT', // 409: e.g. the version is already published with other content
   'ERR_PACKAGE_MANIFEST', // 400: manifest invalid or files do not match it
+  'ERR_FORMAT_UNSUPPORTED', // 400: the manifest's format is one this registry does not know (upgrade it)
   'ERR_PACKAGE_DIGEST', // 400: a file's sha256 differs from the manifest
   'ERR_PACKAGE_SIZE', // 400: a file's size differs from the manifest
   'ERR_RANGE', // 416
+  'ERR_TUF_DISABLED', // 404: this registry runs without TUF keys (no --keys)
+  'ERR_TUF_SIGNATURE', // 400: uploaded TUF metadata is not signed by the threshold of its role's keys
+  'ERR_TUF_VERSION', // 409: uploaded TUF metadata is not the next version (another publisher was first: retry)
+  'ERR_TUF_INVALID', // 400: uploaded TUF metadata does not parse or names targets this registry does not hold
   'ERR_NO_PROFILE', // 409: the device (class) has no usable profile yet
   'ERR_PROFILE_INVALID', // 400/409: a profile that cannot drive a search
   'ERR_NO_ACCURACY_PREDICTOR', // 409: the package has no file with role 'accuracy-predictor'
@@ -33,6 +38,7 @@ export const ERROR_CODES = [
   'ERR_NAME_INVALID', // 400: a package name that is not one path segment (^[A-Za-z0-9][A-Za-z0-9._-]*$)
   'ERR_VERSION_INVALID', // 400: a version that is not one path segment
   'ERR_PATH_INVALID', // 400: a file path with '.', '..', an absolute or an invalid segment
+  'ERR_NOT_READY', // 503: GET /readyz while the store cannot be reached
   'ERR_INTERNAL', // 500
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];

@@ -90,7 +90,7 @@ test('bad requests get 4xx with a stable code, and the agent keeps serving', asy
     ['bad JSON', '/v1/infer', '{"input": [1, 2', 'application/json', 400, 'ERR_BAD_JSON'],
     ['NaN in JSON', '/v1/infer', '{"input": [NaN]}', 'application/json', 400, 'ERR_BAD_JSON'],
     ['bad msgpack', '/v1/infer', new Uint8Array([0xc1, 0xc1, 0xc1]), 'application/msgpack', 400, 'ERR_BAD_MSGPACK'],
-    ['wrong content type', '/v1/infer', 'hello', 'text/plain', 415, 'ERR_UNSUPPORTED_MEDIA_TYPE'],
+    ['wrong content type', '/v1/infer', 'hello', 'text/plain', 415, 'ERR_UNSUPPORTED_MEDIA'],
     ['oversized body', '/v1/infer', { inputs: Array.from({ length: 300 }, () => sample()) }, 'application/json', 413, 'ERR_BODY_TOO_LARGE'],
     ['invalid config', '/v1/switch', { ks: [3], e: [3], d: [2], image_size: 12 }, 'application/json', 400, 'ERR_CONFIG_INVALID'],
     ['config not an object', '/v1/switch', [1, 2], 'application/json', 400, 'ERR_CONFIG_INVALID'],

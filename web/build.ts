@@ -4,7 +4,7 @@
  * dashboard.js (the fleet dashboard). onnxruntime-web is not bundled: the agent loads its own files
  * from the registry (/v1/web/ort/), next to the wasm binaries they fetch.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,7 +17,7 @@ function newestSource(dir: string): number {
   for (const f of readdirSync(dir)) {
     const p = join(dir, f);
     const s = statSync(p);
-    t = Math.max(t, s.isDirectory() ? newestSource(p) : f.endsWith('.ts') ? s.mtimeMs : 0);
+    t = Math.max(t, s.isDirectory() ? newestSource(p) : /\.(ts|html)$/.test(f) ? s.mtimeMs : 0);
   }
   return t;
 }
@@ -46,6 +46,10 @@ export async function buildWeb(): Promise<void> {
     // onnxruntime-web comes from the registry's /v1/web/ort/ at run time (web/ort.ts), never from the bundle
     external: ['onnxruntime-web', 'onnxruntime-node'],
   });
+  // the pages travel with the bundle (an installed package has dist/, not web/)
+  mkdirSync(WEB_OUT, { recursive: true });
+  copyFileSync(join(ROOT, 'web', 'index.html'), join(WEB_OUT, 'index.html'));
+  copyFileSync(join(ROOT, 'web', 'dashboard', 'index.html'), join(WEB_OUT, 'dashboard.html'));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await buildWeb();

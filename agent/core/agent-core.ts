@@ -21,6 +21,8 @@ import { validateUserBudget, type AgentHandle, type BudgetState, type Selector, 
 
 export interface AgentCoreOptions {
   pkg: SupernetPackage;
+  /** the software version reported in status() (the host knows it: package.json in Node) */
+  version?: string;
   budget: UserBudget;
   selector: Selector;
   sessions: SessionAdapter;
@@ -288,6 +290,7 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
       const p = a ? choiceOf(a.config).predicted : { latencyMs: null, memoryMB: null, accuracy: null };
       const w = monitor?.last;
       return {
+        version: opts.version ?? null,
         supernet: pkg.name,
         subnet: a ? { id: a.subnetId, config: a.config } : null,
         predicted: { latencyMs: p.latencyMs, accuracy: p.accuracy, memoryMB: p.memoryMB },

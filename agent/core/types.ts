@@ -18,6 +18,8 @@ export interface Selector {
 }
 
 export interface DaemonStatus {
+  /** the software version serving (nestswap's package.json version in Node; null when the host gives none) */
+  version: string | null;
   supernet: string;
   subnet: { id: string; config: SubnetConfig } | null;
   predicted: { latencyMs: number | null; accuracy: number | null; memoryMB: number | null };

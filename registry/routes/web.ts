@@ -15,15 +15,16 @@ import type { RouteModule } from './context.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const WEB_DIST = join(ROOT, 'dist', 'bundle');
-const WEB_SRC = join(ROOT, 'web');
-const ORT_DIST = (() => {
+/** A dependency's dist/ folder, wherever the installation put it. */
+function distOf(pkg: string): string {
   try {
-    return join(dirname(createRequire(import.meta.url).resolve('onnxruntime-web/package.json')), 'dist');
+    return join(dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`)), 'dist');
   } catch {
-    return join(ROOT, 'node_modules', 'onnxruntime-web', 'dist');
+    return join(ROOT, 'node_modules', pkg, 'dist');
   }
-})();
-const UPLOT_DIST = join(ROOT, 'node_modules', 'uplot', 'dist');
+}
+const ORT_DIST = distOf('onnxruntime-web');
+const UPLOT_DIST = distOf('uplot');
 
 /** onnxruntime-web files a page may load: its ESM entry points and the wasm binaries with their glue. */
 const ORT_FILE = /^ort(\.[a-z]+)*\.m?js$|^ort-wasm-simd-threaded(\.[a-z]+)?\.(mjs|wasm)$/;
@@ -46,18 +47,21 @@ function sendStatic(req: Request, res: Response, path: string, type: string, cac
   res.type(type).sendFile(path, { lastModified: true, cacheControl: false });
 }
 
-const page = (name: string) => readFileSync(join(WEB_SRC, name), 'utf8');
 const NO_CACHE = 'no-cache';
+
+function page(res: Response, name: string): void {
+  const path = join(WEB_DIST, name);
+  if (!existsSync(path)) throw new ApiError(404, 'ERR_NOT_FOUND', `Not installed: dist/bundle/${name} (run npm run build).`);
+  res.setHeader('Cache-Control', NO_CACHE);
+  res.type('html').send(readFileSync(path, 'utf8'));
+}
 // versioned by the onnxruntime-web release in the path's package: a week, then revalidated by ETag
 const ORT_CACHE = 'public, max-age=604800';
 
 export const webRoutes: RouteModule = (_ctx, { api, app }) => {
   const web: Router = express.Router();
   web.use(isolate);
-  web.get('/', (_req, res) => {
-    res.setHeader('Cache-Control', NO_CACHE);
-    res.type('html').send(page('index.html'));
-  });
+  web.get('/', (_req, res) => page(res, 'index.html'));
   web.get('/agent.js', (req, res) => sendStatic(req, res, join(WEB_DIST, 'agent.js'), 'text/javascript', NO_CACHE));
   web.get('/dashboard.js', (req, res) => sendStatic(req, res, join(WEB_DIST, 'dashboard.js'), 'text/javascript', NO_CACHE));
   web.get('/uplot.css', (req, res) => sendStatic(req, res, join(UPLOT_DIST, 'uPlot.min.css'), 'text/css', ORT_CACHE));
@@ -67,8 +71,5 @@ export const webRoutes: RouteModule = (_ctx, { api, app }) => {
     sendStatic(req, res, join(ORT_DIST, file), file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript', ORT_CACHE);
   });
   api.use('/web', web);
-  app.get('/dashboard', isolate, (_req, res) => {
-    res.setHeader('Cache-Control', NO_CACHE);
-    res.type('html').send(page('dashboard/index.html'));
-  });
+  app.get('/dashboard', isolate, (_req, res) => page(res, 'dashboard.html'));
 };

@@ -103,7 +103,7 @@ async function assertClassifies(url: string): Promise<void> {
   assert.ok(right >= 85, `${right} of ${labels.length} test images classified right`);
 }
 
-describe('the installed package (npm pack + npm install -g --prefix)', { timeout: 20 * 60_000 }, () => {
+describe('the installed package (npm pack + npm install -g --prefix)', { timeout: 45 * 60_000 }, () => {
   const tmp = tempDir('nestswap-install-');
   // NESTSWAP_TEST_INSTALLED_PREFIX: run the checks on a prefix installed earlier the same way (skips the slow install)
   const reuse = process.env.NESTSWAP_TEST_INSTALLED_PREFIX;

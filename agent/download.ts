@@ -12,7 +12,7 @@ import { declaredLength, isAbort } from '../runtime/bounded.js';
  * moment more than `cap` bytes arrive (the excess is never written); fsyncs before returning.
  * Returns the number of bytes written by this call.
  */
-export async function streamToPart(res: Response, part: string, append: boolean, cap: number, what: string): Promise<number> {
+export async function streamToPart(res: Response, part: string, append: boolean, cap: number, what: string, onBytes?: (written: number) => void): Promise<number> {
   const declared = declaredLength(res);
   if (declared !== undefined && declared > cap) {
     await res.body?.cancel().catch(() => undefined);
@@ -33,6 +33,7 @@ export async function streamToPart(res: Response, part: string, append: boolean,
           }
           await fh.write(value);
           total += value.length;
+          onBytes?.(total);
         }
       } catch (err) {
         if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: the download did not finish before its deadline.`, { cause: err });

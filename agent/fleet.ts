@@ -36,6 +36,8 @@ export interface FleetAgentOptions {
   startAttempts?: number;
   /** when set, run until this signal aborts instead of until SIGINT/SIGTERM (programmatic use) */
   signal?: AbortSignal;
+  /** progress of the package download: bytes done and in all (the CLI's progress line) */
+  onDownloadProgress?: (doneBytes: number, totalBytes: number) => void;
   /** called once serving (programmatic use and tests) */
   onReady?: (a: FleetAgent) => void;
 }
@@ -88,12 +90,12 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   // The registry may be away: a verified cached package is enough to serve.
   let cached: CachedPackage;
   try {
-    cached = await client.ensurePackage(opts.supernet);
+    cached = await client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress);
   } catch (err) {
     const fallback = client.cachedPackage(opts.supernet);
     if (!fallback) {
       if ((err as { status?: number }).status !== undefined) throw err;
-      cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet));
+      cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress));
     } else {
       dlog.warn({ err: (err as Error).message, version: fallback.version }, 'registry unreachable: serving the cached package');
       cached = fallback;

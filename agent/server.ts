@@ -9,7 +9,7 @@
  *   POST   /v1/switch   subnet config (or {config, pin?}); pinned until the budget changes or DELETE
  *   DELETE /v1/switch   unpin
  *   GET    /metrics     Prometheus text
- *   GET    /healthz
+ *   GET    /healthz     liveness (alias /v1/health); GET /readyz: ready, a model is serving
  *
  * Every error is JSON {error: {code, message}} with a 4xx/5xx status; a bad request never stops
  * the agent.
@@ -176,10 +176,17 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
     res.type(d.metrics.contentType).send(await d.metrics.metrics());
   });
 
-  app.get('/healthz', (_req, res) => {
+  // liveness: the process answers; /v1/health is its alias (the registry's older name)
+  const live = (_req: Request, res: Response) => {
+    res.json({ ok: true });
+  };
+  app.get('/healthz', live);
+  app.get('/v1/health', live);
+  // readiness: a model is serving
+  app.get('/readyz', (_req, res) => {
     const s = d.status();
     if (s.subnet) res.json({ ok: true, subnet: s.subnet.id });
-    else res.status(503).json({ error: { code: 'ERR_NOT_READY', message: 'No model is serving.' } });
+    else res.status(503).json({ error: { code: 'ERR_NOT_READY', message: 'No model is serving yet.' } });
   });
 
   app.use((req, _res, next) => next(new HttpError(404, 'ERR_NOT_FOUND', `No route ${req.method} ${req.path}.`)));

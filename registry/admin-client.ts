@@ -64,6 +64,24 @@ export async function packPackageDir(dir: string): Promise<Uint8Array> {
   return packr.pack({ files });
 }
 
+/** `bytes` as a stream of 256 KiB chunks, reporting how many were handed to the connection. */
+function countedStream(bytes: Uint8Array, onProgress: (sent: number, total: number) => void): ReadableStream<Uint8Array> {
+  const CHUNK = 256 * 1024;
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (at >= bytes.length) {
+        controller.close();
+        return;
+      }
+      const end = Math.min(bytes.length, at + CHUNK);
+      controller.enqueue(bytes.subarray(at, end));
+      at = end;
+      onProgress(at, bytes.length);
+    },
+  });
+}
+
 export interface AdminClientOptions {
   /** deadline of one request in ms (default: NESTSWAP_REGISTRY_TIMEOUT_MS or 30 s); a publish gets ten times it */
   timeoutMs?: number | undefined;
@@ -99,22 +117,23 @@ export class AdminClient {
    * bad token before reading an upload and closes the connection, which a client still sending sees as
    * a reset rather than as the refusal.
    */
-  async publishBytes(body: Uint8Array): Promise<PublishResult> {
+  async publishBytes(body: Uint8Array, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<PublishResult> {
     await this.call('GET', '/v1/supernets', 'publish');
     return withDeadline({ url: this.url, timeoutMs: registryTimeoutMs(this.timeoutMs) * 10 }, async (signal) => {
       const res = await fetch(`${this.url}/v1/supernets`, {
         method: 'POST',
         signal,
         headers: { authorization: `Bearer ${this.token}`, 'content-type': MSGPACK_TYPE },
-        body: body as Uint8Array<ArrayBuffer>,
-      });
+        ...(onProgress ? { body: countedStream(body, onProgress), duplex: 'half' } : { body: body as Uint8Array<ArrayBuffer> }),
+      } as RequestInit);
       await checkResponse(res, 'publish');
       return (await res.json()) as PublishResult;
     });
   }
 
-  async publishDir(dir: string): Promise<PublishResult> {
-    return this.publishBytes(await packPackageDir(dir));
+  /** `onProgress` sees the upload's bytes (the body is then streamed in 256 KiB chunks). */
+  async publishDir(dir: string, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<PublishResult> {
+    return this.publishBytes(await packPackageDir(dir), onProgress);
   }
 
   supernets(): Promise<{ supernets: SupernetSummary[] }> {

@@ -34,6 +34,7 @@ export const ERROR_CODES = [
   'ERR_NAME_INVALID', // 400: a package name that is not one path segment (^[A-Za-z0-9][A-Za-z0-9._-]*$)
   'ERR_VERSION_INVALID', // 400: a version that is not one path segment
   'ERR_PATH_INVALID', // 400: a file path with '.', '..', an absolute or an invalid segment
+  'ERR_NOT_READY', // 503: GET /readyz while the store cannot be reached
   'ERR_INTERNAL', // 500
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];

@@ -10,13 +10,16 @@ import { parseArch, scaleMbv3Arch, type Arch } from '../../runtime/arch.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { flatLatencyModel } from '../../runtime/latency-table.js';
 import {
+  autoSearch,
   evolutionSearch,
   exactSearch,
+  islandSearch,
+  sweepSearch,
   FAST_EVOLUTION,
   flatLatencyPredictor,
   flatMemoryPredictor,
-  LinearPredictor,
   OFA_EVOLUTION,
+  probeLinear,
   paretoSearch,
   staticMemoryModel,
   type Budget,
@@ -24,6 +27,7 @@ import {
   type SearchResult,
 } from '../../runtime/search/index.js';
 import { Space } from '../../runtime/space.js';
+import { progress } from '../../runtime/node/progress.js';
 import { loadOnnxAccuracyPredictor, packageSearchInputs, readLatencyTableDir, type SearchInputs } from '../search-inputs.js';
 import { loadSupernet } from '../packages.js';
 import { readProfileFile } from '../profiler.js';
@@ -32,7 +36,7 @@ const HELP = `Usage: nestswap search --supernet <dir|name> [--profile <file>] (-
                        [--accuracy-predictor <file.onnx>] [--seed S] [--json]
        nestswap search --space <name|arch.json> --accuracy-predictor <file.onnx> --latency-table <dir>
                        --latency-ms X [--memory-mb Y] [--macs M] [--pareto] [--seed S] [--width-mult W]
-                       [--method fast|ofa|exact] [--generations N] [--json]
+                       [--method auto|sweep|islands|fast|ofa|exact] [--generations N] [--json]
 
 Finds the subnet with the best predicted accuracy whose predicted latency, memory and MACs all fit
 the budget (or, with --pareto, the accuracy / latency / memory Pareto front under it).
@@ -47,7 +51,10 @@ the budget (or, with --pareto, the accuracy / latency / memory Pareto front unde
   --latency-ms          latency budget in ms (sum of table means)
   --memory-mb           memory budget in MB (static estimate: fp32 weights + peak activations)
   --macs                MACs budget (multiply-accumulates; 300e6 or 300M)
-  --method              fast (default), ofa (OFA's EvolutionFinder settings), exact (linear predictors only)
+  --method              auto (default: exact when the predictor is linear and one additive limit is
+                        set, else sweep), sweep (fast, then every resolution polished), islands (one
+                        population per resolution), fast, ofa (OFA's EvolutionFinder settings),
+                        exact (linear predictors only)
   --generations         override the number of generations
   --seed                random seed (default 0)
   --json                print JSON
@@ -56,9 +63,14 @@ Exit status: 0 found, 1 no subnet fits the budget (ERR_BUDGET_INFEASIBLE) or an 
 
 export type { SearchInputs } from '../search-inputs.js';
 
+export const SEARCH_METHODS = ['auto', 'sweep', 'islands', 'fast', 'ofa', 'exact'] as const;
+export type SearchMethodFlag = (typeof SEARCH_METHODS)[number];
+
 export interface SearchFlags {
   pareto?: boolean;
-  method?: 'fast' | 'ofa' | 'exact';
+  /** --pareto: generations done of the total */
+  onProgress?: (done: number, total: number) => void;
+  method?: SearchMethodFlag;
   seed?: number;
   generations?: number;
 }
@@ -68,13 +80,17 @@ export async function searchWith(inputs: SearchInputs, budget: Budget, flags: Se
   const problem = { arch: inputs.arch, predictor: inputs.predictor, encoder: inputs.encoder, ...inputs.efficiency };
   const seed = flags.seed ?? 0;
   const gens = flags.generations === undefined ? {} : { generations: flags.generations };
-  if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens });
+  if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens, ...(flags.onProgress ? { onProgress: flags.onProgress } : {}) });
   if (flags.method === 'exact') {
-    if (!(inputs.predictor instanceof LinearPredictor))
-      throw new NestswapError('ERR_USAGE', '--method exact needs a linear accuracy predictor; an ONNX predictor is searched with fast or ofa.');
-    return exactSearch({ ...problem, predictor: inputs.predictor }, budget);
+    const { linear, maxError } = await probeLinear(inputs.predictor, inputs.encoder);
+    if (!linear)
+      throw new NestswapError('ERR_USAGE', `--method exact needs a linear accuracy predictor; this one deviates from linear by up to ${maxError.toPrecision(2)} (use auto, sweep, islands, fast or ofa).`);
+    return exactSearch({ ...problem, predictor: linear }, budget);
   }
-  return evolutionSearch(problem, budget, { ...(flags.method === 'ofa' ? OFA_EVOLUTION : FAST_EVOLUTION), seed, ...gens });
+  if (flags.method === 'fast' || flags.method === 'ofa') return evolutionSearch(problem, budget, { ...(flags.method === 'ofa' ? OFA_EVOLUTION : FAST_EVOLUTION), seed, ...gens });
+  if (flags.method === 'islands') return islandSearch(problem, budget, { seed, ...gens });
+  if (flags.method === 'sweep') return sweepSearch(problem, budget, { seed, ...gens });
+  return autoSearch(problem, budget, { seed, ...gens });
 }
 
 const modelsDir = fileURLToPath(new URL('../../../models/', import.meta.url));
@@ -158,8 +174,8 @@ export async function run(argv: string[]): Promise<number> {
   if (v.profile !== undefined && v.supernet === undefined) throw new NestswapError('ERR_USAGE', '--profile needs --supernet.');
   if (!v.space && !v.supernet) throw new NestswapError('ERR_USAGE', 'Missing required option --supernet (or --space).');
   if (!v.supernet && !v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
-  const method = v.method ?? 'fast';
-  if (method !== 'fast' && method !== 'ofa' && method !== 'exact') throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: fast, ofa, exact.`);
+  const method = (v.method ?? 'auto') as SearchMethodFlag;
+  if (!SEARCH_METHODS.includes(method)) throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: ${SEARCH_METHODS.join(', ')}.`);
   const widthMult = num(v['width-mult'], '--width-mult');
   if (widthMult !== undefined && !(widthMult > 0 && Number.isFinite(widthMult))) throw new NestswapError('ERR_USAGE', '--width-mult must be a positive number.');
   const generations = num(v.generations, '--generations');
@@ -175,13 +191,19 @@ export async function run(argv: string[]): Promise<number> {
   if (macs !== undefined) budget.macs = macs;
   if (!v.pareto && Object.keys(budget).length === 0) throw new NestswapError('ERR_USAGE', 'Give a budget: --latency-ms, --memory-mb and/or --macs (or --pareto).');
   if (lat !== undefined && !v['latency-table'] && !v.profile) throw new NestswapError('ERR_USAGE', v.supernet ? '--latency-ms needs --profile <file> (make one with nestswap profile).' : '--latency-ms needs --latency-table <dir>.');
-  const flags: SearchFlags = { seed, method, ...(v.pareto ? { pareto: true } : {}), ...(generations === undefined ? {} : { generations }) };
+  const bar = progress('searching (Pareto)', { json: v.json });
+  const flags: SearchFlags = {
+    seed,
+    method,
+    ...(v.pareto ? { pareto: true, ...(bar.active ? { onProgress: (d: number, t: number) => bar.update(d, t) } : {}) } : {}),
+    ...(generations === undefined ? {} : { generations }),
+  };
 
   if (v.supernet) {
     const pkg = await loadSupernet(v.supernet);
     const profile = v.profile ? await readProfileFile(v.profile) : undefined;
     const inputs = await packageSearchInputs(pkg, profile, v['accuracy-predictor']);
-    const result = await searchWith(inputs, budget, flags);
+    const result = await searchWith(inputs, budget, flags).finally(() => bar.end());
     if (v.json) process.stdout.write(`${JSON.stringify({ supernet: pkg.name, budget, ...result, ...('subnet' in result ? { id: pkg.space.id(result.subnet) } : {}) }, null, 2)}\n`);
     else printHuman(pkg.space, result, budget);
     return 0;
@@ -200,7 +222,7 @@ export async function run(argv: string[]): Promise<number> {
   const efficiency: SearchInputs['efficiency'] = {};
   if (tables) efficiency.latency = flatLatencyPredictor(flatLatencyModel(tables, arch, resolutions));
   if (mem !== undefined || v.pareto) efficiency.memory = flatMemoryPredictor(staticMemoryModel(arch, resolutions));
-  const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags);
+  const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags).finally(() => bar.end());
   if (v.json) process.stdout.write(`${JSON.stringify({ space: arch.family, budget, resolutions, ...result, ...('subnet' in result ? { id: space.id(result.subnet) } : {}) }, null, 2)}\n`);
   else printHuman(space, result, budget);
   return 0;

@@ -14,16 +14,16 @@
  * Every error is JSON {error: {code, message}} with a 4xx/5xx status; a bad request never stops
  * the agent.
  */
-import { existsSync, lstatSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { NestswapError } from '../runtime/errors.js';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { SwapRecord } from '../runtime/hot-swap.js';
 import type { DaemonHandle } from './daemon.js';
 import { errorAnswer, HttpError, inferHandler, zodMessage } from './infer-http.js';
+import { clearSocketPath } from './socket-path.js';
 
 export interface ServerOptions {
   port: number;
@@ -128,13 +128,6 @@ function listen(server: Server, at: { port: number; host: string } | { path: str
   });
 }
 
-/** A stale Unix socket file from an earlier run is removed; any other file at that path is refused. */
-function clearSocketPath(path: string): void {
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new NestswapError('ERR_USAGE', `--socket ${path} exists and is not a socket; refusing to replace it.`);
-  rmSync(path);
-}
-
 /**
  * Serves the API on TCP (and, with `socket`, on a Unix socket too). `POST /v1/infer` is handled on
  * node:http's request before express (agent/infer-http.ts); every other route goes to express.
@@ -146,7 +139,7 @@ export async function startServer(d: DaemonHandle, opts: ServerOptions): Promise
     if (req.method === 'POST' && (req.url === '/v1/infer' || req.url?.startsWith('/v1/infer?'))) infer(req, res);
     else app(req, res);
   };
-  if (opts.socket) clearSocketPath(opts.socket);
+  if (opts.socket) await clearSocketPath(opts.socket);
   const servers: Server[] = [createServer(handler)];
   await listen(servers[0]!, { port: opts.port, host: opts.host ?? '127.0.0.1' });
   if (opts.socket) {

@@ -85,9 +85,10 @@ test('errors on the fast path keep their codes: wrong size, too large, non-finit
   assert.equal((await post({ url: d.url! }, Buffer.from(inputs(1).buffer), { 'content-type': 'application/octet-stream' })).status, 200, 'still serving');
 });
 
-test('--socket refuses to replace a file that is not a socket', async () => {
+test('--socket refuses to replace a file that is not a socket, or a socket in use', async () => {
   const path = join(dir.path, 'not-a-socket');
   writeFileSync(path, 'keep me');
   await assert.rejects(startServer(d, { port: 0, socket: path }), (e) => isNestswapError(e, 'ERR_USAGE'));
   assert.ok(existsSync(path));
+  await assert.rejects(startServer(d, { port: 0, socket }), (e) => isNestswapError(e, 'ERR_USAGE'), 'a live socket is not taken over');
 });

@@ -25,6 +25,7 @@ const COMMANDS: Readonly<Record<string, CommandInfo>> = Object.freeze({
   devices: { summary: 'list the devices enrolled in a registry', load: () => import('../registry/commands/devices.js') },
   query: { summary: 'ask a registry for the best subnet for a device and budget', load: () => import('../registry/commands/query.js') },
   switch: { summary: 'push a subnet or a budget to a device through the registry', load: () => import('../registry/commands/switch.js') },
+  import: { summary: 'import a supernet checkpoint (Once-for-All MobileNetV3 / ProxylessNAS) as a nestswap package', load: () => import('./commands/import.js') },
   'init-model': { summary: 'generate a bundled untrained supernet package (ofa-mbv3-w1.0)', load: () => import('./commands/init-model.js') },
 });
 

@@ -10,7 +10,9 @@ import { pino, type Logger } from 'pino';
 import { NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { serializeProfile } from '../runtime/profile.js';
+import type { SubnetConfig } from '../runtime/space.js';
 import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
+import { loadFleetState, saveFleetState } from './fleet-state.js';
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
 import { backoffDelay, RegistryClient, type CachedPackage, type CommandFrame, type CommandOutcome } from './registry-client.js';
@@ -101,7 +103,10 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   // Loading verifies every digest again: a damaged cache never serves.
   const pkg = await loadPackageDir(cached.dir);
 
-  const budget = validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
+  // an acknowledged budget or pin from the registry outlives restarts (agent/fleet-state.ts)
+  const fleetDir = join(dataDir, 'fleet');
+  const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
+  const budget = state.budget ?? validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
   const daemon = await startDaemon({
     pkg,
     budget,
@@ -111,6 +116,14 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     monitor: { intervalMs: opts.intervalMs ?? 1000 },
     ...(opts.port !== undefined ? { listen: { port: opts.port, host: opts.host ?? '127.0.0.1' } } : {}),
   });
+
+  if (state.pin) {
+    const r = await daemon.switchTo(state.pin, { pin: true });
+    if (r.outcome === 'failed') {
+      dlog.warn({ err: r.error }, 'the pinned subnet cannot be served any more: pin dropped');
+      saveFleetState(fleetDir, { ...state, pin: null });
+    } else dlog.info({ subnet: daemon.status().subnet?.id }, 'pinned subnet restored');
+  }
 
   const offSwap = daemon.on('swap', (r) => {
     const cfg = r.outcome === 'swapped' ? daemon.status().subnet : null;
@@ -125,6 +138,12 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     const record = c.type === 'switch' ? await daemon.switchTo(c.payload.subnet, { pin: true }) : c.type === 'budget' ? await daemon.setBudget(validateUserBudget(c.payload.budget)) : await daemon.unpin();
     if (c.type === 'budget') client.telemetry('budget', { budget: c.payload.budget as Record<string, unknown> });
     const ok = record.outcome !== 'failed';
+    if (ok) {
+      const prev = loadFleetState(fleetDir);
+      const next =
+        c.type === 'switch' ? { ...prev, pin: c.payload.subnet as SubnetConfig } : c.type === 'budget' ? { budget: validateUserBudget(c.payload.budget), pin: null } : { ...prev, pin: null };
+      saveFleetState(fleetDir, { ...next, command: c.id });
+    }
     const s = daemon.status();
     const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq };
     return ok ? { ok, result } : { ok, result, error: record.error ?? { code: 'ERR_SWAP', message: `swap ${record.outcome}` } };

@@ -7,6 +7,7 @@
  *     the device acks them (the agent de-duplicates by command id).
  * Heartbeat: a ping every `heartbeatMs`; a connection that has not answered the previous ping is dropped.
  */
+import { crashPoint } from '../runtime/crash.js';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -126,12 +127,14 @@ export class Hub extends EventEmitter {
         }
         case 'telemetry': {
           const { seq, added } = this.store.ingestTelemetry(conn.deviceId, f.events, (e) => this.applyEvent(conn.deviceId, e));
+          crashPoint('registry-telemetry-stored');
           this.send(conn, { t: 'telemetry-ack', seq });
           if (added > 0) this.emit('telemetry', conn.deviceId, added);
           return;
         }
         case 'ack': {
           const done = this.store.finishCommand(conn.deviceId, f.id, f.ok, f.result, f.error);
+          crashPoint('registry-command-acked');
           if (done) this.emit('command', this.store.command(f.id)!);
           return;
         }

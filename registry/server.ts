@@ -17,6 +17,7 @@ import { ApiError, toApiError, validationError } from './errors.js';
 import { Hub, packr } from './hub.js';
 import { profileDigest, summarizeProfile } from './profiles.js';
 import { assertRelativePath } from '../runtime/names.js';
+import { crashPoint } from '../runtime/crash.js';
 import {
   API_PREFIX,
   CommandBody,
@@ -295,6 +296,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
     }
     const blobs = [{ sha256: manifestSha256, bytes: manifestBytes }, ...manifest.files.map((f) => ({ sha256: f.sha256, bytes: body.files[f.path]! }))];
     const created = store.writeBlobs(blobs);
+    crashPoint('registry-publish-blobs');
     try {
       store.insertVersion({
         name: manifest.name,
@@ -308,6 +310,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
       if (store.version(manifest.name, manifest.version)) throw new ApiError(409, 'ERR_CONFLICT', `${manifest.name}@${manifest.version} was published concurrently.`);
       throw err;
     }
+    crashPoint('registry-publish-stored');
     log.info({ supernet: manifest.name, version: manifest.version, files: blobs.length }, 'published');
     const result: PublishResult = { name: manifest.name, version: manifest.version, manifestSha256, created: true, files: blobs.length };
     res.status(201).json(result);
@@ -447,6 +450,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
       if (v) payload.subnetId = (await queries.package(v)).space.id(payload.subnet as never);
     } else if (body.type === 'budget') payload.budget = body.budget;
     const cmd = store.insertCommand({ id: newId('cmd'), deviceId: d.id, type: body.type, payload });
+    crashPoint('registry-command-stored');
     const done = new Promise<CommandInfo | undefined>((resolve) => {
       if (!body.waitMs) return resolve(undefined);
       const set = waiters.get(cmd.id) ?? new Set();

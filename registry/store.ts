@@ -4,6 +4,7 @@
  * blob path exists only with its full, verified content; rows referencing blobs are inserted in one
  * transaction after the renames, and blobs no row references are removed at startup.
  */
+import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import Database from 'better-sqlite3';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -128,7 +129,8 @@ export class RegistryStore {
     mkdirSync(this.blobDir, { recursive: true });
     this.db = new Database(join(dataDir, 'registry.sqlite'));
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    // FULL: a transaction is on disk when it commits, so what the registry acknowledged survives a power cut too
+    this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
     const db = this.db;
@@ -206,9 +208,9 @@ export class RegistryStore {
         const dest = this.blobPath(b.sha256);
         if (existsSync(dest) && statSync(dest).size === b.bytes.length) continue;
         const tmp = join(this.tmpDir, `${b.sha256}.${process.pid}.${randomBytes(4).toString('hex')}`);
-        writeFileSync(tmp, b.bytes);
+        writeDurable(tmp, b.bytes); // fsynced: the version row that will name it commits after
         mkdirSync(join(this.blobDir, b.sha256.slice(0, 2)), { recursive: true });
-        renameSync(tmp, dest);
+        renameDurable(tmp, dest);
         created.push(b.sha256);
       }
     } catch (err) {

@@ -2,7 +2,8 @@
  * The `nestswap` command line: a thin shell over the programmatic API. Each command lives in
  * agent/commands/<name>.ts (or registry/commands/) and is imported only when used.
  */
-import { isNestswapError } from '../runtime/errors.js';
+import { NestswapError } from '../runtime/errors.js';
+import { debugEnabled, reportError } from './cli-errors.js';
 
 interface CommandInfo {
   summary: string;
@@ -32,39 +33,44 @@ function usage(): string {
   return `Usage: nestswap <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun 'nestswap <command> --help' for a command's options.\n`;
 }
 
+/** `--verbose` anywhere before a `--` turns on stacks for errors (as NESTSWAP_DEBUG=1 does); it is no command's own option. */
+function takeVerbose(argv: string[]): { verbose: boolean; args: string[] } {
+  const end = argv.indexOf('--');
+  const head = end < 0 ? argv : argv.slice(0, end);
+  const args = head.filter((a) => a !== '--verbose');
+  return { verbose: args.length !== head.length, args: end < 0 ? args : [...args, ...argv.slice(end)] };
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(usage());
-    return name ? 0 : 2;
-  }
-  if (name === '--version') {
-    process.stdout.write('0.1.0\n');
-    return 0;
-  }
-  const cmd = COMMANDS[name];
-  if (!cmd) {
-    process.stderr.write(`nestswap: unknown command '${name}'. Should be one of: ${Object.keys(COMMANDS).join(', ')}.\n`);
-    return 2;
-  }
+  const { verbose: v, args } = takeVerbose(argv);
+  const verbose = v || debugEnabled();
+  const onFatal = (err: unknown) => {
+    process.exitCode = reportError(err, verbose);
+    process.exit();
+  };
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
   try {
-    const mod = await cmd.load();
-    return await mod.run(rest);
+    return await dispatch(args);
   } catch (err) {
-    return reportError(err);
+    return reportError(err, verbose);
   }
 }
 
-/** Prints an error for a person (and its code for scripts); returns the exit code. */
-export function reportError(err: unknown): number {
-  if (isNestswapError(err)) {
-    process.stderr.write(`nestswap: ${err.message} [${err.code}]\n`);
-    return err.code === 'ERR_USAGE' ? 2 : 1;
+async function dispatch(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name) throw new NestswapError('ERR_USAGE', "No command given. Run 'nestswap --help' for the commands.");
+  if (name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return 0;
   }
-  if (err instanceof Error && 'code' in err && typeof (err as { code: unknown }).code === 'string' && (err as { code: string }).code.startsWith('ERR_PARSE_ARGS')) {
-    process.stderr.write(`nestswap: ${err.message} [ERR_USAGE]\n`);
-    return 2;
+  if (name === '--version' || name === '-v') {
+    const { VERSION } = await import('../runtime/node/version.js');
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
   }
-  process.stderr.write(`nestswap: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  return 1;
+  const cmd = COMMANDS[name];
+  if (!cmd) throw new NestswapError('ERR_USAGE', `Unknown command '${name}'. Should be one of: ${Object.keys(COMMANDS).join(', ')}.`);
+  const mod = await cmd.load();
+  return mod.run(rest);
 }

@@ -13,7 +13,7 @@ import { crashPoint } from '../runtime/crash.js';
  * moment more than `cap` bytes arrive (the excess is never written); fsyncs before returning.
  * Returns the number of bytes written by this call.
  */
-export async function streamToPart(res: Response, part: string, append: boolean, cap: number, what: string): Promise<number> {
+export async function streamToPart(res: Response, part: string, append: boolean, cap: number, what: string, onBytes?: (written: number) => void): Promise<number> {
   const declared = declaredLength(res);
   if (declared !== undefined && declared > cap) {
     await res.body?.cancel().catch(() => undefined);
@@ -34,6 +34,7 @@ export async function streamToPart(res: Response, part: string, append: boolean,
           }
           await fh.write(value);
           total += value.length;
+          onBytes?.(total);
           crashPoint('download-chunk');
         }
       } catch (err) {

@@ -10,12 +10,13 @@ import { pino, type Logger } from 'pino';
 import { NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { serializeProfile } from '../runtime/profile.js';
-import type { SubnetConfig } from '../runtime/space.js';
 import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
-import { loadFleetState, saveFleetState } from './fleet-state.js';
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
-import { backoffDelay, RegistryClient, type CachedPackage, type CommandFrame, type CommandOutcome } from './registry-client.js';
+import { commandRunner, helloFrame, streamTelemetry, type CommandFrame, type CommandOutcome } from './core/fleet-link.js';
+import { loadFleetState, saveFleetState } from './fleet-state.js';
+import type { SubnetConfig } from '../runtime/space.js';
+import { backoffDelay, RegistryClient, type CachedPackage } from './registry-client.js';
 
 export interface FleetAgentOptions {
   registry: string;
@@ -37,6 +38,8 @@ export interface FleetAgentOptions {
   startAttempts?: number;
   /** when set, run until this signal aborts instead of until SIGINT/SIGTERM (programmatic use) */
   signal?: AbortSignal;
+  /** progress of the package download: bytes done and in all (the CLI's progress line) */
+  onDownloadProgress?: (doneBytes: number, totalBytes: number) => void;
   /** called once serving (programmatic use and tests) */
   onReady?: (a: FleetAgent) => void;
 }
@@ -89,12 +92,12 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   // The registry may be away: a verified cached package is enough to serve.
   let cached: CachedPackage;
   try {
-    cached = await client.ensurePackage(opts.supernet);
+    cached = await client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress);
   } catch (err) {
     const fallback = client.cachedPackage(opts.supernet);
     if (!fallback) {
       if ((err as { status?: number }).status !== undefined) throw err;
-      cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet));
+      cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress));
     } else {
       dlog.warn({ err: (err as Error).message, version: fallback.version }, 'registry unreachable: serving the cached package');
       cached = fallback;
@@ -125,36 +128,19 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     } else dlog.info({ subnet: daemon.status().subnet?.id }, 'pinned subnet restored');
   }
 
-  const offSwap = daemon.on('swap', (r) => {
-    const cfg = r.outcome === 'swapped' ? daemon.status().subnet : null;
-    client.telemetry('swap', { ...r, ...(cfg && cfg.id === r.to ? { subnet: cfg.config, subnetId: cfg.id } : {}) } as unknown as Record<string, unknown>);
-  });
-  const offTelemetry = daemon.on('telemetry', (t) => {
-    client.telemetry('latency', { ...t.window, decision: t.decision, effective: t.effective } as unknown as Record<string, unknown>);
-  });
-
+  const stopTelemetry = streamTelemetry(daemon, (kind, data) => client.telemetry(kind, data));
+  const runCommand = commandRunner(daemon, (kind, data) => client.telemetry(kind, data), dlog);
+  // what a command leaves behind is on disk before its acknowledgement leaves
   const onCommand = async (c: CommandFrame): Promise<CommandOutcome> => {
-    dlog.info({ command: c.id, type: c.type }, 'command');
-    const record = c.type === 'switch' ? await daemon.switchTo(c.payload.subnet, { pin: true }) : c.type === 'budget' ? await daemon.setBudget(validateUserBudget(c.payload.budget)) : await daemon.unpin();
-    if (c.type === 'budget') client.telemetry('budget', { budget: c.payload.budget as Record<string, unknown> });
-    const ok = record.outcome !== 'failed';
-    if (ok) {
+    const outcome = await runCommand(c);
+    if (outcome.ok) {
       const prev = loadFleetState(fleetDir);
-      const next =
-        c.type === 'switch' ? { ...prev, pin: c.payload.subnet as SubnetConfig } : c.type === 'budget' ? { budget: validateUserBudget(c.payload.budget), pin: null } : { ...prev, pin: null };
+      const next = c.type === 'switch' ? { ...prev, pin: c.payload.subnet as SubnetConfig } : c.type === 'budget' ? { budget: validateUserBudget(c.payload.budget), pin: null } : { ...prev, pin: null };
       saveFleetState(fleetDir, { ...next, command: c.id });
     }
-    const s = daemon.status();
-    const result = { outcome: record.outcome, subnetId: s.subnet?.id ?? null, swap: record.seq };
-    return ok ? { ok, result } : { ok, result, error: record.error ?? { code: 'ERR_SWAP', message: `swap ${record.outcome}` } };
+    return outcome;
   };
-  client.connect({
-    onCommand,
-    hello: () => {
-      const s = daemon.status();
-      return { t: 'hello', agent: 'nestswap/0.1.0', subnet: s.subnet?.config ?? null, subnetId: s.subnet?.id ?? null, budget: s.budget };
-    },
-  });
+  client.connect({ onCommand, hello: () => helloFrame(daemon) });
 
   // Profile in the background: serving does not wait for it; the upload retries until it lands.
   let closed = false;
@@ -182,8 +168,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     pkg: cached,
     async close() {
       closed = true;
-      offSwap();
-      offTelemetry();
+      stopTelemetry();
       await client.close();
       await daemon.close();
       await profiling;

@@ -22,11 +22,14 @@ import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { isAbort, readCappedJson } from '../runtime/bounded.js';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
+import { withDeadline } from '../runtime/net.js';
 import { assertName, assertRelativePath, assertVersion, checkSegment } from '../runtime/names.js';
 import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
 import { crashPoint } from '../runtime/crash.js';
 import { streamToPart } from './download.js';
+import { checkManifestFormat } from '../runtime/package.js';
+import type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
   EnrollResult,
@@ -57,14 +60,10 @@ export interface CachedPackage {
   downloaded: boolean;
 }
 
-export type CommandFrame = Extract<RegistryFrame, { t: 'command' }>;
-export interface CommandOutcome {
-  ok: boolean;
-  result?: Record<string, unknown>;
-  error?: { code: string; message: string };
-}
+export type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 
 export interface RegistryClientOptions {
+  /** one registry URL, or several comma-separated (replicas without a load balancer): tried in order */
   url: string;
   dataDir: string;
   logger?: Logger;
@@ -123,8 +122,20 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
   return Math.round(rand() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30)));
 }
 
+/** The registry URLs of a `--registry` value: comma-separated, trailing slashes dropped, duplicates removed. */
+export function registryUrls(value: string): string[] {
+  const urls = [...new Set(value.split(',').map((u) => u.trim().replace(/\/+$/, '')).filter((u) => u !== ''))];
+  for (const u of urls) if (!/^https?:\/\/[^/]/.test(u)) throw new NestswapError('ERR_USAGE', `--registry takes http(s) URLs, comma-separated (got '${u}').`);
+  if (!urls.length) throw new NestswapError('ERR_USAGE', '--registry needs at least one URL.');
+  return urls;
+}
+
 export class RegistryClient extends EventEmitter {
+  /** every URL this client may use, comma-separated (what the identity file remembers) */
   readonly url: string;
+  readonly urls: readonly string[];
+  /** index into `urls` of the replica in use: moves on when one cannot be reached */
+  private current = 0;
   private readonly log: Logger;
   private ws: WebSocket | undefined;
   private stopped = false;
@@ -152,7 +163,8 @@ export class RegistryClient extends EventEmitter {
 
   constructor(private readonly opts: RegistryClientOptions) {
     super();
-    this.url = opts.url.replace(/\/+$/, '');
+    this.urls = registryUrls(opts.url);
+    this.url = this.urls.join(',');
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.baseMs = opts.backoff?.baseMs ?? 500;
     this.maxMs = opts.backoff?.maxMs ?? 30_000;
@@ -176,7 +188,9 @@ export class RegistryClient extends EventEmitter {
     if (!existsSync(f)) return undefined;
     try {
       const id = JSON.parse(readFileSync(f, 'utf8')) as Identity;
-      return id.registry === this.url && typeof id.token === 'string' && typeof id.deviceId === 'string' ? id : undefined;
+      // enrolled through any of these URLs: the same registry (replicas share one database)
+      const same = id.registry === this.url || String(id.registry).split(',').some((u) => this.urls.includes(u));
+      return same && typeof id.token === 'string' && typeof id.deviceId === 'string' ? id : undefined;
     } catch {
       return undefined;
     }
@@ -188,12 +202,44 @@ export class RegistryClient extends EventEmitter {
     return id.token;
   }
 
+  /** The registry URL in use. */
+  get base(): string {
+    return this.urls[this.current]!;
+  }
+
+  /**
+   * `fn` against the replica in use, under the registry deadline; when that replica gives no HTTP
+   * answer at all (ERR_REGISTRY_UNREACHABLE), the next URL in order is tried, each once. An HTTP
+   * answer, even an error, comes from a live registry and is returned as it is.
+   */
+  private async onAny<T>(fn: (base: string, signal: AbortSignal) => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (let i = 0; i < this.urls.length; i++) {
+      const base = this.base;
+      try {
+        return await withDeadline({ url: base }, (signal) => fn(base, signal));
+      } catch (err) {
+        if (!isNestswapError(err) || err.code !== 'ERR_REGISTRY_UNREACHABLE' || this.urls.length === 1) throw err;
+        last = err;
+        this.log.warn({ registry: base, err: err.message }, 'registry unreachable: trying the next URL');
+        this.current = (this.current + 1) % this.urls.length;
+      }
+    }
+    throw last;
+  }
+
+  /**
+   * One request. Its deadline is the caller's signal (downloads, metadata: ERR_DOWNLOAD_TIMEOUT when it
+   * fires), else the registry deadline (NESTSWAP_REGISTRY_TIMEOUT_MS); a request that gets no answer is
+   * ERR_REGISTRY_UNREACHABLE naming the cause (runtime/net.ts), after every URL was tried.
+   */
   private async call(path: string, init: RequestInit = {}, what = path): Promise<Response> {
+    const own = init.signal ?? undefined;
+    const headers = { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) };
     try {
-      const res = await fetch(`${this.url}${path}`, { ...init, headers: { authorization: `Bearer ${this.token()}`, ...(init.headers as Record<string, string>) } });
-      return await checkResponse(res, what);
+      return await this.onAny(async (base, signal) => checkResponse(await fetch(`${base}${path}`, { ...init, signal: own ?? signal, headers }), what));
     } catch (err) {
-      if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
+      if (own?.aborted || (!isNestswapError(err) && isAbort(err))) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer from the registry before the deadline.`, { cause: err });
       throw err;
     }
   }
@@ -202,13 +248,16 @@ export class RegistryClient extends EventEmitter {
   async enroll(enrollToken: string, body: EnrollBody): Promise<Identity> {
     const saved = this.identity();
     if (saved) return saved;
-    const res = await fetch(`${this.url}/v1/devices/enroll`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+    const r = await this.onAny(async (base, signal) => {
+      const res = await fetch(`${base}/v1/devices/enroll`, {
+        method: 'POST',
+        signal,
+        headers: { authorization: `Bearer ${enrollToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      await checkResponse(res, 'enroll');
+      return EnrollResult.parse(await res.json());
     });
-    await checkResponse(res, 'enroll');
-    const r = EnrollResult.parse(await res.json());
     const id: Identity = { registry: this.url, deviceId: r.deviceId, token: r.token };
     writeAtomic(this.path('identity.json'), JSON.stringify(id), { mode: 0o600, crashPoint: 'identity-write' });
     chmodSync(this.path('identity.json'), 0o600);
@@ -271,10 +320,12 @@ export class RegistryClient extends EventEmitter {
    * sha256) and renamed into place only when complete. Every name, version and path from the
    * registry is validated and resolved inside the data directory first.
    */
-  async ensurePackage(name: string, version = 'latest'): Promise<CachedPackage> {
+  async ensurePackage(name: string, version = 'latest', onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<CachedPackage> {
     assertName(name);
     if (version !== 'latest') assertVersion(version);
     const info = await this.versionInfo(name, version);
+    // a package in a format this agent cannot read is refused before anything is downloaded
+    checkManifestFormat(info.manifest, `${name}@${info.version} from ${this.url}`);
     const packages = this.packagesDir();
     const nameDir = resolveInside(packages, name);
     const finalDir = resolveInside(nameDir, info.version);
@@ -287,7 +338,14 @@ export class RegistryClient extends EventEmitter {
       return current?.version === info.version ? { ...current, downloaded: false } : record(false);
     const staging = assertInside(packages, join(packages, STAGING, info.manifestSha256));
     mkdirSync(staging, { recursive: true });
-    for (const f of info.files) await this.downloadFile(staging, f);
+    const total = info.files.reduce((a, f) => a + f.bytes, 0);
+    let before = 0;
+    for (const f of info.files) {
+      const at = before;
+      await this.downloadFile(staging, f, onProgress && ((n) => onProgress(at + n, total)));
+      before += f.bytes;
+      onProgress?.(before, total);
+    }
     mkdirSync(nameDir, { recursive: true });
     crashPoint('package-downloaded');
     // the only delete of a package directory: checked (again, through links) to be inside packages/<name>/
@@ -297,7 +355,7 @@ export class RegistryClient extends EventEmitter {
     return record(true);
   }
 
-  private async downloadFile(dir: string, f: FileInfo): Promise<void> {
+  private async downloadFile(dir: string, f: FileInfo, onBytes?: (bytesOfThisFile: number) => void): Promise<void> {
     const { path, bytes, sha256 } = f;
     const done = resolveInside(dir, path);
     mkdirSync(dirname(done), { recursive: true });
@@ -322,7 +380,7 @@ export class RegistryClient extends EventEmitter {
       if (append && (!headers.range || !(res.headers.get('content-range') ?? '').startsWith(`bytes ${have}-`)))
         throw new NestswapError('ERR_PACKAGE_SIZE', `${what}: the registry sent a range that was not asked for.`);
       if (!res.body && bytes > 0) throw new NestswapError('ERR_PACKAGE_MISSING', `Empty response for ${path}.`);
-      size = (append ? have : 0) + (await streamToPart(res, part, append, bytes - (append ? have : 0), what));
+      size = (append ? have : 0) + (await streamToPart(res, part, append, bytes - (append ? have : 0), what, onBytes && ((n) => onBytes((append ? have : 0) + n))));
     } catch (err) {
       if (isNestswapError(err, 'ERR_PACKAGE_SIZE')) rmSync(part, { force: true });
       if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: no answer before the deadline.`, { cause: err });
@@ -484,7 +542,7 @@ export class RegistryClient extends EventEmitter {
 
   private open(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(`${this.url.replace(/^http/, 'ws')}${WS_PATH}`, { headers: { authorization: `Bearer ${this.token()}` }, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(`${this.base.replace(/^http/, 'ws')}${WS_PATH}`, { headers: { authorization: `Bearer ${this.token()}` }, handshakeTimeout: 10_000 });
     this.ws = ws;
     ws.on('open', () => {
       this.attempt = 0;
@@ -523,8 +581,10 @@ export class RegistryClient extends EventEmitter {
       this.inflightUpTo = 0;
       if (was) this.emit('disconnected');
       if (this.stopped) return;
+      // the next URL in order (a replica that went away, or never answered); the same one when there is one
+      this.current = (this.current + 1) % this.urls.length;
       const delay = backoffDelay(this.attempt++, this.baseMs, this.maxMs);
-      this.log.debug({ delay, attempt: this.attempt }, 'reconnecting');
+      this.log.debug({ delay, attempt: this.attempt, registry: this.base }, 'reconnecting');
       this.reconnectTimer = setTimeout(() => this.open(), delay);
     });
   }

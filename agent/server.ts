@@ -9,7 +9,7 @@
  *   POST   /v1/switch   subnet config (or {config, pin?}); pinned until the budget changes or DELETE
  *   DELETE /v1/switch   unpin
  *   GET    /metrics     Prometheus text
- *   GET    /healthz
+ *   GET    /healthz     liveness (alias /v1/health); GET /readyz: ready, a model is serving
  *
  * Every error is JSON {error: {code, message}} with a 4xx/5xx status; a bad request never stops
  * the agent.
@@ -131,7 +131,7 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
         throw new HttpError(400, 'ERR_BAD_MSGPACK', 'Body is not valid msgpack.');
       }
       batch = toBatch(body, per);
-    } else throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Type '${req.get('content-type') ?? ''}' is not supported; use application/json, application/octet-stream or application/msgpack.`);
+    } else throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', `Content-Type '${req.get('content-type') ?? ''}' is not supported; use application/json, application/octet-stream or application/msgpack.`);
     checkFinite(batch.data);
     const r = await d.infer(batch.data, batch.batch);
     const rows: number[][] = [];
@@ -145,18 +145,20 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
   });
 
   app.put('/v1/budget', async (req, res) => {
-    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Send the budget as application/json.');
+    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', 'Send the budget as application/json.');
     const r = BudgetBody.safeParse(req.body);
     if (!r.success) throw new HttpError(400, 'ERR_BUDGET_INVALID', zodMessage(r.error));
     const b: { latencyMs?: number; memoryMB?: number } = {};
     if (r.data.latencyMs !== undefined) b.latencyMs = r.data.latencyMs;
     if (r.data.memoryMB !== undefined) b.memoryMB = r.data.memoryMB;
+    // accepted whether or not it can be met right now (budgetState says); ERR_BUDGET_INFEASIBLE (422) when never
     const swap = await d.setBudget(b);
-    res.status(swapStatus(swap)).json({ budget: d.status().budget, swap });
+    const s = d.status();
+    res.json({ budget: s.budget, effectiveBudget: s.effectiveBudget, budgetState: s.budgetState, swap });
   });
 
   app.post('/v1/switch', async (req, res) => {
-    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Send the subnet config as application/json.');
+    if (!req.is('application/json')) throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', 'Send the subnet config as application/json.');
     // either a bare config or {config, pin}
     const wrapped = SwitchBody.safeParse(req.body);
     const cfg = wrapped.success ? wrapped.data.config : req.body;
@@ -174,10 +176,17 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
     res.type(d.metrics.contentType).send(await d.metrics.metrics());
   });
 
-  app.get('/healthz', (_req, res) => {
+  // liveness: the process answers; /v1/health is its alias (the registry's older name)
+  const live = (_req: Request, res: Response) => {
+    res.json({ ok: true });
+  };
+  app.get('/healthz', live);
+  app.get('/v1/health', live);
+  // readiness: a model is serving
+  app.get('/readyz', (_req, res) => {
     const s = d.status();
     if (s.subnet) res.json({ ok: true, subnet: s.subnet.id });
-    else res.status(503).json({ error: { code: 'ERR_NOT_READY', message: 'No model is serving.' } });
+    else res.status(503).json({ error: { code: 'ERR_NOT_READY', message: 'No model is serving yet.' } });
   });
 
   app.use((req, _res, next) => next(new HttpError(404, 'ERR_NOT_FOUND', `No route ${req.method} ${req.path}.`)));
@@ -187,12 +196,14 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
     let status = 500;
     let code = 'ERR_INTERNAL';
     let message = 'Internal error.';
+    let details: unknown;
     const e = err as { type?: string; status?: number; message?: string };
     if (err instanceof HttpError) ({ status, code, message } = err);
     else if (isNestswapError(err)) {
       code = err.code;
       message = err.message;
-      status = code === 'ERR_SWAP' ? 503 : code === 'ERR_HEALTH_CHECK' ? 422 : 400;
+      status = code === 'ERR_SWAP' ? 503 : code === 'ERR_HEALTH_CHECK' || code === 'ERR_BUDGET_INFEASIBLE' ? 422 : 400;
+      if (code === 'ERR_BUDGET_INFEASIBLE') details = err.details; // the cheapest prediction: what the client can ask for
     } else if (e?.type === 'entity.too.large') {
       status = 413;
       code = 'ERR_BODY_TOO_LARGE';
@@ -207,7 +218,7 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
       message = e.message ?? 'Bad request.';
     }
     if (status >= 500) log?.error({ err }, 'request failed');
-    res.status(status).json({ error: { code, message } });
+    res.status(status).json({ error: { code, message, ...(details !== undefined ? { details } : {}) } });
   });
   return app;
 }

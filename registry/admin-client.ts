@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { readCappedJson } from '../runtime/bounded.js';
 import { parseManifest } from '../runtime/package.js';
+import { registryTimeoutMs, withDeadline } from '../runtime/net.js';
 import {
   MSGPACK_TYPE,
   type CommandBody,
@@ -63,37 +64,76 @@ export async function packPackageDir(dir: string): Promise<Uint8Array> {
   return packr.pack({ files });
 }
 
+/** `bytes` as a stream of 256 KiB chunks, reporting how many were handed to the connection. */
+function countedStream(bytes: Uint8Array, onProgress: (sent: number, total: number) => void): ReadableStream<Uint8Array> {
+  const CHUNK = 256 * 1024;
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (at >= bytes.length) {
+        controller.close();
+        return;
+      }
+      const end = Math.min(bytes.length, at + CHUNK);
+      controller.enqueue(bytes.subarray(at, end));
+      at = end;
+      onProgress(at, bytes.length);
+    },
+  });
+}
+
+export interface AdminClientOptions {
+  /** deadline of one request in ms (default: NESTSWAP_REGISTRY_TIMEOUT_MS or 30 s); a publish gets ten times it */
+  timeoutMs?: number | undefined;
+}
+
 export class AdminClient {
   readonly url: string;
+  private readonly timeoutMs: number | undefined;
   constructor(
     url: string,
     private readonly token: string,
+    opts: AdminClientOptions = {},
   ) {
     this.url = url.replace(/\/+$/, '');
+    this.timeoutMs = opts.timeoutMs;
   }
 
-  private async call<T>(method: string, path: string, what: string, body?: unknown): Promise<T> {
-    const res = await fetch(`${this.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  private async call<T>(method: string, path: string, what: string, body?: unknown, extraMs = 0): Promise<T> {
+    return withDeadline({ url: this.url, timeoutMs: registryTimeoutMs(this.timeoutMs) + extraMs }, async (signal) => {
+      const res = await fetch(`${this.url}${path}`, {
+        method,
+        signal,
+        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      await checkResponse(res, what);
+      return (await res.json()) as T;
     });
-    await checkResponse(res, what);
-    return (await res.json()) as T;
   }
 
-  async publishBytes(body: Uint8Array): Promise<PublishResult> {
-    const res = await fetch(`${this.url}/v1/supernets`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${this.token}`, 'content-type': MSGPACK_TYPE },
-      body: body as Uint8Array<ArrayBuffer>,
+  /**
+   * Publishes one packed body. The token is checked first with a small request: the registry refuses a
+   * bad token before reading an upload and closes the connection, which a client still sending sees as
+   * a reset rather than as the refusal.
+   */
+  async publishBytes(body: Uint8Array, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<PublishResult> {
+    await this.call('GET', '/v1/supernets', 'publish');
+    return withDeadline({ url: this.url, timeoutMs: registryTimeoutMs(this.timeoutMs) * 10 }, async (signal) => {
+      const res = await fetch(`${this.url}/v1/supernets`, {
+        method: 'POST',
+        signal,
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': MSGPACK_TYPE },
+        ...(onProgress ? { body: countedStream(body, onProgress), duplex: 'half' } : { body: body as Uint8Array<ArrayBuffer> }),
+      } as RequestInit);
+      await checkResponse(res, 'publish');
+      return (await res.json()) as PublishResult;
     });
-    await checkResponse(res, 'publish');
-    return (await res.json()) as PublishResult;
   }
 
-  async publishDir(dir: string): Promise<PublishResult> {
-    return this.publishBytes(await packPackageDir(dir));
+  /** `onProgress` sees the upload's bytes (the body is then streamed in 256 KiB chunks). */
+  async publishDir(dir: string, onProgress?: (sentBytes: number, totalBytes: number) => void): Promise<PublishResult> {
+    return this.publishBytes(await packPackageDir(dir), onProgress);
   }
 
   supernets(): Promise<{ supernets: SupernetSummary[] }> {
@@ -102,8 +142,21 @@ export class AdminClient {
   version(name: string, version = 'latest'): Promise<VersionInfo> {
     return this.call('GET', `/v1/supernets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`, 'get version');
   }
-  devices(): Promise<{ devices: DeviceInfo[] }> {
-    return this.call('GET', '/v1/devices', 'list devices');
+  /** One page of devices in enrollment order; `next` is the cursor of the following page (null at the end). */
+  devicePage(page: { after?: string; limit?: number } = {}): Promise<{ devices: DeviceInfo[]; next: string | null }> {
+    const q = new URLSearchParams({ ...(page.limit !== undefined ? { limit: String(page.limit) } : {}), ...(page.after ? { after: page.after } : {}) }).toString();
+    return this.call('GET', `/v1/devices${q ? `?${q}` : ''}`, 'list devices');
+  }
+  /** Every device, following the pages. */
+  async devices(): Promise<{ devices: DeviceInfo[] }> {
+    const devices: DeviceInfo[] = [];
+    let after: string | null = null;
+    do {
+      const page: { devices: DeviceInfo[]; next: string | null } = await this.devicePage(after ? { after } : {});
+      devices.push(...page.devices);
+      after = page.next;
+    } while (after);
+    return { devices };
   }
   device(id: string): Promise<DeviceInfo> {
     return this.call('GET', `/v1/devices/${encodeURIComponent(id)}`, 'get device');
@@ -111,8 +164,9 @@ export class AdminClient {
   query(q: QueryBody): Promise<QueryResult> {
     return this.call('POST', '/v1/query', 'query', q);
   }
+  /** A command waits up to its `waitMs` for the device's acknowledgement: the deadline is that much longer. */
   command(deviceId: string, c: CommandBody): Promise<CommandInfo> {
-    return this.call('POST', `/v1/devices/${encodeURIComponent(deviceId)}/commands`, 'command', c);
+    return this.call('POST', `/v1/devices/${encodeURIComponent(deviceId)}/commands`, 'command', c, c.waitMs ?? 0);
   }
   commandStatus(id: string): Promise<CommandInfo> {
     return this.call('GET', `/v1/commands/${encodeURIComponent(id)}`, 'command status');

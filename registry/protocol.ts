@@ -20,6 +20,7 @@ export const ERROR_CODES = [
   'ERR_NOT_FOUND', // 404
   'ERR_CONFLICT', // 409: e.g. the version is already published with other content
   'ERR_PACKAGE_MANIFEST', // 400: manifest invalid or files do not match it
+  'ERR_FORMAT_UNSUPPORTED', // 400: the manifest's format is one this registry does not know (upgrade it)
   'ERR_PACKAGE_DIGEST', // 400: a file's sha256 differs from the manifest
   'ERR_PACKAGE_SIZE', // 400: a file's size differs from the manifest
   'ERR_RANGE', // 416
@@ -33,6 +34,7 @@ export const ERROR_CODES = [
   'ERR_NAME_INVALID', // 400: a package name that is not one path segment (^[A-Za-z0-9][A-Za-z0-9._-]*$)
   'ERR_VERSION_INVALID', // 400: a version that is not one path segment
   'ERR_PATH_INVALID', // 400: a file path with '.', '..', an absolute or an invalid segment
+  'ERR_NOT_READY', // 503: GET /readyz while the store cannot be reached
   'ERR_INTERNAL', // 500
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];

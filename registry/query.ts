@@ -5,10 +5,9 @@
  * materialized ONNX files are cached on disk by subnet id.
  */
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadOnnxAccuracyPredictor } from '../agent/search-inputs.js';
-import { diskStatsStore } from '../agent/stats-store.js';
+import { loadOnnxAccuracyPredictor } from '../runtime/node/search-inputs.js';
+import { diskStatsStore } from '../runtime/node/stats-store.js';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { Materializer } from '../runtime/materializer.js';
 import { nchwcCalibration } from '../runtime/node/nchwc.js';
@@ -17,6 +16,7 @@ import { SupernetPackage, type PackageSource } from '../runtime/package.js';
 import { evolutionSearch, FAST_EVOLUTION, type AccuracyPredictor, type Budget, type SearchResult } from '../runtime/search/index.js';
 import type { ArchEncoder, SubnetConfig } from '../runtime/space.js';
 import { profilePredictors, type ProfilePredictors } from './profiles.js';
+import type { BlobStore } from './blobs.js';
 import type { RegistryStore, VersionRow } from './store.js';
 
 /** Small LRU on a Map's insertion order. */
@@ -66,6 +66,8 @@ export class QueryService {
 
   constructor(
     private readonly store: RegistryStore,
+    private readonly blobs: BlobStore,
+    /** this replica's cache directory (materialized subnets, BN statistics) */
     private readonly dataDir: string,
   ) {}
 
@@ -82,27 +84,27 @@ export class QueryService {
 
   package(v: VersionRow): Promise<SupernetPackage> {
     return this.shared(this.packages, v.manifest_sha256, async () => {
-      const files = new Map(this.store.files(v.name, v.version).map((f) => [f.path, f.sha256]));
+      const files = new Map((await this.store.files(v.name, v.version)).map((f) => [f.path, f.sha256]));
       const source: PackageSource = {
         location: `registry:${v.name}@${v.version}`,
         read: async (path) => {
           const sha = files.get(path);
           if (!sha) throw new Error(`no file '${path}'`);
-          return new Uint8Array(await readFile(this.store.blobPath(sha)));
+          return this.blobs.read(sha);
         },
       };
       return SupernetPackage.load(source);
     });
   }
 
-  private accuracy(v: VersionRow, pkg: SupernetPackage, resolutions: readonly number[]) {
-    const entry = this.store.files(v.name, v.version).find((f) => f.role === 'accuracy-predictor');
+  private async accuracy(v: VersionRow, pkg: SupernetPackage, resolutions: readonly number[]) {
+    const entry = (await this.store.files(v.name, v.version)).find((f) => f.role === 'accuracy-predictor');
     if (!entry)
       throw new NestswapError('ERR_PREDICTOR_INVALID', `Package ${v.name}@${v.version} has no file with role 'accuracy-predictor'; it cannot answer best-model queries.`, {
         details: { code: 'ERR_NO_ACCURACY_PREDICTOR' },
       });
     return this.shared(this.predictors, `${v.manifest_sha256}|${resolutions.join(',')}`, () =>
-      loadOnnxAccuracyPredictor(this.store.blobPath(entry.sha256), pkg.space, resolutions.length ? [resolutions] : []),
+      this.blobs.read(entry.sha256).then((bytes) => loadOnnxAccuracyPredictor(bytes, pkg.space, resolutions.length ? [resolutions] : [])),
     );
   }
 

@@ -96,6 +96,8 @@ export interface CalibrateOptions {
    * blocked tensors instead of onnxruntime reordering around every BatchNorm.
    */
   nchwcBlock?: number;
+  /** called after each batch with the images done so far and the total (progress of long work) */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, backend: Backend, opts: CalibrateOptions = {}): Promise<BnStatsMap> {
@@ -130,6 +132,7 @@ export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, bac
           s.var[j]! += v[j]! * n;
         }
       }
+      opts.onProgress?.(start + n, total);
     }
     const stats: BnStatsMap = new Map();
     for (const [bn, s] of sums) stats.set(bn, { mean: Float32Array.from(s.mean, (x) => x / total), var: Float32Array.from(s.var, (x) => x / total) });

@@ -3,8 +3,9 @@
  *
  * A swap builds the candidate in the background (ONNX bytes from a cache by subnet id, else from
  * `build`, normally the materializer with its BN-statistics cache), creates its session, warms it
- * up, health-checks it (finite outputs of the expected shape on a fixed input; latency within
- * `maxLatencyMs` when given), then replaces one reference. Runs hold a reference count on the
+ * up, health-checks it (finite outputs of the expected shape on a fixed input; latency timed beside
+ * the serving model when `latency` is asked for, a downgrade never failing for it; or an absolute
+ * `maxLatencyMs`), then replaces one reference. Runs hold a reference count on the
  * model they started on, so in-flight runs on the old session finish before it is released.
  *
  * Swaps are serialized; while one is being built, a newer request replaces a queued older one (the
@@ -117,13 +118,42 @@ export interface SwapRecord {
   statsCached: boolean | null;
   /** median health-check latency (ms), when the check ran */
   checkLatencyMs: number | null;
+  /** the serving model's median on the same input, timed beside the candidate (null: not compared) */
+  servingLatencyMs: number | null;
+  /** why the latency criterion passed or failed (null: no latency criterion asked for) */
+  latencyVerdict: LatencyVerdict | null;
   error?: { code: ErrorCode; message: string };
+}
+
+/**
+ * - `not-slower`: the candidate ran no slower than the serving model beside it (a downgrade): passes
+ * - `within-limit`: slower than the serving model (an upgrade) but within `upgradeLimitMs`: passes
+ * - `over-limit`: an upgrade over `upgradeLimitMs`, or any candidate over `maxLatencyMs`: fails
+ */
+export type LatencyVerdict = 'not-slower' | 'within-limit' | 'over-limit';
+
+/** The relative latency criterion: the candidate is judged against what it replaces, measured the same way at the same moment. */
+export interface RelativeLatencyCheck {
+  /** a candidate slower than the serving model fails when its median exceeds this (ms, measured now) */
+  upgradeLimitMs?: number;
+  /** a candidate within this fraction of the serving model's median counts as not slower (default 0.1) */
+  tolerance?: number;
+  /** interleaved timed runs of each model (default max(3, checkRuns)) */
+  pairs?: number;
+}
+
+interface CheckTimes {
+  latencyMs: number;
+  servingMs: number | null;
+  verdict: LatencyVerdict | null;
 }
 
 export interface SwapRequest {
   reason?: string;
-  /** health check fails when the candidate's median check latency exceeds this */
+  /** absolute criterion: fails when the candidate's median check latency exceeds this, whatever it replaces */
   maxLatencyMs?: number;
+  /** relative criterion: the candidate timed beside the serving model (ignored when nothing serves yet) */
+  latency?: RelativeLatencyCheck;
   /** when the decision was taken (default: now); start of the timings */
   decidedAt?: number;
 }
@@ -323,7 +353,7 @@ export class HotSwapper {
     }
   }
 
-  private record(p: Pending, outcome: SwapOutcome, timings: SwapTimings | null, onnxCached: boolean, statsCached: boolean | null, checkLatencyMs: number | null, error?: unknown): SwapRecord {
+  private record(p: Pending, outcome: SwapOutcome, timings: SwapTimings | null, onnxCached: boolean, statsCached: boolean | null, check: CheckTimes | null, error?: unknown): SwapRecord {
     const r: SwapRecord = {
       seq: ++this.seq,
       at: new Date().toISOString(),
@@ -334,7 +364,9 @@ export class HotSwapper {
       timings,
       onnxCached,
       statsCached,
-      checkLatencyMs,
+      checkLatencyMs: check?.latencyMs ?? null,
+      servingLatencyMs: check?.servingMs ?? null,
+      latencyVerdict: check?.verdict ?? null,
     };
     if (error !== undefined) {
       const code: ErrorCode = error instanceof NestswapError ? error.code : 'ERR_SWAP';
@@ -349,7 +381,7 @@ export class HotSwapper {
     let session: ModelSession | undefined;
     let onnxCached = false;
     let statsCached: boolean | null = null;
-    let checkLatencyMs: number | null = null;
+    let check: CheckTimes | null = null;
     const t0 = p.decidedAt;
     try {
       // a prefetch in flight holds the builder: the swap waits for it (it may be this very subnet)
@@ -373,32 +405,24 @@ export class HotSwapper {
       const pre = built?.checked ? await built.checked : undefined;
       if (pre && !pre.output.data.every(Number.isFinite))
         throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input where it was built.`, { details: { subnetId: id } });
-      const dims = [1, ...this.opts.sampleShape];
-      // checked where it was built: one run here is warm-up and check in one (finite outputs, right shape)
-      const warmups = pre ? 0 : (this.opts.warmupRuns ?? 3);
-      for (let i = 0; i < warmups; i++) await session.runFirst(this.checkInput, dims);
-      const tWarm = this.now();
-      const times: number[] = [];
-      let out: RunOutput | undefined;
-      for (let i = 0; i < (pre ? 1 : Math.max(1, this.opts.checkRuns ?? 5)); i++) {
-        const a = this.now();
-        out = await session.runFirst(this.checkInput, dims);
-        times.push(out.computeMs ?? this.now() - a);
-        if (!out.data.every(Number.isFinite))
-          throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input.`, { details: { subnetId: id } });
-      }
-      checkLatencyMs = median(pre && pre.times.length ? pre.times : times);
+      const out = await this.healthCheck(id, session, pre, p.req.latency);
+      check = out.check;
+      const tWarm = out.warmedAt;
       const want = this.current?.outputDims;
-      if (want && (out!.dims.length !== want.length || out!.dims.some((d, i) => d !== want[i])))
-        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} outputs [${out!.dims.join(', ')}]; the serving model outputs [${want.join(', ')}].`);
-      if (p.req.maxLatencyMs !== undefined && checkLatencyMs > p.req.maxLatencyMs)
-        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} ran in ${checkLatencyMs.toFixed(2)} ms; the limit is ${p.req.maxLatencyMs.toFixed(2)} ms.`, {
-          details: { subnetId: id, latencyMs: checkLatencyMs, limitMs: p.req.maxLatencyMs },
+      if (want && (out.dims.length !== want.length || out.dims.some((d, i) => d !== want[i])))
+        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} outputs [${out.dims.join(', ')}]; the serving model outputs [${want.join(', ')}].`);
+      check.verdict = this.latencyVerdict(p.req, check);
+      if (check.verdict === 'over-limit') {
+        const limitMs = p.req.maxLatencyMs !== undefined && check.latencyMs > p.req.maxLatencyMs ? p.req.maxLatencyMs : p.req.latency!.upgradeLimitMs!;
+        const beside = check.servingMs === null ? '' : ` (the serving model ran in ${check.servingMs.toFixed(2)} ms beside it)`;
+        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} ran in ${check.latencyMs.toFixed(2)} ms${beside}; the limit is ${limitMs.toFixed(2)} ms.`, {
+          details: { subnetId: id, latencyMs: check.latencyMs, servingLatencyMs: check.servingMs, limitMs },
         });
+      }
       const tChecked = this.now();
       if (this.closed) throw new NestswapError('ERR_SWAP', 'Hot swapper closed during the swap.');
-      const next: Loaded = { subnetId: id, config: p.cfg, session, refs: 0, retired: false, released: undefined, outputDims: out!.dims };
-      const rec = this.record(p, 'swapped', null, onnxCached, statsCached, checkLatencyMs);
+      const next: Loaded = { subnetId: id, config: p.cfg, session, refs: 0, retired: false, released: undefined, outputDims: out.dims };
+      const rec = this.record(p, 'swapped', null, onnxCached, statsCached, check);
       // The swap itself: one reference. Runs that already hold the old model finish on it.
       const old = this.current;
       crashPoint('swap');
@@ -415,8 +439,67 @@ export class HotSwapper {
       if (session) await session.release().catch(() => undefined);
       this.cacheDrop(id); // never serve a failed candidate's bytes from the cache
       const e = err instanceof NestswapError && (err.code === 'ERR_HEALTH_CHECK' || err.code === 'ERR_SWAP') ? err : new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} could not be built or run: ${(err as Error).message}`, { cause: err });
-      return this.record(p, 'failed', null, onnxCached, statsCached, checkLatencyMs, e);
+      return this.record(p, 'failed', null, onnxCached, statsCached, check, e);
     }
+  }
+
+  /**
+   * Runs the candidate on the check input: finite outputs always; its median time, and, when a
+   * relative criterion is asked for and a model serves, the serving model's median from runs
+   * interleaved with the candidate's (same input, same moment, alternating which goes first).
+   */
+  private async healthCheck(id: string, session: ModelSession, pre: CheckedElsewhere | undefined, rel: RelativeLatencyCheck | undefined): Promise<{ dims: readonly number[]; check: CheckTimes; warmedAt: number }> {
+    const dims = [1, ...this.opts.sampleShape];
+    const finite = (o: RunOutput) => {
+      if (!o.data.every(Number.isFinite))
+        throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input.`, { details: { subnetId: id } });
+    };
+    const timed = async (s: ModelSession): Promise<{ out: RunOutput; ms: number }> => {
+      const a = this.now();
+      const out = await s.runFirst(this.checkInput, dims);
+      return { out, ms: out.computeMs ?? this.now() - a };
+    };
+    const serving = this.current;
+    if (rel && serving) {
+      // side by side: a warm-up of the candidate here, then pairs in alternating order
+      finite(await session.runFirst(this.checkInput, dims));
+      const warmedAt = this.now();
+      const pairs = rel.pairs ?? Math.max(3, this.opts.checkRuns ?? 5);
+      const cand: number[] = [];
+      const serv: number[] = [];
+      let out: RunOutput | undefined;
+      for (let i = 0; i < pairs; i++) {
+        const first = i % 2 === 0;
+        const s0 = first ? undefined : await timed(serving.session);
+        const c = await timed(session);
+        finite(c.out);
+        out = c.out;
+        cand.push(c.ms);
+        serv.push((s0 ?? (await timed(serving.session))).ms);
+      }
+      return { dims: out!.dims, check: { latencyMs: median(cand), servingMs: median(serv), verdict: null }, warmedAt };
+    }
+    // checked where it was built: one run here is warm-up and check in one (finite outputs, right shape)
+    const warmups = pre ? 0 : (this.opts.warmupRuns ?? 3);
+    for (let i = 0; i < warmups; i++) await session.runFirst(this.checkInput, dims);
+    const warmedAt = this.now();
+    const times: number[] = [];
+    let out: RunOutput | undefined;
+    for (let i = 0; i < (pre ? 1 : Math.max(1, this.opts.checkRuns ?? 5)); i++) {
+      const r = await timed(session);
+      finite(r.out);
+      out = r.out;
+      times.push(r.ms);
+    }
+    return { dims: out!.dims, check: { latencyMs: median(pre && pre.times.length ? pre.times : times), servingMs: null, verdict: null }, warmedAt };
+  }
+
+  private latencyVerdict(req: SwapRequest, c: CheckTimes): LatencyVerdict | null {
+    if (req.maxLatencyMs !== undefined && c.latencyMs > req.maxLatencyMs) return 'over-limit';
+    const rel = req.latency;
+    if (!rel || c.servingMs === null) return req.maxLatencyMs !== undefined ? 'within-limit' : null;
+    if (c.latencyMs <= c.servingMs * (1 + (rel.tolerance ?? 0.1))) return 'not-slower';
+    return rel.upgradeLimitMs !== undefined && c.latencyMs > rel.upgradeLimitMs ? 'over-limit' : 'within-limit';
   }
 
   private release(m: Loaded): void {

@@ -104,6 +104,23 @@ function decodeJson(bytes: Uint8Array, what: string): unknown {
   }
 }
 
+/** The manifest format this nestswap reads; a package in any other (e.g. a newer) format is refused. */
+export const MANIFEST_FORMAT = 'nestswap.package/1';
+
+/** Refuses a manifest whose `format` this nestswap does not know, before its shape is checked. */
+export function checkManifestFormat(value: unknown, location: string): void {
+  if (!value || typeof value !== 'object' || !('format' in value)) return; // the schema reports it missing
+  const format = (value as { format: unknown }).format;
+  if (format === MANIFEST_FORMAT) return;
+  const shown = typeof format === 'string' ? `'${format.slice(0, 80)}'` : JSON.stringify(format)?.slice(0, 80);
+  const newer = typeof format === 'string' && /^nestswap\.package\/\d+$/.test(format) && Number(format.split('/')[1]) > 1;
+  throw new NestswapError(
+    'ERR_FORMAT_UNSUPPORTED',
+    `${location} is a package in manifest format ${shown}; this nestswap reads only '${MANIFEST_FORMAT}'${newer ? ' (the package is newer)' : ''}: upgrade nestswap to load it.`,
+    { details: { format, supported: [MANIFEST_FORMAT] } },
+  );
+}
+
 /** The names, version and paths of a manifest, each refused with its own stable code before anything else. */
 function checkManifestNames(value: unknown, location: string): void {
   if (typeof value !== 'object' || value === null) return;
@@ -115,6 +132,7 @@ function checkManifestNames(value: unknown, location: string): void {
 }
 
 export function parseManifest(value: unknown, location: string): Manifest {
+  checkManifestFormat(value, location);
   checkManifestNames(value, location);
   const r = ManifestSchema.safeParse(value);
   if (!r.success) {

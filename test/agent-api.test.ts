@@ -90,7 +90,7 @@ test('bad requests get 4xx with a stable code, and the agent keeps serving', asy
     ['bad JSON', '/v1/infer', '{"input": [1, 2', 'application/json', 400, 'ERR_BAD_JSON'],
     ['NaN in JSON', '/v1/infer', '{"input": [NaN]}', 'application/json', 400, 'ERR_BAD_JSON'],
     ['bad msgpack', '/v1/infer', new Uint8Array([0xc1, 0xc1, 0xc1]), 'application/msgpack', 400, 'ERR_BAD_MSGPACK'],
-    ['wrong content type', '/v1/infer', 'hello', 'text/plain', 415, 'ERR_UNSUPPORTED_MEDIA_TYPE'],
+    ['wrong content type', '/v1/infer', 'hello', 'text/plain', 415, 'ERR_UNSUPPORTED_MEDIA'],
     ['oversized body', '/v1/infer', { inputs: Array.from({ length: 300 }, () => sample()) }, 'application/json', 413, 'ERR_BODY_TOO_LARGE'],
     ['invalid config', '/v1/switch', { ks: [3], e: [3], d: [2], image_size: 12 }, 'application/json', 400, 'ERR_CONFIG_INVALID'],
     ['config not an object', '/v1/switch', [1, 2], 'application/json', 400, 'ERR_CONFIG_INVALID'],
@@ -130,6 +130,25 @@ test('explicit switch pins until the budget changes; DELETE unpins', async () =>
   const un = await call('DELETE', '/v1/switch');
   assert.equal(un.status, 200);
   assert.equal(d.status().pinned, false);
+});
+
+test('a budget no subnet could ever meet is refused with the cheapest prediction; the budget stays', async () => {
+  const fastest = d.status().predicted.latencyMs ?? Infinity;
+  const r = await call('PUT', '/v1/budget', { latencyMs: 1e-6 });
+  assert.equal(r.status, 422);
+  assert.equal(r.json.error.code, 'ERR_BUDGET_INFEASIBLE');
+  assert.ok(typeof r.json.error.details.minLatencyMs === 'number' && r.json.error.details.minLatencyMs > 1e-6);
+  assert.ok(r.json.error.details.minLatencyMs <= fastest, 'the cheapest subnet is no slower than the serving one');
+  assert.deepEqual(d.status().budget, { latencyMs: 5000 }, 'the previous budget still holds');
+});
+
+test('an accepted budget reports whether it is met', async () => {
+  const r = await call('PUT', '/v1/budget', { latencyMs: 5000 });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json.budgetState, { met: true, reason: null });
+  assert.deepEqual(r.json.budget, { latencyMs: 5000 });
+  const s = await call('GET', '/v1/status');
+  assert.deepEqual(s.json.budgetState, { met: true, reason: null });
 });
 
 test('metrics are Prometheus text', async () => {

@@ -11,7 +11,7 @@ import { ModelSession } from '../runtime/session.js';
 import type { SupernetPackage } from '../runtime/package.js';
 import type { SubnetConfig } from '../runtime/space.js';
 import { mulberry32 } from '../runtime/random.js';
-import { FAST, maxAbsDiff, tempDir, TINY } from './helpers.js';
+import { FAST, maxAbsDiff, repoPath, tempDir, TINY } from './helpers.js';
 
 const dir = TINY;
 // BN recalibration on 64 images keeps the tests short; the statistics path is the same
@@ -272,4 +272,36 @@ test('prefetch keeps nothing when the cache is off or the build fails; the swap 
   await off.swapTo(pkg.space.min());
   assert.equal(await off.prefetch(pkg.space.max()), false);
   await off.close();
+});
+
+test('the relative latency criterion: a candidate no slower than the serving model passes whatever the limit; a slower one fails above it', async () => {
+  // the load fixture: its largest subnet takes several times its smallest's time, well past timer noise
+  const pkg = await loadPackageDir(repoPath('test', 'fixtures', 'load', 'package'));
+  const m = new Materializer(pkg, nodeBackend);
+  const hot = swapper(pkg, m);
+  try {
+    assert.equal((await hot.swapTo(pkg.space.max())).outcome, 'swapped');
+    // a downgrade under a limit nothing could meet: judged against the model it replaces, it passes
+    const down = await hot.swapTo(pkg.space.min(), { reason: 'downgrade', latency: { upgradeLimitMs: 1e-9 } });
+    assert.equal(down.outcome, 'swapped', JSON.stringify(down));
+    assert.equal(down.latencyVerdict, 'not-slower');
+    assert.ok(down.servingLatencyMs !== null && down.checkLatencyMs! <= down.servingLatencyMs * 1.1, JSON.stringify(down));
+    // the upgrade back is slower than what serves, and over its limit: refused, the smaller one keeps serving
+    const up = await hot.swapTo(pkg.space.max(), { reason: 'upgrade', latency: { upgradeLimitMs: 1e-9 } });
+    assert.equal(up.outcome, 'failed');
+    assert.equal(up.error?.code, 'ERR_HEALTH_CHECK');
+    assert.equal(up.latencyVerdict, 'over-limit');
+    assert.match(up.error!.message, /beside it/);
+    assert.equal(hot.active!.subnetId, pkg.space.id(pkg.space.min()));
+    // within a limit it can meet, the same upgrade goes through and says why
+    const ok = await hot.swapTo(pkg.space.max(), { reason: 'upgrade', latency: { upgradeLimitMs: 1e9 } });
+    assert.equal(ok.outcome, 'swapped');
+    assert.equal(ok.latencyVerdict, 'within-limit');
+    // no criterion asked for: no verdict, no serving-model runs
+    const plain = await hot.swapTo(pkg.space.min());
+    assert.equal(plain.latencyVerdict, null);
+    assert.equal(plain.servingLatencyMs, null);
+  } finally {
+    await hot.close();
+  }
 });

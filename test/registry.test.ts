@@ -173,7 +173,7 @@ describe('registry', () => {
     const put = (id: string, token: string, body: string, type = 'application/json') =>
       fetch(`${reg.url}/v1/devices/${id}/profile`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
     assert.deepEqual(await errorOf(await put(b.deviceId, a.token, JSON.stringify(profile))), { status: 403, code: 'ERR_FORBIDDEN' });
-    assert.equal(reg.store.profile(b.deviceId), undefined);
+    assert.equal(await reg.store.profile(b.deviceId), undefined);
     // a device reads only its own supernet
     const c = await enroll(reg.url, 'c', { supernet: 'other' });
     assert.deepEqual(await code(new AdminClient(reg.url, c.token).version('tiny')), { status: 403, code: 'ERR_FORBIDDEN' });
@@ -185,8 +185,8 @@ describe('registry', () => {
     assert.deepEqual(await errorOf(badEnroll), { status: 400, code: 'ERR_VALIDATION' });
     const huge = await fetch(`${reg.url}/v1/devices/enroll`, { method: 'POST', headers: { authorization: `Bearer ${ENROLL}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', facts: { pad: 'x'.repeat(100_000) } }) });
     assert.deepEqual(await errorOf(huge), { status: 413, code: 'ERR_BODY_TOO_LARGE' });
-    assert.equal(reg.store.devices().filter((d) => d.name === 'x').length, 0);
-    assert.equal(reg.store.profile(a.deviceId), undefined);
+    assert.equal((await reg.store.devices()).filter((d) => d.name === 'x').length, 0);
+    assert.equal(await reg.store.profile(a.deviceId), undefined);
   });
 
   test('profile upload, best-model query by device and by class, materialized ONNX link', async () => {
@@ -240,7 +240,7 @@ describe('registry', () => {
     assert.equal(((await c.next('error')) as { code: string }).code, 'ERR_VALIDATION');
     c.send({ t: 'launch-missiles' });
     assert.equal(((await c.next('error')) as { code: string }).code, 'ERR_VALIDATION');
-    assert.equal(reg.store.telemetryCount(d.deviceId), 0);
+    assert.equal(await reg.store.telemetryCount(d.deviceId), 0);
     // telemetry, then the same batch again after a reconnect: stored once
     const events = [1, 2, 3].map((seq) => ({ seq, at: Date.now(), kind: 'latency', data: { p50Ms: seq } }));
     c.send({ t: 'telemetry', events });
@@ -251,7 +251,7 @@ describe('registry', () => {
     assert.equal(((await c.next('welcome')) as { telemetryAck: number }).telemetryAck, 3);
     c.send({ t: 'telemetry', events: [...events, { seq: 4, at: Date.now(), kind: 'swap', data: { subnetId: 'x', subnet: { ks: [3], e: [3], d: [2], image_size: 12 } } }] });
     assert.deepEqual(await c.next('telemetry-ack'), { t: 'telemetry-ack', seq: 4 });
-    assert.equal(reg.store.telemetryCount(d.deviceId), 4);
+    assert.equal(await reg.store.telemetryCount(d.deviceId), 4);
     assert.equal((await admin.device(d.deviceId)).subnetId, 'x');
     // a command pushed live, acked
     const pkg = (await import('../runtime/node/fs-source.js')).loadPackageDir;

@@ -6,6 +6,7 @@ import type { Selector } from '../daemon.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { loadSupernet } from '../packages.js';
 import { numberOpt, parse, required, untilSignal } from './common.js';
+import { progress } from '../../runtime/node/progress.js';
 
 const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
@@ -15,7 +16,7 @@ const HELP = `Usage:
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
-PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz) and hot-swaps subnets when live
+PUT /v1/budget, POST|DELETE /v1/switch, GET /metrics, GET /healthz, GET /readyz) and hot-swaps subnets when live
 conditions (CPU contention, memory, battery, temperature) change.
 Sessions run on the main thread (--session-host main, the default): a builder worker calibrates,
 materializes, optimises and checks the next subnet, and the main thread only loads the optimised graph,
@@ -23,7 +24,14 @@ so a swap stalls requests for about half a session creation. --threads defaults 
 leaving one to the builder. --session-host worker runs the sessions themselves in two worker threads:
 no swap step stalls the main thread, but each request crosses a thread (~0.15-0.6 ms more) and the
 process holds more memory; --threads then defaults to 1.
-With --registry: enrolls with a registry and follows its commands (fleet mode).`;
+With --registry: enrolls with a registry and follows its commands (fleet mode); the enrollment token
+may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token. Several URLs, comma-separated
+(--registry URL1,URL2), are replicas of one registry: tried in order, moving on to the next with
+the usual jittered backoff when one cannot be reached.
+
+  nestswap agent <the options above> --print-systemd-unit [--service-user USER]
+prints a systemd unit that runs nestswap-agent with these options as a service (DynamicUser, or USER;
+data in /var/lib/nestswap-agent; tokens read from /etc/nestswap/agent.env). See docs/install.md.`;
 
 export async function run(argv: string[]): Promise<number> {
   const a = parse(
@@ -42,11 +50,14 @@ export async function run(argv: string[]): Promise<number> {
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
       name: { type: 'string' },
+      'print-systemd-unit': { type: 'boolean' },
+      'service-user': { type: 'string' },
     },
     HELP,
   );
   if (!a) return 0;
   const v = a.values;
+  if (v['print-systemd-unit']) return (await import('../../runtime/node/service-unit.js')).printSystemdUnit('agent', argv, v['service-user']);
   const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
 
   if (v.registry) {
@@ -54,9 +65,14 @@ export async function run(argv: string[]): Promise<number> {
     const fleetPath = join(fileURLToPath(new URL('..', import.meta.url)), 'fleet.js');
     if (!existsSync(fleetPath)) throw new NestswapError('ERR_USAGE', '--registry (fleet mode) is not available in this build: agent/fleet.ts is missing. Run without --registry for standalone mode.');
     const fleet = (await import(fleetPath)) as { runFleetAgent(opts: Record<string, unknown>): Promise<number | void> };
+    const download = progress('downloading', { unit: 'bytes' });
     const code = await fleet.runFleetAgent({
+      onDownloadProgress: (done: number, total: number) => {
+        download.update(done, total);
+        if (done >= total) download.end();
+      },
       registry: v.registry,
-      enrollToken: required(v['enroll-token'], '--enroll-token'),
+      enrollToken: required(v['enroll-token'] ?? process.env.NESTSWAP_ENROLL_TOKEN, '--enroll-token (or NESTSWAP_ENROLL_TOKEN)'),
       supernet: required(v.supernet, '--supernet'),
       name: v.name,
       latencyMs: numberOpt(v['latency-ms'], '--latency-ms'),
@@ -95,7 +111,13 @@ export async function run(argv: string[]): Promise<number> {
     const { loadOrProfile } = await import('../profiler.js');
     const { currentDeviceIdentity } = await import('../device.js');
     const { profileSearchSelector } = await import('../search-selector.js');
-    const p = await loadOrProfile(pkg, { device: await currentDeviceIdentity(), ...(v.data ? { dataDir: v.data } : {}), ...(threads ? { threads } : {}) });
+    const bar = progress('profiling');
+    const p = await loadOrProfile(pkg, {
+      device: await currentDeviceIdentity(),
+      ...(v.data ? { dataDir: v.data } : {}),
+      ...(threads ? { threads } : {}),
+      onProgress: (x) => bar.update(x.done, x.total, x.phase),
+    }).finally(() => bar.end());
     logger.info({ cached: p.cached, path: p.path }, 'device profile ready');
     selector = await profileSearchSelector(pkg, p.profile);
   }

@@ -51,7 +51,7 @@ async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T |
   for (;;) {
     const v = await fn();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new NestswapError('ERR_USAGE', `demo: timed out waiting for ${what}.`);
+    if (Date.now() > deadline) throw new NestswapError('ERR_TIMEOUT', `demo: timed out after ${timeoutMs / 1000} s waiting for ${what}.`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -14,8 +14,9 @@ export async function run(argv: string[]): Promise<number> {
   const a = parse(argv, { seed: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' } }, HELP);
   if (!a) return 0;
   const family = a.positionals[0];
-  if (!family || !GENERATED_FAMILIES.includes(family))
-    throw new NestswapError('ERR_USAGE', `init-model needs a generated family; should be one of: ${GENERATED_FAMILIES.join(', ')}.`);
+  if (!family) throw new NestswapError('ERR_USAGE', `init-model needs a generated family: one of ${GENERATED_FAMILIES.join(', ')}.`);
+  if (!GENERATED_FAMILIES.includes(family))
+    throw new NestswapError('ERR_FAMILY_UNKNOWN', `Unknown generated family '${family}'; should be one of: ${GENERATED_FAMILIES.join(', ')}.`);
   const archPath = join(MODELS_DIR, family, 'arch.json');
   const arch = parseArch(JSON.parse(readFileSync(archPath, 'utf8')), archPath);
   const t0 = performance.now();

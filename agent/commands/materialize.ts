@@ -7,6 +7,7 @@ import { nodeBackend } from '../../runtime/node/ort-node.js';
 import { diskStatsStore } from '../stats-store.js';
 import { loadSupernet } from '../packages.js';
 import { parse, printJson, readConfigArg, required } from './common.js';
+import { progress } from '../../runtime/node/progress.js';
 
 const HELP = `Usage: nestswap materialize --supernet <dir|name> --subnet <json-or-file> --out <file.onnx> [--no-calibrate] [--unfolded] [--nchwc] [--cache DIR] [--json]
 
@@ -47,7 +48,9 @@ export async function run(argv: string[]): Promise<number> {
     if (reason) throw new NestswapError('ERR_SESSION', `--nchwc: this package's NCHWc graphs do not match onnxruntime's optimisation (${reason})`);
     nchwcBlock = support.block;
   }
-  const r = await m.materialize(cfg, { calibrate: !a.values['no-calibrate'], bn: a.values.unfolded ? 'unfold' : 'fold', ...(nchwcBlock ? { nchwcBlock } : {}) });
+  const bar = progress('calibrating BN', { json: a.values.json });
+  const calibration = bar.active ? { calibration: { onProgress: (done: number, total: number) => bar.update(done, total) } } : {};
+  const r = await m.materialize(cfg, { calibrate: !a.values['no-calibrate'], bn: a.values.unfolded ? 'unfold' : 'fold', ...(nchwcBlock ? { nchwcBlock } : {}), ...calibration }).finally(() => bar.end());
   mkdirSync(dirname(outPath), { recursive: true });
   // Written to a temp file and renamed: a failure never leaves a partial model behind.
   const tmp = `${outPath}.tmp-${process.pid}`;

@@ -2,7 +2,8 @@ import { NestswapError } from '../../runtime/errors.js';
 import { profileToLatencyTables } from '../../runtime/profile.js';
 import { currentDeviceIdentity } from '../device.js';
 import { loadSupernet } from '../packages.js';
-import { defaultDataDir, loadOrProfile, writeProfileFile, type ProfileProgress } from '../profiler.js';
+import { defaultDataDir, loadOrProfile, writeProfileFile } from '../profiler.js';
+import { progress } from '../../runtime/node/progress.js';
 import { writeLatencyTableDir } from '../search-inputs.js';
 import { numberOpt, parse, printJson, required } from './common.js';
 
@@ -13,25 +14,6 @@ Measures every distinct part of the space on this device (same ORT, EP, threads,
 calibrates against whole subnets and validates on held-out random subnets. The profile is cached in
 the data directory (default ~/.nestswap) and reused while device, ORT version, EP, threads and
 weights match. --out writes the profile JSON, --lut OFA <r>_lookup_table.yaml files.`;
-
-/** A one-line progress bar on stderr (TTY only). */
-function progressBar(): { update(p: ProfileProgress): void; done(): void } {
-  if (!process.stderr.isTTY) return { update: () => undefined, done: () => undefined };
-  let last = 0;
-  return {
-    update(p) {
-      const now = Date.now();
-      if (now - last < 100 && p.done !== p.total) return;
-      last = now;
-      const w = 30;
-      const f = p.total ? Math.round((w * p.done) / p.total) : w;
-      process.stderr.write(`\r${p.phase.padEnd(12)} [${'#'.repeat(f)}${'.'.repeat(w - f)}] ${p.done}/${p.total}   `);
-    },
-    done() {
-      process.stderr.write('\r\x1b[2K');
-    },
-  };
-}
 
 export async function run(argv: string[]): Promise<number> {
   const a = parse(
@@ -63,7 +45,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   const runs = numberOpt(a.values.runs, '--runs');
   const subnetRuns = numberOpt(a.values['subnet-runs'], '--subnet-runs');
-  const bar = progressBar();
+  const bar = progress('profiling', { json: a.values.json });
   const r = await loadOrProfile(pkg, {
     device: await currentDeviceIdentity(),
     ep: a.values.ep ?? 'cpu',
@@ -73,9 +55,8 @@ export async function run(argv: string[]): Promise<number> {
     ...(resolutions ? { resolutions } : {}),
     ...(runs ? { runs } : {}),
     ...(subnetRuns ? { subnetRuns } : {}),
-    onProgress: (p) => bar.update(p),
-  });
-  bar.done();
+    onProgress: (p) => bar.update(p.done, p.total, p.phase),
+  }).finally(() => bar.end());
   const p = r.profile;
   if (a.values.out) await writeProfileFile(a.values.out, p);
   if (a.values.lut) await writeLatencyTableDir(a.values.lut, profileToLatencyTables(p, pkg.arch));

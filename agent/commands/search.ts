@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseArch, scaleMbv3Arch, type Arch } from '../../runtime/arch.js';
-import { isNestswapError, NestswapError } from '../../runtime/errors.js';
+import { NestswapError } from '../../runtime/errors.js';
 import { flatLatencyModel } from '../../runtime/latency-table.js';
 import {
   evolutionSearch,
@@ -24,6 +24,7 @@ import {
   type SearchResult,
 } from '../../runtime/search/index.js';
 import { Space } from '../../runtime/space.js';
+import { progress } from '../../runtime/node/progress.js';
 import { loadOnnxAccuracyPredictor, packageSearchInputs, readLatencyTableDir, type SearchInputs } from '../search-inputs.js';
 import { loadSupernet } from '../packages.js';
 import { readProfileFile } from '../profiler.js';
@@ -52,12 +53,14 @@ the budget (or, with --pareto, the accuracy / latency / memory Pareto front unde
   --seed                random seed (default 0)
   --json                print JSON
 
-Exit status: 0 found, 1 no subnet fits the budget (ERR_BUDGET_INFEASIBLE), 2 bad usage or input.`;
+Exit status: 0 found, 1 no subnet fits the budget (ERR_BUDGET_INFEASIBLE) or an input is invalid, 2 bad usage (ERR_USAGE).`;
 
 export type { SearchInputs } from '../search-inputs.js';
 
 export interface SearchFlags {
   pareto?: boolean;
+  /** --pareto: generations done of the total */
+  onProgress?: (done: number, total: number) => void;
   method?: 'fast' | 'ofa' | 'exact';
   seed?: number;
   generations?: number;
@@ -68,7 +71,7 @@ export async function searchWith(inputs: SearchInputs, budget: Budget, flags: Se
   const problem = { arch: inputs.arch, predictor: inputs.predictor, encoder: inputs.encoder, ...inputs.efficiency };
   const seed = flags.seed ?? 0;
   const gens = flags.generations === undefined ? {} : { generations: flags.generations };
-  if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens });
+  if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens, ...(flags.onProgress ? { onProgress: flags.onProgress } : {}) });
   if (flags.method === 'exact') {
     if (!(inputs.predictor instanceof LinearPredictor))
       throw new NestswapError('ERR_USAGE', '--method exact needs a linear accuracy predictor; an ONNX predictor is searched with fast or ofa.');
@@ -82,7 +85,7 @@ const modelsDir = fileURLToPath(new URL('../../../models/', import.meta.url));
 function readArch(spaceArg: string, widthMult: number | undefined): Arch {
   const candidates = [spaceArg, join(spaceArg, 'arch.json'), join(modelsDir, spaceArg, 'arch.json')];
   const path = candidates.find((p) => existsSync(p) && statSync(p).isFile());
-  if (!path) throw new NestswapError('ERR_USAGE', `--space '${spaceArg}' is neither an arch.json nor a family under ${modelsDir}.`);
+  if (!path) throw new NestswapError('ERR_FAMILY_UNKNOWN', `--space '${spaceArg}' is neither an arch.json nor a family under ${modelsDir}.`);
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(path, 'utf8'));
@@ -126,97 +129,88 @@ function printHuman(space: Space, r: SearchResult | ParetoResult, budget: Budget
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-const INPUT_ERRORS = new Set(['ERR_USAGE', 'ERR_BUDGET_INVALID', 'ERR_CONFIG_INVALID', 'ERR_ARCH_INVALID', 'ERR_PREDICTOR_INVALID', 'ERR_LATENCY_TABLE_INVALID', 'ERR_PROFILE_INVALID']);
-
 export async function run(argv: string[]): Promise<number> {
-  try {
-    const { values: v } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        space: { type: 'string' },
-        'width-mult': { type: 'string' },
-        'accuracy-predictor': { type: 'string' },
-        'latency-table': { type: 'string' },
-        'latency-ms': { type: 'string' },
-        'memory-mb': { type: 'string' },
-        macs: { type: 'string' },
-        pareto: { type: 'boolean' },
-        method: { type: 'string' },
-        generations: { type: 'string' },
-        seed: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        // reserved for the package + device-profile form (another command path)
-        supernet: { type: 'string' },
-        profile: { type: 'string' },
-      },
-    });
-    if (v.help) {
-      process.stdout.write(`${HELP}\n`);
-      return 0;
-    }
-    if (v.supernet !== undefined && v.space !== undefined) throw new NestswapError('ERR_USAGE', 'Give either --supernet (with --profile) or --space (with --accuracy-predictor and --latency-table), not both.');
-    if (v.profile !== undefined && v.supernet === undefined) throw new NestswapError('ERR_USAGE', '--profile needs --supernet.');
-    if (!v.space && !v.supernet) throw new NestswapError('ERR_USAGE', 'Missing required option --supernet (or --space).');
-    if (!v.supernet && !v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
-    const method = v.method ?? 'fast';
-    if (method !== 'fast' && method !== 'ofa' && method !== 'exact') throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: fast, ofa, exact.`);
-    const widthMult = num(v['width-mult'], '--width-mult');
-    if (widthMult !== undefined && !(widthMult > 0 && Number.isFinite(widthMult))) throw new NestswapError('ERR_USAGE', '--width-mult must be a positive number.');
-    const generations = num(v.generations, '--generations');
-    if (generations !== undefined && !(Number.isInteger(generations) && generations >= 1)) throw new NestswapError('ERR_USAGE', '--generations must be a positive integer.');
-    const seed = num(v.seed, '--seed') ?? 0;
-    if (!Number.isInteger(seed)) throw new NestswapError('ERR_USAGE', '--seed must be an integer.');
-    const budget: Budget = {};
-    const lat = num(v['latency-ms'], '--latency-ms');
-    const mem = num(v['memory-mb'], '--memory-mb');
-    const macs = num(v.macs, '--macs');
-    if (lat !== undefined) budget.latencyMs = lat;
-    if (mem !== undefined) budget.memoryMB = mem;
-    if (macs !== undefined) budget.macs = macs;
-    if (!v.pareto && Object.keys(budget).length === 0) throw new NestswapError('ERR_USAGE', 'Give a budget: --latency-ms, --memory-mb and/or --macs (or --pareto).');
-    if (lat !== undefined && !v['latency-table'] && !v.profile) throw new NestswapError('ERR_USAGE', v.supernet ? '--latency-ms needs --profile <file> (make one with nestswap profile).' : '--latency-ms needs --latency-table <dir>.');
-    const flags: SearchFlags = { seed, method, ...(v.pareto ? { pareto: true } : {}), ...(generations === undefined ? {} : { generations }) };
-
-    if (v.supernet) {
-      const pkg = await loadSupernet(v.supernet);
-      const profile = v.profile ? await readProfileFile(v.profile) : undefined;
-      const inputs = await packageSearchInputs(pkg, profile, v['accuracy-predictor']);
-      const result = await searchWith(inputs, budget, flags);
-      if (v.json) process.stdout.write(`${JSON.stringify({ supernet: pkg.name, budget, ...result, ...('subnet' in result ? { id: pkg.space.id(result.subnet) } : {}) }, null, 2)}\n`);
-      else printHuman(pkg.space, result, budget);
-      return 0;
-    }
-    if (!v.space) throw new NestswapError('ERR_USAGE', 'Missing required option --space.');
-    if (!v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
-
-    const arch = readArch(v.space, widthMult);
-    const space = Space.fromArch(arch);
-    const tables = v['latency-table'] ? await readLatencyTableDir(v['latency-table']) : undefined;
-    const tableRes = tables ? [...tables.keys()].sort((a, b) => a - b).filter((r) => space.image_size_list.includes(r)) : [];
-    const { predictor, encoder } = await loadOnnxAccuracyPredictor(v['accuracy-predictor'], space, tableRes.length ? [tableRes] : []);
-    const resolutions = (tables ? tableRes : [...space.image_size_list]).filter((r) => encoder.imageSizeList.includes(r));
-    if (resolutions.length === 0)
-      throw new NestswapError('ERR_CONFIG_INVALID', `The accuracy predictor (${encoder.imageSizeList.join(', ')}) and the latency tables (${tableRes.join(', ')}) share no resolution.`);
-    const efficiency: SearchInputs['efficiency'] = {};
-    if (tables) efficiency.latency = flatLatencyPredictor(flatLatencyModel(tables, arch, resolutions));
-    if (mem !== undefined || v.pareto) efficiency.memory = flatMemoryPredictor(staticMemoryModel(arch, resolutions));
-    const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags);
-    if (v.json) process.stdout.write(`${JSON.stringify({ space: arch.family, budget, resolutions, ...result, ...('subnet' in result ? { id: space.id(result.subnet) } : {}) }, null, 2)}\n`);
-    else printHuman(space, result, budget);
+  const { values: v } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      space: { type: 'string' },
+      'width-mult': { type: 'string' },
+      'accuracy-predictor': { type: 'string' },
+      'latency-table': { type: 'string' },
+      'latency-ms': { type: 'string' },
+      'memory-mb': { type: 'string' },
+      macs: { type: 'string' },
+      pareto: { type: 'boolean' },
+      method: { type: 'string' },
+      generations: { type: 'string' },
+      seed: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      // reserved for the package + device-profile form (another command path)
+      supernet: { type: 'string' },
+      profile: { type: 'string' },
+    },
+  });
+  if (v.help) {
+    process.stdout.write(`${HELP}\n`);
     return 0;
-  } catch (err) {
-    if (isNestswapError(err)) {
-      process.stderr.write(`nestswap search: ${err.message} [${err.code}]\n`);
-      return INPUT_ERRORS.has(err.code) ? 2 : 1;
-    }
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`nestswap search: ${(err as Error).message} [ERR_USAGE]\n${HELP}\n`);
-      return 2;
-    }
-    throw err;
   }
+  if (v.supernet !== undefined && v.space !== undefined) throw new NestswapError('ERR_USAGE', 'Give either --supernet (with --profile) or --space (with --accuracy-predictor and --latency-table), not both.');
+  if (v.profile !== undefined && v.supernet === undefined) throw new NestswapError('ERR_USAGE', '--profile needs --supernet.');
+  if (!v.space && !v.supernet) throw new NestswapError('ERR_USAGE', 'Missing required option --supernet (or --space).');
+  if (!v.supernet && !v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
+  const method = v.method ?? 'fast';
+  if (method !== 'fast' && method !== 'ofa' && method !== 'exact') throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: fast, ofa, exact.`);
+  const widthMult = num(v['width-mult'], '--width-mult');
+  if (widthMult !== undefined && !(widthMult > 0 && Number.isFinite(widthMult))) throw new NestswapError('ERR_USAGE', '--width-mult must be a positive number.');
+  const generations = num(v.generations, '--generations');
+  if (generations !== undefined && !(Number.isInteger(generations) && generations >= 1)) throw new NestswapError('ERR_USAGE', '--generations must be a positive integer.');
+  const seed = num(v.seed, '--seed') ?? 0;
+  if (!Number.isInteger(seed)) throw new NestswapError('ERR_USAGE', '--seed must be an integer.');
+  const budget: Budget = {};
+  const lat = num(v['latency-ms'], '--latency-ms');
+  const mem = num(v['memory-mb'], '--memory-mb');
+  const macs = num(v.macs, '--macs');
+  if (lat !== undefined) budget.latencyMs = lat;
+  if (mem !== undefined) budget.memoryMB = mem;
+  if (macs !== undefined) budget.macs = macs;
+  if (!v.pareto && Object.keys(budget).length === 0) throw new NestswapError('ERR_USAGE', 'Give a budget: --latency-ms, --memory-mb and/or --macs (or --pareto).');
+  if (lat !== undefined && !v['latency-table'] && !v.profile) throw new NestswapError('ERR_USAGE', v.supernet ? '--latency-ms needs --profile <file> (make one with nestswap profile).' : '--latency-ms needs --latency-table <dir>.');
+  const bar = progress('searching (Pareto)', { json: v.json });
+  const flags: SearchFlags = {
+    seed,
+    method,
+    ...(v.pareto ? { pareto: true, ...(bar.active ? { onProgress: (d: number, t: number) => bar.update(d, t) } : {}) } : {}),
+    ...(generations === undefined ? {} : { generations }),
+  };
+
+  if (v.supernet) {
+    const pkg = await loadSupernet(v.supernet);
+    const profile = v.profile ? await readProfileFile(v.profile) : undefined;
+    const inputs = await packageSearchInputs(pkg, profile, v['accuracy-predictor']);
+    const result = await searchWith(inputs, budget, flags).finally(() => bar.end());
+    if (v.json) process.stdout.write(`${JSON.stringify({ supernet: pkg.name, budget, ...result, ...('subnet' in result ? { id: pkg.space.id(result.subnet) } : {}) }, null, 2)}\n`);
+    else printHuman(pkg.space, result, budget);
+    return 0;
+  }
+  if (!v.space) throw new NestswapError('ERR_USAGE', 'Missing required option --space.');
+  if (!v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
+
+  const arch = readArch(v.space, widthMult);
+  const space = Space.fromArch(arch);
+  const tables = v['latency-table'] ? await readLatencyTableDir(v['latency-table']) : undefined;
+  const tableRes = tables ? [...tables.keys()].sort((a, b) => a - b).filter((r) => space.image_size_list.includes(r)) : [];
+  const { predictor, encoder } = await loadOnnxAccuracyPredictor(v['accuracy-predictor'], space, tableRes.length ? [tableRes] : []);
+  const resolutions = (tables ? tableRes : [...space.image_size_list]).filter((r) => encoder.imageSizeList.includes(r));
+  if (resolutions.length === 0)
+    throw new NestswapError('ERR_CONFIG_INVALID', `The accuracy predictor (${encoder.imageSizeList.join(', ')}) and the latency tables (${tableRes.join(', ')}) share no resolution.`);
+  const efficiency: SearchInputs['efficiency'] = {};
+  if (tables) efficiency.latency = flatLatencyPredictor(flatLatencyModel(tables, arch, resolutions));
+  if (mem !== undefined || v.pareto) efficiency.memory = flatMemoryPredictor(staticMemoryModel(arch, resolutions));
+  const result = await searchWith({ arch, predictor, encoder, efficiency }, budget, flags).finally(() => bar.end());
+  if (v.json) process.stdout.write(`${JSON.stringify({ space: arch.family, budget, resolutions, ...result, ...('subnet' in result ? { id: space.id(result.subnet) } : {}) }, null, 2)}\n`);
+  else printHuman(space, result, budget);
+  return 0;
 }

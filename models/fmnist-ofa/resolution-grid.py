@@ -1,6 +1,7 @@
 """How a trained fmnist-ofa supernet holds up across resolutions: validation top-1 (PyTorch, BN recalibrated on
 train.py's 2,000-image calibration draw) of the smallest, a medium (k5 e4 d3) and the largest architecture at every
-resolution, and the mean of N seeded random subnets. The README's resolution table comes from this.
+resolution, and the mean of N seeded random subnets. The resolution table in
+docs/training.md ("Resolution specialisation") comes from this.
 
     /usr/bin/python3 models/fmnist-ofa/resolution-grid.py --model <checkpoint.pt | package dir> [--random 40] [--seed 7]
 """

@@ -17,9 +17,9 @@ checkpoint's own recipe and history are kept in the new one's `parents`, and the
 `--init <first phase>/last.pt --full-epochs 0 --epochs 2 --lr 0.015 --random 2 --students step`.
 `--students step` trains every distilled subnet of a step at one resolution drawn for that step (the largest
 architecture at that resolution among them); the default `own` trains the smallest at the smallest resolution and
-random subnets at their own, which leaves each architecture good only near the resolution it was trained at (README).
+random subnets at their own, which leaves each architecture good only near the resolution it was trained at (docs/training.md, "Resolution specialisation").
 
-Options besides the committed package's recipe (see the README's trained-supernet section for what they
+Options besides the committed package's recipe (docs/training.md and docs/decisions.md say what they
 measured): `--augment flip|none` (default: 2-pixel shifts and flips), `--wd`, `--label-smoothing`, `--zero-residual-bn`,
 `--dw-fan-in`, `--clip 0`.
 """

@@ -1,10 +1,10 @@
 /** `nestswap switch`: pushes a subnet (pinned) or a budget to a device and waits for its acknowledgement. */
-import { numberOpt, parse, printJson, readConfigArg, required } from '../../agent/commands/common.js';
+import { numberOpt, parse, printJson, readConfigArg, required } from '../../runtime/node/cli.js';
 import { NestswapError } from '../../runtime/errors.js';
 import type { CommandBody } from '../protocol.js';
-import { ADMIN_OPTIONS, adminClient, withApiErrors } from './shared.js';
+import { ADMIN_OPTIONS, adminClient } from './shared.js';
 
-const HELP = `Usage: nestswap switch --registry URL --token T --device ID (--subnet <json|file> | --latency-ms X [--memory-mb Y] | --unpin)
+const HELP = `Usage: nestswap switch --registry URL --token T [--timeout-ms MS] --device ID (--subnet <json|file> | --latency-ms X [--memory-mb Y] | --unpin)
                        [--wait-ms 15000] [--json]
 
 The command is stored and pushed over the device's WebSocket (or delivered when it reconnects).
@@ -31,10 +31,8 @@ export async function run(argv: string[]): Promise<number> {
         : { type: 'budget', budget: { ...(latencyMs !== undefined ? { latencyMs } : {}), ...(memoryMB !== undefined ? { memoryMB } : {}) }, waitMs };
   const client = adminClient(v);
   const device = required(v.device, '--device');
-  return withApiErrors(async () => {
-    const c = await client.command(device, body);
-    if (v.json) printJson(c);
-    else process.stdout.write(`${c.id} ${c.type} → ${device}: ${c.status}${c.result ? ` ${JSON.stringify(c.result)}` : ''}${c.error ? ` ${c.error.code}: ${c.error.message}` : ''}\n`);
-    return c.status === 'acked' ? 0 : c.status === 'failed' ? 1 : 3;
-  });
+  const c = await client.command(device, body);
+  if (v.json) printJson(c);
+  else process.stdout.write(`${c.id} ${c.type} → ${device}: ${c.status}${c.result ? ` ${JSON.stringify(c.result)}` : ''}${c.error ? ` ${c.error.code}: ${c.error.message}` : ''}\n`);
+  return c.status === 'acked' ? 0 : c.status === 'failed' ? 1 : 3;
 }

@@ -18,6 +18,8 @@ export interface ParetoOptions {
   maxTries?: number;
   /** efficiency objectives to minimise (default: latency and memory where predictors exist, else MACs) */
   objectives?: MetricName[];
+  /** called after each generation with the generations done and the total (progress of long work) */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface ParetoPoint {
@@ -160,8 +162,8 @@ export async function paretoSearch(problem: SearchProblem, budget: Budget, optio
       );
     }
     const fresh = unique(kids, seen);
-    if (fresh.length === 0) continue;
-    pop = select([...pop, ...(await evaluate(fresh))], o.populationSize);
+    if (fresh.length) pop = select([...pop, ...(await evaluate(fresh))], o.populationSize);
+    o.onProgress?.(gen + 1, o.generations);
   }
   const front = sortFronts(pop)[0]!.sort((a, b) => a.f[1]! - b.f[1]! || a.f[0]! - b.f[0]!);
   return {

@@ -31,7 +31,13 @@ export type ErrorCode =
   | 'ERR_PATH_ESCAPE'
   | 'ERR_DOWNLOAD_TIMEOUT'
   | 'ERR_METADATA_TOO_LARGE'
-  | 'ERR_METADATA_INVALID';
+  | 'ERR_METADATA_INVALID'
+  | 'ERR_CHECKPOINT_FORMAT'
+  | 'ERR_CHECKPOINT_UNSUPPORTED'
+  | 'ERR_CHECKPOINT_TENSOR'
+  | 'ERR_CHECKPOINT_SHAPE'
+  | 'ERR_IMPORT_NET'
+  | 'ERR_CALIBRATION_INPUT';
 
 export class NestswapError extends Error {
   readonly code: ErrorCode;

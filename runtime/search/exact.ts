@@ -76,6 +76,7 @@ export async function exactSearch(problem: ExactProblem, budget: Budget): Promis
   const w = problem.predictor.weights;
   const s = cp.space;
   const md = cp.maxDepth;
+  if (!cp.space.evenStages) throw new NestswapError('ERR_BUDGET_INVALID', 'The exact optimiser needs every stage to hold the largest depth; use the evolutionary search for this space.');
   let best: { value: number; genome: Genome } | undefined;
 
   for (let ri = 0; ri < cp.nR; ri++) {

@@ -18,7 +18,7 @@ import { AdminClient, RegistryApiError } from '../registry/admin-client.js';
 import { decodeStats } from '../runtime/calibrate.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { tempDir } from './helpers.js';
-import { freePort, sleep, start, stop, until, type Proc } from './processes.js';
+import { cli, freePort, sleep, start, stop, until, type Proc } from './processes.js';
 import { makeQueryablePackage } from './registry-fixtures.js';
 
 const ADMIN = 'crash-admin-token-0123456789';
@@ -61,6 +61,7 @@ function spool(dataDir: string): { seqs: number[]; torn: boolean } {
 describe('kill -9 at every step', { timeout: 900_000 }, () => {
   const dir = tempDir('nestswap-crash-');
   const regData = join(dir.path, 'registry');
+  const keyDir = join(dir.path, 'keys');
   const agentData = join(dir.path, 'agent');
   let url: string;
   let port: number;
@@ -71,13 +72,13 @@ describe('kill -9 at every step', { timeout: 900_000 }, () => {
   let pkgDir: string;
 
   const startRegistry = async (crashAt = '') => {
-    registry = start(['registry', '--port', String(port), '--data', regData, '--log-level', 'warn'], { NESTSWAP_ADMIN_TOKEN: ADMIN, NESTSWAP_ENROLL_TOKEN: ENROLL, NESTSWAP_CRASH_AT: crashAt });
+    registry = start(['registry', '--port', String(port), '--data', regData, '--keys', keyDir, '--online-targets', '--log-level', 'warn'], { NESTSWAP_ADMIN_TOKEN: ADMIN, NESTSWAP_ENROLL_TOKEN: ENROLL, NESTSWAP_CRASH_AT: crashAt });
     all.push(registry);
     await until('registry', async () => (await fetch(`${url}/v1/health`)).ok, 30_000, 50);
   };
   const startAgent = (crashAt = '') => {
     agent = start(
-      ['agent', '--registry', url, '--enroll-token', ENROLL, '--supernet', 'tiny', '--name', 'c1', '--latency-ms', '50', '--port', '0', '--threads', '1', '--data', agentData, '--log-level', 'info'],
+      ['agent', '--registry', url, '--enroll-token', ENROLL, '--supernet', 'tiny', '--name', 'c1', '--latency-ms', '50', '--port', '0', '--threads', '1', '--data', agentData, '--log-level', 'info', '--trust-root', join(keyDir, 'root.json')],
       { NESTSWAP_CRASH_AT: crashAt },
     );
     all.push(agent);
@@ -95,6 +96,8 @@ describe('kill -9 at every step', { timeout: 900_000 }, () => {
   const finalDirs = () => (existsSync(join(agentData, 'fleet', 'packages', 'tiny')) ? readdirSync(join(agentData, 'fleet', 'packages', 'tiny')).filter((v) => v !== 'current.json' && !v.startsWith('.')) : []);
 
   before(async () => {
+    const keys = cli(['keys', 'init', '--out', keyDir, '--json']);
+    assert.equal(keys.code, 0, keys.stderr);
     port = await freePort();
     url = `http://127.0.0.1:${port}`;
     await startRegistry();

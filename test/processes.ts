@@ -1,5 +1,5 @@
 /** Real nestswap processes for tests: spawn, collect JSON log lines, wait, stop. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { repoPath } from './helpers.js';
 
@@ -63,4 +63,9 @@ export async function stop(p: Proc | undefined, signal: NodeJS.Signals = 'SIGTER
   const t = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
   await p.exited;
   clearTimeout(t);
+}
+
+export function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -306,15 +306,15 @@ export class CompiledProblem {
   /**
    * Makes a genome feasible by random downgrades (smaller kernel, expand, depth or resolution) that
    * lower the excess; at most one pass per downgradable step, so it always ends. Returns undefined
-   * when it cannot.
+   * when it cannot. `keepResolution`: never lower the resolution (islands search one each).
    */
-  repair(g: Genome, rng: Rng): Genome | undefined {
+  repair(g: Genome, rng: Rng, keepResolution = false): Genome | undefined {
     const limit = this.nR + this.nStage * this.nD + this.nSlots * (this.nK + this.nE);
     let ex = this.excess(g);
     const kOff = 1 + this.nStage;
     for (let step = 0; step < limit && ex > 0; step++) {
       const moves: number[] = [];
-      if (g[0]! > 0) moves.push(0);
+      if (g[0]! > 0 && !keepResolution) moves.push(0);
       for (let st = 0; st < this.nStage; st++) if (g[1 + st]! > 0) moves.push(1 + st);
       for (let i = 0; i < this.nSlots; i++) {
         if (!this.isActive(g, i)) continue;

@@ -331,7 +331,7 @@ export class RegistryClient extends EventEmitter {
   async ensurePackage(name: string, version = 'latest', onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<CachedPackage> {
     assertName(name);
     if (version !== 'latest') assertVersion(version);
-    if (this.opts.tuf) return this.ensureSignedPackage(this.opts.tuf, name, version);
+    if (this.opts.tuf) return this.ensureSignedPackage(this.opts.tuf, name, version, onProgress);
     const info = await this.versionInfo(name, version);
     // a package in a format this agent cannot read is refused before anything is downloaded
     checkManifestFormat(info.manifest, `${name}@${info.version} from ${this.url}`);
@@ -369,7 +369,7 @@ export class RegistryClient extends EventEmitter {
    * the signed `version`), never lower than the installed one; the manifest and every file are
    * targets downloaded capped at their signed length and checked against their signed sha256.
    */
-  private async ensureSignedPackage(tuf: TufClient, name: string, version: string): Promise<CachedPackage> {
+  private async ensureSignedPackage(tuf: TufClient, name: string, version: string, onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<CachedPackage> {
     const targets = await tuf.refresh();
     const signed = packagesIn(targets, name);
     const pick = version === 'latest' ? signed[signed.length - 1] : signed.find((p) => p.version === version);
@@ -400,7 +400,13 @@ export class RegistryClient extends EventEmitter {
       if (!t) throw new NestswapError('ERR_TARGET_UNKNOWN', `${name}@${pick.version}: '${f.path}' is in the signed manifest but not a signed target.`);
       if (t.length !== f.bytes || t.hashes.sha256 !== f.sha256) throw new NestswapError('ERR_METADATA_MISMATCH', `${name}@${pick.version}: '${f.path}' differs between the signed manifest and its signed target.`);
     }
-    for (const f of manifest.files) await this.downloadFile(staging, this.targetFile(targetPath(name, pick.version, f.path), f.path, targets[targetPath(name, pick.version, f.path)]!));
+    const total = manifest.files.reduce((a, f) => a + f.bytes, 0);
+    let at = 0;
+    for (const f of manifest.files) {
+      await this.downloadFile(staging, this.targetFile(targetPath(name, pick.version, f.path), f.path, targets[targetPath(name, pick.version, f.path)]!), onProgress && ((n) => onProgress(at + n, total)));
+      at += f.bytes;
+      onProgress?.(at, total);
+    }
     mkdirSync(nameDir, { recursive: true });
     crashPoint('package-downloaded');
     if (existsSync(finalDir)) rmSync(assertInside(nameDir, finalDir), { recursive: true, force: true });

@@ -14,7 +14,8 @@
  *   d.infer(input, batch)                  // logits + subnet that answered
  *   await d.close()
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeDurable } from '../runtime/node/durable.js';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -191,8 +192,7 @@ export async function ladderSelector(pkg: SupernetPackage, backend: Backend, opt
     }
     if (opts.cacheFile) {
       mkdirSync(join(opts.cacheFile, '..'), { recursive: true });
-      writeFileSync(`${opts.cacheFile}.tmp`, JSON.stringify({ key, entries }));
-      renameSync(`${opts.cacheFile}.tmp`, opts.cacheFile);
+      writeDurable(opts.cacheFile, JSON.stringify({ key, entries }));
     }
   }
   // A subnet with more MACs is not faster on the same device: measured inversions are noise, so

@@ -79,7 +79,7 @@ export interface DaemonOptions {
   monitor?: { intervalMs?: number; minSamples?: number; sensors?: Sensors; probe?: boolean; idleProbeEvery?: number; idleProbeMaxEvery?: number };
   policy?: Partial<PolicyOptions>;
   /** serve the local HTTP API */
-  listen?: { port: number; host?: string; maxBodyBytes?: number };
+  listen?: { port: number; host?: string; maxBodyBytes?: number; socket?: string };
   hotSwap?: Pick<HotSwapOptions, 'candidateHook' | 'warmupRuns' | 'checkRuns' | 'onnxCacheBytes'>;
   calibration?: CalibrateOptions;
   /** health check: a candidate slower than the serving model (timed beside it) fails above the user
@@ -315,13 +315,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
 
   if (opts.listen) {
     const { startServer } = await import('./server.js');
-    const so: { port: number; host?: string; maxBodyBytes?: number; logger: Logger } = { port: opts.listen.port, logger: log.child({ component: 'http' }) };
+    const so: { port: number; host?: string; maxBodyBytes?: number; socket?: string; logger: Logger } = { port: opts.listen.port, logger: log.child({ component: 'http' }) };
+    if (opts.listen.socket !== undefined) so.socket = opts.listen.socket;
     if (opts.listen.host !== undefined) so.host = opts.listen.host;
     if (opts.listen.maxBodyBytes !== undefined) so.maxBodyBytes = opts.listen.maxBodyBytes;
     const server = await startServer(handle, so);
     core.attach(server);
     (handle as { url: string | null }).url = server.url;
-    log.info({ url: server.url }, 'serving');
+    log.info({ url: server.url, ...(server.socket ? { socket: server.socket } : {}) }, 'serving');
   }
   return handle;
 }

@@ -11,7 +11,7 @@ import { progress } from '../../runtime/node/progress.js';
 const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
                  [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
-                 [--log-level info]
+                 [--socket PATH] [--log-level info]
   nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
@@ -50,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
       'interval-ms': { type: 'string' },
       'session-host': { type: 'string' },
       'log-level': { type: 'string' },
+      socket: { type: 'string' },
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
       name: { type: 'string' },
@@ -66,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
   const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
 
   if (v.registry) {
+    if (v.socket !== undefined) throw new NestswapError('ERR_USAGE', '--socket is for the standalone agent; a fleet agent listens on --host/--port.');
     // fleet mode lives in agent/fleet.ts (another module); load it only when asked for
     const fleetPath = join(fileURLToPath(new URL('..', import.meta.url)), 'fleet.js');
     if (!existsSync(fleetPath)) throw new NestswapError('ERR_USAGE', '--registry (fleet mode) is not available in this build: agent/fleet.ts is missing. Run without --registry for standalone mode.');
@@ -137,9 +139,9 @@ export async function run(argv: string[]): Promise<number> {
     ...(v.data ? { dataDir: v.data } : {}),
     logger: logger.child({ supernet: pkg.name }),
     monitor: { intervalMs },
-    listen: { port, host: v.host ?? '127.0.0.1' },
+    listen: { port, host: v.host ?? '127.0.0.1', ...(v.socket ? { socket: v.socket } : {}) },
   });
-  process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}\n`);
+  process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}${v.socket ? ` and ${v.socket}` : ''}\n`);
   await untilSignal();
   await d.close();
   return 0;

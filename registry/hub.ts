@@ -12,6 +12,7 @@
  * Heartbeat: a ping every `heartbeatMs`; a connection that has not answered the previous ping is
  * dropped. Last-seen updates are batched into one store call per heartbeat.
  */
+import { crashPoint } from '../runtime/crash.js';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -65,6 +66,7 @@ export class Hub extends EventEmitter {
     this.timer.unref();
     this.telemetry = new Batcher(async (batches) => {
       const r = await store.ingestTelemetry(batches);
+      crashPoint('registry-telemetry-stored');
       return batches.map((b) => r.get(b.deviceId) ?? { seq: 0, added: [] });
     });
     this.sent = new Batcher(async (ids) => {
@@ -211,6 +213,7 @@ export class Hub extends EventEmitter {
       }
       case 'ack': {
         const done = await this.store.finishCommand(conn.deviceId, f.id, f.ok, f.result, f.error);
+        crashPoint('registry-command-acked');
         if (done) this.bus.publish(DONE_SUBJECT, { t: 'done', command: done });
         return;
       }

@@ -11,8 +11,8 @@ import { progress } from '../../runtime/node/progress.js';
 const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
                  [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
-                 [--ladder-rungs 64] [--log-level info]
-  nestswap agent --registry URL --enroll-token T --supernet NAME [--name NAME] [...]
+                 [--socket PATH] [--ladder-rungs 64] [--log-level info]
+  nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
@@ -29,7 +29,10 @@ subnets built once for this device (a binary search per decision; 0: search on e
 With --registry: enrolls with a registry and follows its commands (fleet mode); the enrollment token
 may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token. Several URLs, comma-separated
 (--registry URL1,URL2), are replicas of one registry: tried in order, moving on to the next with
-the usual jittered backoff when one cannot be reached.
+the usual jittered backoff when one cannot be reached. Packages are verified with TUF from the root
+given by --trust-root at install (copied into --data; root rotations are followed from then on);
+without an installed root fleet mode refuses to start unless --insecure-no-signatures is given
+(docs/signing.md).
 
   nestswap agent <the options above> --print-systemd-unit [--service-user USER]
 prints a systemd unit that runs nestswap-agent with these options as a service (DynamicUser, or USER;
@@ -50,9 +53,12 @@ export async function run(argv: string[]): Promise<number> {
       'session-host': { type: 'string' },
       'ladder-rungs': { type: 'string' },
       'log-level': { type: 'string' },
+      socket: { type: 'string' },
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
       name: { type: 'string' },
+      'trust-root': { type: 'string' },
+      'insecure-no-signatures': { type: 'boolean' },
       'print-systemd-unit': { type: 'boolean' },
       'service-user': { type: 'string' },
     },
@@ -64,6 +70,7 @@ export async function run(argv: string[]): Promise<number> {
   const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
 
   if (v.registry) {
+    if (v.socket !== undefined) throw new NestswapError('ERR_USAGE', '--socket is for the standalone agent; a fleet agent listens on --host/--port.');
     // fleet mode lives in agent/fleet.ts (another module); load it only when asked for
     const fleetPath = join(fileURLToPath(new URL('..', import.meta.url)), 'fleet.js');
     if (!existsSync(fleetPath)) throw new NestswapError('ERR_USAGE', '--registry (fleet mode) is not available in this build: agent/fleet.ts is missing. Run without --registry for standalone mode.');
@@ -83,6 +90,8 @@ export async function run(argv: string[]): Promise<number> {
       port: numberOpt(v.port, '--port'),
       host: v.host,
       dataDir: v.data,
+      trustRoot: v['trust-root'],
+      insecureNoSignatures: v['insecure-no-signatures'] ?? false,
       // as standalone (sessions on the main thread, one core left to the builder)
       threads: numberOpt(v.threads, '--threads') ?? (await import('../daemon.js')).defaultSessionThreads('main'),
       logger,
@@ -135,9 +144,9 @@ export async function run(argv: string[]): Promise<number> {
     ...(v.data ? { dataDir: v.data } : {}),
     logger: logger.child({ supernet: pkg.name }),
     monitor: { intervalMs },
-    listen: { port, host: v.host ?? '127.0.0.1' },
+    listen: { port, host: v.host ?? '127.0.0.1', ...(v.socket ? { socket: v.socket } : {}) },
   });
-  process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}\n`);
+  process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}${v.socket ? ` and ${v.socket}` : ''}\n`);
   await untilSignal();
   await d.close();
   return 0;

@@ -44,3 +44,26 @@ export function readSafetensors(bytes: Uint8Array, source: string): StateDict {
   }
   return out;
 }
+
+/** Writes float32 tensors as a safetensors file (names in the given order). */
+export function writeSafetensors(tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>, metadata: Record<string, string> = {}): Uint8Array {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let off = 0;
+  for (const [name, t] of tensors) {
+    header[name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [off, off + t.data.length * 4] };
+    off += t.data.length * 4;
+  }
+  let h = new TextEncoder().encode(JSON.stringify(header));
+  const pad = (8 - ((8 + h.length) % 8)) % 8; // the data starts 8-byte aligned, as the format's writers do
+  h = new TextEncoder().encode(JSON.stringify(header) + ' '.repeat(pad));
+  const out = new Uint8Array(8 + h.length + off);
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+  out.set(h, 8);
+  const f32 = new Float32Array(out.buffer, 8 + h.length, off / 4);
+  let p = 0;
+  for (const t of tensors.values()) {
+    f32.set(t.data, p);
+    p += t.data.length;
+  }
+  return out;
+}

@@ -119,6 +119,8 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     } else {
       const code = (err as { code?: string }).code;
       dlog.warn({ code, err: (err as Error).message, version: fallback.version }, refused ? 'update refused: serving the last verified package' : 'registry unreachable: serving the cached package');
+      // the registry (the fleet's operator) hears of it once the link is up
+      if (refused) client.telemetry('error', { code: code ?? 'ERR_INTERNAL', message: (err as Error).message.slice(0, 500), serving: fallback.version });
       cached = fallback;
     }
   }
@@ -152,7 +154,11 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     ? setInterval(() => {
         tuf.refresh().then(
           () => dlog.debug('TUF metadata refreshed'),
-          (err: Error) => dlog.warn({ code: (err as { code?: string }).code, err: err.message }, 'TUF refresh refused: serving the last verified package'),
+          (err: Error) => {
+            const code = (err as { code?: string }).code ?? 'ERR_INTERNAL';
+            dlog.warn({ code, err: err.message }, 'TUF refresh refused: serving the last verified package');
+            if (code !== 'ERR_METADATA_UNAVAILABLE') client.telemetry('error', { code, message: err.message.slice(0, 500) });
+          },
         );
       }, opts.tufRefreshMs ?? 3600_000)
     : undefined;

@@ -13,6 +13,8 @@ import { Materializer } from '../runtime/materializer.js';
 import { nchwcCalibration } from '../runtime/node/nchwc.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { SupernetPackage, type PackageSource } from '../runtime/package.js';
+import { buildLadder, type Ladder } from '../runtime/ladder.js';
+import { countMacs } from '../runtime/cost.js';
 import { autoSearch, type AccuracyPredictor, type Budget, type SearchResult } from '../runtime/search/index.js';
 import type { ArchEncoder, SubnetConfig } from '../runtime/space.js';
 import { profilePredictors, type ProfilePredictors } from './profiles.js';
@@ -47,12 +49,15 @@ export interface QueryInput {
   profileJson: string;
   budget: Budget;
   seed: number;
+  /** 'ladder': a rung of the Pareto ladder cached for this (package, profile) */
+  from?: 'search' | 'ladder';
 }
 
 export interface QueryAnswer {
   result: SearchResult;
   subnetId: string;
   cached: boolean;
+  source?: 'search' | 'ladder';
 }
 
 export class QueryService {
@@ -108,7 +113,38 @@ export class QueryService {
     );
   }
 
+  private readonly ladders = new Lru<string, Promise<Ladder>>(16);
+
+  /** A rung of the Pareto ladder for this (package, profile), building the ladder on first use; undefined when the budget is below every rung. */
+  private async fromLadder(q: QueryInput): Promise<QueryAnswer | undefined> {
+    const t0 = performance.now();
+    const pkg = await this.package(q.version);
+    const lkey = `${q.version.manifest_sha256}|${q.profileSha256}`;
+    const had = this.ladders.get(lkey) !== undefined;
+    const ladder = await this.shared(this.ladders, lkey, async () => {
+      const preds = profilePredictors(JSON.parse(q.profileJson), pkg);
+      const { predictor, encoder } = await this.accuracy(q.version, pkg, preds.latency.flat?.resolutions ?? []);
+      const problem = { arch: pkg.arch, predictor, encoder, latency: preds.latency, ...(preds.memory ? { memory: preds.memory } : {}) };
+      return buildLadder(problem, pkg.space, { profile: q.profileSha256, predictor: q.version.manifest_sha256, slowdownClass: 0 });
+    });
+    const i = ladder.rungFor(q.budget);
+    if (i < 0) return undefined;
+    const r = ladder.rungs[i]!;
+    const result: SearchResult = {
+      subnet: r.subnet,
+      predicted: { accuracy: r.accuracy, latencyMs: r.latencyMs, memoryMB: r.memoryMB, macs: countMacs(pkg.arch, r.subnet) },
+      evaluations: 0,
+      searchMs: performance.now() - t0,
+    };
+    return { result, subnetId: r.id, cached: had, source: 'ladder' };
+  }
+
   async query(q: QueryInput): Promise<QueryAnswer> {
+    if (q.from === 'ladder') {
+      const a = await this.fromLadder(q);
+      if (a) return a;
+      // below every rung: the search says what fits, or that nothing does
+    }
     const key = `${q.version.manifest_sha256}|${q.profileSha256}|${q.budget.latencyMs ?? ''}|${q.budget.memoryMB ?? ''}|${q.seed}`;
     const hit = this.answers.get(key);
     if (hit) return { ...hit, cached: true };

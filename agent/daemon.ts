@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { MemoryStatsStore, type CalibrateOptions } from '../runtime/calibrate.js';
+import type { PreparationOptions } from './core/ladder-selector.js';
 import { countMacs } from '../runtime/cost.js';
 import type { BuiltModel, CandidateCheck, HotSwapOptions } from '../runtime/hot-swap.js';
 import { Materializer } from '../runtime/materializer.js';
@@ -82,6 +83,8 @@ export interface DaemonOptions {
   listen?: { port: number; host?: string; maxBodyBytes?: number; socket?: string };
   hotSwap?: Pick<HotSwapOptions, 'candidateHook' | 'warmupRuns' | 'checkRuns' | 'onnxCacheBytes'>;
   calibration?: CalibrateOptions;
+  /** with a Pareto-ladder selector: rungs prepared at idle and the ONNX bytes kept for them */
+  prepare?: PreparationOptions;
   /** health check: a candidate slower than the serving model (timed beside it) fails above the user
    * latency budget × this (default 1.5); one no slower than the serving model never fails for latency */
   healthLatencySlack?: number;
@@ -309,6 +312,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     ...(opts.policy ? { policy: opts.policy } : {}),
     ...(opts.hotSwap ? { hotSwap: opts.hotSwap } : {}),
     ...(opts.calibration ? { calibration: opts.calibration } : {}),
+    ...(opts.prepare ? { prepare: opts.prepare } : {}),
     ...(opts.healthLatencySlack !== undefined ? { healthLatencySlack: opts.healthLatencySlack } : {}),
   });
   const handle: DaemonHandle = { ...core, url: null, sampleShape, metrics };

@@ -223,6 +223,11 @@ export class HotSwapper {
     return this.perSample;
   }
 
+  /** Bytes of built ONNX held by the cache. */
+  get cachedBytes(): number {
+    return this.cacheBytes;
+  }
+
   /** Whether a swap is being built or queued. */
   get busy(): boolean {
     return this.worker !== undefined;

@@ -15,7 +15,7 @@ import { nodeBackend } from '../runtime/node/ort-node.js';
 import { SupernetPackage, type PackageSource } from '../runtime/package.js';
 import { buildLadder, type Ladder } from '../runtime/ladder.js';
 import { countMacs } from '../runtime/cost.js';
-import { autoSearch, type AccuracyPredictor, type Budget, type SearchResult } from '../runtime/search/index.js';
+import { autoSearch, paretoSearch, type AccuracyPredictor, type Budget, type ParetoPoint, type SearchResult } from '../runtime/search/index.js';
 import type { ArchEncoder, SubnetConfig } from '../runtime/space.js';
 import { profilePredictors, type ProfilePredictors } from './profiles.js';
 import type { BlobStore } from './blobs.js';
@@ -68,6 +68,7 @@ export class QueryService {
   private readonly answers = new Lru<string, QueryAnswer>(4096);
   private readonly materializers = new Lru<string, Promise<Materializer>>(3);
   private readonly inflightOnnx = new Map<string, Promise<string>>();
+  private readonly fronts = new Lru<string, Promise<ParetoPoint[]>>(64);
 
   constructor(
     private readonly store: RegistryStore,
@@ -166,6 +167,20 @@ export class QueryService {
     const answer: QueryAnswer = { result, subnetId: pkg.space.id(result.subnet), cached: false };
     this.answers.set(key, answer);
     return answer;
+  }
+
+  /**
+   * The Pareto front of predicted accuracy against predicted latency for a device profile (NSGA-II,
+   * seeded, so the same profile gives the same front), sorted by latency; memoised per profile.
+   */
+  async front(v: VersionRow, profileSha256: string, profileJson: string): Promise<ParetoPoint[]> {
+    return this.shared(this.fronts, `${v.manifest_sha256}|${profileSha256}`, async () => {
+      const pkg = await this.package(v);
+      const preds = profilePredictors(JSON.parse(profileJson), pkg);
+      const { predictor, encoder } = await this.accuracy(v, pkg, preds.latency.flat?.resolutions ?? []);
+      const r = await paretoSearch({ arch: pkg.arch, predictor, encoder, latency: preds.latency, ...(preds.memory ? { memory: preds.memory } : {}) }, {}, { objectives: ['latencyMs'], populationSize: 60, generations: 40, seed: 0 });
+      return r.front;
+    });
   }
 
   /** Path of the subnet's ONNX file (BN recalibrated, folded), materializing it once. */

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { serializeProfile } from '../runtime/profile.js';
+import { parseProfile, serializeProfile, type Profile } from '../runtime/profile.js';
+import { fewShotFromClass, type FewShotOptions } from './class-profile.js';
 import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
@@ -17,7 +18,35 @@ import { TufClient } from './tuf-client.js';
 import { commandRunner, helloFrame, streamTelemetry, type CommandFrame, type CommandOutcome } from './core/fleet-link.js';
 import { loadFleetState, saveFleetState } from './fleet-state.js';
 import type { SubnetConfig } from '../runtime/space.js';
+import type { SupernetPackage } from '../runtime/package.js';
 import { backoffDelay, RegistryClient, type CachedPackage } from './registry-client.js';
+
+/**
+ * The registry's class profile for this device's class, scaled by a few whole subnets timed here, when
+ * it fits (docs/profiler.md#class-profiles); undefined sends the caller to the full profile.
+ */
+async function fewShotProfile(client: RegistryClient, pkg: SupernetPackage, o: FewShotOptions, log: Logger): Promise<Profile | undefined> {
+  let cp;
+  try {
+    cp = await client.classProfile(o.device.deviceClass);
+  } catch (err) {
+    log.info({ path: 'full', reason: `class profile unavailable: ${(err as Error).message}` }, 'profiling');
+    return undefined;
+  }
+  if (!cp) {
+    log.info({ path: 'full', reason: `no class profile for '${o.device.deviceClass}'` }, 'profiling');
+    return undefined;
+  }
+  let r;
+  try {
+    r = await fewShotFromClass(pkg, parseProfile(cp.profile, 'class profile'), { ...o, classDevices: cp.devices });
+  } catch (err) {
+    log.info({ path: 'full', reason: `class profile unusable: ${(err as Error).message}` }, 'profiling');
+    return undefined;
+  }
+  log.info({ path: r.adopted ? 'few-shot' : 'full', reason: r.reason, scale: r.scale, mape: r.stats.mape, classDevices: cp.devices, wallMs: Math.round(r.wallMs) }, 'profiling');
+  return r.profile;
+}
 
 export interface FleetAgentOptions {
   registry: string;
@@ -33,6 +62,8 @@ export interface FleetAgentOptions {
   logger?: Logger;
   /** profile settings (quicker ones in tests); `false` skips profiling and upload */
   profile?: Partial<Omit<ProfileOptions, 'device'>> | false;
+  /** few-shot calibration of the registry's class profile before a full profile (`false`: always the full profile) */
+  fewShot?: Partial<Omit<FewShotOptions, 'device'>> | false;
   /** monitor window (ms) */
   intervalMs?: number;
   /** give up starting when the registry cannot be reached and nothing is cached (default 10 tries) */
@@ -180,7 +211,9 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   let closed = false;
   const profiling = (async () => {
     if (opts.profile === false) return;
-    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...(opts.threads ? { threads: opts.threads } : {}), ...opts.profile });
+    const threadsOpt = opts.threads ? { threads: opts.threads } : {};
+    const instead = () => fewShotProfile(client, pkg, { device: identity, ...threadsOpt, ...(opts.profile ? opts.profile : {}), ...opts.fewShot }, dlog);
+    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...threadsOpt, ...opts.profile, ...(opts.fewShot === false ? {} : { instead }) });
     dlog.info({ cached: p.cached }, 'profile ready');
     const text = serializeProfile(p.profile);
     for (let i = 0; !closed; i++) {

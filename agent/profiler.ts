@@ -83,7 +83,10 @@ export async function writeProfileFile(path: string, p: Profile): Promise<void> 
 }
 
 /** The cached profile when it still matches this device, ORT, EP, threads and weights; else a fresh one (then cached). */
-export async function loadOrProfile(pkg: SupernetPackage, opts: ProfileOptions & { dataDir?: string; force?: boolean }): Promise<CachedProfile> {
+export async function loadOrProfile(
+  pkg: SupernetPackage,
+  opts: ProfileOptions & { dataDir?: string; force?: boolean; /** tried before a full profile (fleet: the few-shot class profile); undefined = measure fully */ instead?: () => Promise<Profile | undefined> },
+): Promise<CachedProfile> {
   const backend = opts.backend ?? nodeBackend;
   const ep = opts.ep ?? backend.defaultEp;
   const threads = opts.threads ?? 1;
@@ -100,7 +103,7 @@ export async function loadOrProfile(pkg: SupernetPackage, opts: ProfileOptions &
       reasons = [e instanceof Error && 'code' in e && (e as { code?: string }).code === 'ERR_PROFILE_INVALID' && /ENOENT/.test(e.message) ? 'no cached profile' : (e as Error).message];
     }
   }
-  const profile = await profileDevice(pkg, { ...opts, ep, threads, backend });
+  const profile = (await opts.instead?.()) ?? (await profileDevice(pkg, { ...opts, ep, threads, backend }));
   await writeProfileFile(path, profile);
   return { profile, path, cached: false, reasons };
 }

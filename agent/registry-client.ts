@@ -479,6 +479,17 @@ export class RegistryClient extends EventEmitter {
     return (await res.json()) as ProfileSummary;
   }
 
+  /** The registry's class profile of `deviceClass` (docs/profiler.md#class-profiles), or null when it has none. */
+  async classProfile(deviceClass: string): Promise<{ devices: number; profile: unknown } | null> {
+    try {
+      const res = await this.call(`/v1/classes/${encodeURIComponent(deviceClass)}/profile`, {}, 'class profile');
+      return (await res.json()) as { devices: number; profile: unknown };
+    } catch (err) {
+      if ((err as { status?: number }).status === 404) return null;
+      throw err;
+    }
+  }
+
   // ---------- telemetry queue ----------
 
   /**

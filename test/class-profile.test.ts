@@ -8,7 +8,11 @@ import { after, before, describe, test } from 'node:test';
 import { AdminClient } from '../registry/admin-client.js';
 import { startRegistry, type RegistryHandle } from '../registry/server.js';
 import { median, parseProfile, type Profile } from '../runtime/profile.js';
-import { tempDir } from './helpers.js';
+import { fewShotFromClass, FEW_SHOT_MAX_SUBNETS } from '../agent/class-profile.js';
+import { profileDevice } from '../agent/profiler.js';
+import { loadPackageDir } from '../runtime/node/fs-source.js';
+import { mulberry32 } from '../runtime/random.js';
+import { tempDir, TINY } from './helpers.js';
 import { makeQueryablePackage, midBudgetMs, profileText, tinyProfile } from './registry-fixtures.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -24,14 +28,14 @@ async function enroll(url: string, name: string, deviceClass: string): Promise<{
   return (await res.json()) as { deviceId: string; token: string };
 }
 
-/** A copy of `p` as another device of `deviceClass` measured it: every part time and the calibration scaled by `k`. */
+/** A copy of `p` as another device of `deviceClass` measured it: every part time and the offset scaled by `k` (every prediction ×k). */
 export function scaledCopy(p: Profile, k: number, fingerprint: string, deviceClass = p.deviceClass): Profile {
   const c = structuredClone(p);
   c.fingerprint = fingerprint;
   c.deviceClass = deviceClass;
   c.latency.model.fixed = c.latency.model.fixed.map((x) => x * k);
   c.latency.model.slot = c.latency.model.slot.map((x) => x * k);
-  c.latency.model.calibration = { a: c.latency.model.calibration.a * k, b: c.latency.model.calibration.b * k };
+  c.latency.model.calibration = { a: c.latency.model.calibration.a, b: c.latency.model.calibration.b * k };
   c.latency.pre = c.latency.pre.map((x) => x * k);
   c.latency.head = c.latency.head.map((x) => x * k);
   return parseProfile(c);
@@ -78,7 +82,7 @@ describe('class profiles (registry)', () => {
     const agg = parseProfile(body.profile);
     for (const [i, x] of agg.latency.model.slot.entries()) assert.ok(Math.abs(x - median([pa.latency.model.slot[i]!, pb.latency.model.slot[i]!])) <= 1e-9 * Math.max(1, x));
     for (const [i, x] of agg.latency.model.fixed.entries()) assert.ok(Math.abs(x - 2 * pa.latency.model.fixed[i]!) <= 1e-9 * Math.max(1, x));
-    assert.ok(Math.abs(agg.latency.model.calibration.a - 2 * pa.latency.model.calibration.a) < 1e-9);
+    assert.ok(Math.abs(agg.latency.model.calibration.b - 2 * pa.latency.model.calibration.b) < 1e-9);
     assert.equal(agg.parts.length, pa.parts.length);
     // a class query searches with the aggregate: its profile digest is the class profile's
     const budgetMs = await midBudgetMs(agg);
@@ -93,5 +97,57 @@ describe('class profiles (registry)', () => {
     assert.equal(res.status, 403);
     res = await get('kiosk', 'not-a-token');
     assert.equal(res.status, 401);
+  });
+});
+
+let full: Promise<Profile> | undefined;
+/** A full profile of the tiny package on this machine, measured as a device of the class would (parts and calibration). */
+function fullProfile(): Promise<Profile> {
+  full ??= loadPackageDir(TINY).then((pkg) =>
+    profileDevice(pkg, { device: { fingerprint: '0f0f0f0f0f0f0f0f', deviceClass: 'test-x86-2c' }, threads: 1, runs: 30, subnetRuns: 40, memorySubnets: 0, seed: 2 }),
+  );
+  return full;
+}
+
+describe('class profiles (agent few-shot)', () => {
+  const device = { fingerprint: 'f0f0f0f0f0f0f0f0', deviceClass: 'test-x86-2c' };
+
+  test('a class profile that describes this device is adopted, scaled, as its own', async () => {
+    const pkg = await loadPackageDir(TINY);
+    // the class measured this machine at half its speed: one scale (0.5) brings it back
+    const cp = scaledCopy(await fullProfile(), 2, '0c0c0c0c0c0c0c0c');
+    const r = await fewShotFromClass(pkg, cp, { device, threads: 1, subnetRuns: 40, classDevices: 3 });
+    assert.equal(r.adopted, true, r.reason);
+    assert.equal(r.stats.subnets, FEW_SHOT_MAX_SUBNETS);
+    assert.ok(r.stats.mape <= r.threshold && r.threshold === 0.1);
+    // the class predicts twice this machine's latency: the fitted scale brings it down
+    assert.ok(r.scale < 1, `scale ${r.scale}`);
+    const p = r.profile!;
+    assert.equal(p.fingerprint, device.fingerprint);
+    assert.ok(Math.abs(p.latency.model.calibration.a - cp.latency.model.calibration.a * r.scale) < 1e-12);
+    assert.deepEqual(p.latency.model.slot, cp.latency.model.slot);
+  });
+
+  test('a class profile that no single scale fits is refused (the caller measures the full profile)', async () => {
+    const pkg = await loadPackageDir(TINY);
+    const wrong = scaledCopy(await tinyProfile(), 1, '0d0d0d0d0d0d0d0d');
+    // ×3 per part on every other slot, ÷3 on the rest, and the table shuffled: the shape is not this device's
+    const rng = mulberry32(5);
+    const slot = wrong.latency.model.slot.map((x, i) => x * (i % 2 ? 3 : 1 / 3));
+    for (let i = slot.length - 1; i > 0; i--) {
+      const j = Math.floor(rng() * (i + 1));
+      [slot[i], slot[j]] = [slot[j]!, slot[i]!];
+    }
+    wrong.latency.model.slot = slot;
+    wrong.latency.model.fixed = wrong.latency.model.fixed.map((x, i) => x * (i % 2 ? 3 : 1 / 3));
+    const r = await fewShotFromClass(pkg, parseProfile(wrong), { device, threads: 1, subnetRuns: 40 });
+    assert.equal(r.adopted, false);
+    assert.equal(r.profile, undefined);
+    assert.ok(r.stats.mape > 0.1, r.reason);
+    assert.match(r.reason, /MAPE .* > 10\.0%/);
+    // a class profile measured with other threads is not used at all
+    const other = await fewShotFromClass(pkg, scaledCopy(await tinyProfile(), 1, '0e0e0e0e0e0e0e0e'), { device, threads: 2, subnetRuns: 20 });
+    assert.equal(other.adopted, false);
+    assert.match(other.reason, /threads/);
   });
 });

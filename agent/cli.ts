@@ -20,10 +20,12 @@ const COMMANDS: Readonly<Record<string, CommandInfo>> = Object.freeze({
   search: { summary: 'find the best subnet under a latency / memory / MACs budget (or its Pareto front)', load: () => import('./commands/search.js') },
   agent: { summary: 'run the device agent: choose, serve and hot-swap subnets (standalone or with a registry)', load: () => import('./commands/agent.js') },
   registry: { summary: 'run the registry server (HTTP + WebSocket, SQLite storage)', load: () => import('../registry/commands/registry.js') },
-  publish: { summary: 'publish a supernet package to a registry', load: () => import('../registry/commands/publish.js') },
+  publish: { summary: 'publish a supernet package to a registry (and sign its TUF targets)', load: () => import('../registry/commands/publish.js') },
+  keys: { summary: 'make or rotate the TUF keys and root that sign what a registry serves', load: () => import('../registry/commands/keys.js') },
   devices: { summary: 'list the devices enrolled in a registry', load: () => import('../registry/commands/devices.js') },
   query: { summary: 'ask a registry for the best subnet for a device and budget', load: () => import('../registry/commands/query.js') },
   switch: { summary: 'push a subnet or a budget to a device through the registry', load: () => import('../registry/commands/switch.js') },
+  import: { summary: 'import a supernet checkpoint (Once-for-All MobileNetV3 / ProxylessNAS) as a nestswap package', load: () => import('./commands/import.js') },
   'init-model': { summary: 'generate a bundled untrained supernet package (ofa-mbv3-w1.0)', load: () => import('./commands/init-model.js') },
 });
 

@@ -7,12 +7,13 @@
  */
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { NestswapError } from '../runtime/errors.js';
+import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { serializeProfile } from '../runtime/profile.js';
 import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
+import { TufClient } from './tuf-client.js';
 import { commandRunner, helloFrame, streamTelemetry } from './core/fleet-link.js';
 import { backoffDelay, RegistryClient, type CachedPackage } from './registry-client.js';
 
@@ -34,6 +35,12 @@ export interface FleetAgentOptions {
   intervalMs?: number;
   /** give up starting when the registry cannot be reached and nothing is cached (default 10 tries) */
   startAttempts?: number;
+  /** root.json to trust (TUF, docs/signing.md); copied into the data directory at install, rotated from then on */
+  trustRoot?: string | undefined;
+  /** run without verifying signatures when no root is installed (the registry's own digests only) */
+  insecureNoSignatures?: boolean | undefined;
+  /** how often a serving agent refreshes TUF metadata (root rotations, expiry); default 1 h, 0 = never */
+  tufRefreshMs?: number;
   /** when set, run until this signal aborts instead of until SIGINT/SIGTERM (programmatic use) */
   signal?: AbortSignal;
   /** progress of the package download: bytes done and in all (the CLI's progress line) */
@@ -69,7 +76,16 @@ async function retry<T>(what: string, attempts: number, log: Logger, fn: () => P
 export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAgent> {
   const log = opts.logger ?? pino({ level: 'silent' });
   const dataDir = opts.dataDir ?? defaultDataDir();
-  const client = new RegistryClient({ url: opts.registry, dataDir: join(dataDir, 'fleet'), logger: log.child({ part: 'registry-client' }) });
+  const fleetDir = join(dataDir, 'fleet');
+  // Signatures are on once a root is installed (given now or at an earlier start); off only when asked.
+  const tuf =
+    opts.trustRoot !== undefined || TufClient.installed(fleetDir)
+      ? TufClient.open({ registry: opts.registry, dataDir: fleetDir, logger: log.child({ part: 'tuf' }), trustRoot: opts.trustRoot })
+      : undefined;
+  if (!tuf && !opts.insecureNoSignatures)
+    throw new NestswapError('ERR_TRUST_ROOT_MISSING', 'Fleet mode verifies packages with TUF: give --trust-root root.json (made by nestswap keys init), or --insecure-no-signatures to run without.');
+  if (!tuf) log.warn('running without signature checks (--insecure-no-signatures)');
+  const client = new RegistryClient({ url: opts.registry, dataDir: fleetDir, logger: log.child({ part: 'registry-client' }), ...(tuf ? { tuf } : {}) });
   const identity = await currentDeviceIdentity();
   const attempts = opts.startAttempts ?? 10;
 
@@ -93,11 +109,14 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     cached = await client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress);
   } catch (err) {
     const fallback = client.cachedPackage(opts.supernet);
+    const refused = isNestswapError(err) && err.code !== 'ERR_METADATA_UNAVAILABLE' && err.code !== 'ERR_DOWNLOAD_TIMEOUT';
     if (!fallback) {
-      if ((err as { status?: number }).status !== undefined) throw err;
+      // refusals (bad token, unknown supernet, a signature or hash that does not verify) do not get better by retrying
+      if ((err as { status?: number }).status !== undefined || refused) throw err;
       cached = await retry('package download', attempts - 1, dlog, () => client.ensurePackage(opts.supernet, 'latest', opts.onDownloadProgress));
     } else {
-      dlog.warn({ err: (err as Error).message, version: fallback.version }, 'registry unreachable: serving the cached package');
+      const code = (err as { code?: string }).code;
+      dlog.warn({ code, err: (err as Error).message, version: fallback.version }, refused ? 'update refused: serving the last verified package' : 'registry unreachable: serving the cached package');
       cached = fallback;
     }
   }
@@ -116,6 +135,16 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   });
 
   const stopTelemetry = streamTelemetry(daemon, (kind, data) => client.telemetry(kind, data));
+  // A serving agent follows root rotations and notices a frozen registry (ERR_METADATA_EXPIRED): it keeps serving.
+  const tufTimer = tuf && opts.tufRefreshMs !== 0
+    ? setInterval(() => {
+        tuf.refresh().then(
+          () => dlog.debug('TUF metadata refreshed'),
+          (err: Error) => dlog.warn({ code: (err as { code?: string }).code, err: err.message }, 'TUF refresh refused: serving the last verified package'),
+        );
+      }, opts.tufRefreshMs ?? 3600_000)
+    : undefined;
+  tufTimer?.unref();
   client.connect({ onCommand: commandRunner(daemon, (kind, data) => client.telemetry(kind, data), dlog), hello: () => helloFrame(daemon) });
 
   // Profile in the background: serving does not wait for it; the upload retries until it lands.
@@ -144,6 +173,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     pkg: cached,
     async close() {
       closed = true;
+      clearInterval(tufTimer);
       stopTelemetry();
       await client.close();
       await daemon.close();

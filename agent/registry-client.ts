@@ -7,10 +7,11 @@
  * Data directory layout (all writes are temp file + rename):
  *   identity.json                       { registry, deviceId, token }  (mode 0600)
  *   packages/<name>/<version>/          complete, verified packages only
- *   packages/<name>/current.json        { version, manifestSha256 } of the package in use
+ *   packages/<name>/current.json        { version, manifestSha256, seq? } of the package in use (seq: signed, TUF)
  *   packages/.staging/<manifestSha256>/ downloads in progress (`<file>.part`, resumed with Range)
  *   telemetry.jsonl + telemetry.ack     queued events and the highest seq the registry acknowledged
  *   commands.json                       outcomes of recently handled commands (re-acked, never re-run)
+ *   tuf/                                TUF metadata (agent/tuf-client.ts), when signatures are on
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -28,7 +29,9 @@ import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
 import { crashPoint } from '../runtime/node/crash.js';
 import { streamToPart } from './download.js';
-import { checkManifestFormat } from '../runtime/package.js';
+import type { TufClient } from './tuf-client.js';
+import { hashedTargetPath, packagesIn, targetPath, TUF_TARGETS_PATH, type PackageTarget, type TargetJson } from '../runtime/tuf-layout.js';
+import { checkManifestFormat, parseManifest } from '../runtime/package.js';
 import type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
 import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
@@ -58,6 +61,8 @@ export interface CachedPackage {
   manifestSha256: string;
   /** false when the package came from the cache without downloading */
   downloaded: boolean;
+  /** the signed publish order of this version (TUF); a lower one is never installed over it */
+  seq?: number;
 }
 
 export type { CommandFrame, CommandOutcome } from './core/fleet-link.js';
@@ -75,6 +80,8 @@ export interface RegistryClientOptions {
   maxQueued?: number;
   /** bounds on what the registry may send (defaults in DEFAULT_LIMITS) */
   limits?: Partial<DownloadLimits>;
+  /** verify every package with TUF (agent/tuf-client.ts); without it packages are checked against the registry's own digests only */
+  tuf?: TufClient;
 }
 
 export interface DownloadLimits {
@@ -261,9 +268,10 @@ export class RegistryClient extends EventEmitter {
     const f = this.path('packages', name, 'current.json');
     if (!existsSync(f)) return undefined;
     try {
-      const c = JSON.parse(readFileSync(f, 'utf8')) as { version: string; manifestSha256: string };
+      const c = JSON.parse(readFileSync(f, 'utf8')) as { version: string; manifestSha256: string; seq?: number };
       const dir = resolveInside(this.opts.dataDir, 'packages', name, c.version);
-      return existsSync(join(dir, 'manifest.json')) ? { dir, name, version: c.version, manifestSha256: c.manifestSha256, downloaded: false } : undefined;
+      if (!existsSync(join(dir, 'manifest.json'))) return undefined;
+      return { dir, name, version: c.version, manifestSha256: c.manifestSha256, downloaded: false, ...(typeof c.seq === 'number' ? { seq: c.seq } : {}) };
     } catch {
       return undefined;
     }
@@ -311,6 +319,7 @@ export class RegistryClient extends EventEmitter {
   async ensurePackage(name: string, version = 'latest', onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<CachedPackage> {
     assertName(name);
     if (version !== 'latest') assertVersion(version);
+    if (this.opts.tuf) return this.ensureSignedPackage(this.opts.tuf, name, version, onProgress);
     const info = await this.versionInfo(name, version);
     // a package in a format this agent cannot read is refused before anything is downloaded
     checkManifestFormat(info.manifest, `${name}@${info.version} from ${this.url}`);
@@ -341,6 +350,72 @@ export class RegistryClient extends EventEmitter {
     renameDurable(staging, finalDir);
     this.log.info({ supernet: name, version: info.version }, 'package downloaded');
     return record(true);
+  }
+
+  /**
+   * The package as TUF signs it: after a metadata refresh, the highest signed `seq` for `name` (or
+   * the signed `version`), never lower than the installed one; the manifest and every file are
+   * targets downloaded capped at their signed length and checked against their signed sha256.
+   */
+  private async ensureSignedPackage(tuf: TufClient, name: string, version: string, onProgress?: (doneBytes: number, totalBytes: number) => void): Promise<CachedPackage> {
+    const targets = await tuf.refresh();
+    const signed = packagesIn(targets, name);
+    const pick = version === 'latest' ? signed[signed.length - 1] : signed.find((p) => p.version === version);
+    if (!pick) throw new NestswapError('ERR_TARGET_UNKNOWN', `The registry's signed targets name no ${version === 'latest' ? 'version' : `version '${version}'`} of '${name}'.`);
+    assertVersion(pick.version, 'the signed targets');
+    if (RESERVED.has(pick.version)) throw new NestswapError('ERR_VERSION_INVALID', `Invalid version in the signed targets: '${pick.version}' is reserved.`);
+    const manifestSha256 = String(pick.manifest.hashes.sha256 ?? '');
+    if (!/^[0-9a-f]{64}$/.test(manifestSha256)) throw new NestswapError('ERR_METADATA_INVALID', `The signed manifest of ${name}@${pick.version} has no sha256.`);
+    const current = this.cachedPackage(name);
+    if (current?.seq !== undefined && pick.seq < current.seq)
+      throw new NestswapError('ERR_PACKAGE_ROLLBACK', `${name}@${pick.version} (signed seq ${pick.seq}) is older than the installed ${current.version} (seq ${current.seq}).`);
+    const packages = this.packagesDir();
+    const nameDir = resolveInside(packages, name);
+    const finalDir = resolveInside(nameDir, pick.version);
+    const record = (downloaded: boolean): CachedPackage => {
+      writeDurable(join(nameDir, 'current.json'), JSON.stringify({ version: pick.version, manifestSha256, seq: pick.seq }));
+      return { dir: finalDir, name, version: pick.version, manifestSha256, downloaded, seq: pick.seq };
+    };
+    if (existsSync(join(finalDir, 'manifest.json')) && (await sha256File(join(finalDir, 'manifest.json'))) === manifestSha256)
+      return current?.version === pick.version && current.seq === pick.seq ? { ...current, downloaded: false } : record(false);
+    const staging = assertInside(packages, join(packages, STAGING, manifestSha256));
+    mkdirSync(staging, { recursive: true });
+    await this.downloadFile(staging, this.targetFile(pick.manifestPath, 'manifest.json', pick.manifest));
+    const manifest = this.signedManifest(staging, name, pick);
+    for (const f of manifest.files) {
+      assertRelativePath(f.path, 'the signed manifest');
+      const t = targets[targetPath(name, pick.version, f.path)];
+      if (!t) throw new NestswapError('ERR_TARGET_UNKNOWN', `${name}@${pick.version}: '${f.path}' is in the signed manifest but not a signed target.`);
+      if (t.length !== f.bytes || t.hashes.sha256 !== f.sha256) throw new NestswapError('ERR_METADATA_MISMATCH', `${name}@${pick.version}: '${f.path}' differs between the signed manifest and its signed target.`);
+    }
+    const total = manifest.files.reduce((a, f) => a + f.bytes, 0);
+    let at = 0;
+    for (const f of manifest.files) {
+      await this.downloadFile(staging, this.targetFile(targetPath(name, pick.version, f.path), f.path, targets[targetPath(name, pick.version, f.path)]!), onProgress && ((n) => onProgress(at + n, total)));
+      at += f.bytes;
+      onProgress?.(at, total);
+    }
+    mkdirSync(nameDir, { recursive: true });
+    crashPoint('package-downloaded');
+    if (existsSync(finalDir)) rmSync(assertInside(nameDir, finalDir), { recursive: true, force: true });
+    renameDurable(staging, finalDir);
+    this.log.info({ supernet: name, version: pick.version, seq: pick.seq }, 'signed package downloaded');
+    return record(true);
+  }
+
+  private targetFile(target: string, path: string, t: TargetJson): FileInfo {
+    const sha256 = String(t.hashes.sha256 ?? '');
+    if (!/^[0-9a-f]{64}$/.test(sha256) || !Number.isSafeInteger(t.length) || t.length < 0 || t.length > this.limits.maxFileBytes)
+      throw new NestswapError('ERR_METADATA_INVALID', `Signed target '${target}' has no usable sha256 or length.`);
+    return { path, role: 'target', bytes: t.length, sha256, url: `${TUF_TARGETS_PATH}/${hashedTargetPath(target, sha256).split('/').map(encodeURIComponent).join('/')}` };
+  }
+
+  /** The downloaded (hash-checked) manifest: for this supernet and version, or wrong software. */
+  private signedManifest(staging: string, name: string, pick: PackageTarget) {
+    const manifest = parseManifest(JSON.parse(readFileSync(join(staging, 'manifest.json'), 'utf8')), `signed ${name}@${pick.version}`);
+    if (manifest.name !== name || manifest.version !== pick.version)
+      throw new NestswapError('ERR_PACKAGE_WRONG_SOFTWARE', `The signed target ${pick.manifestPath} is a package of ${String(manifest.name).slice(0, 80)}@${String(manifest.version).slice(0, 80)}, not ${name}@${pick.version}.`);
+    return manifest;
   }
 
   private async downloadFile(dir: string, f: FileInfo, onBytes?: (bytesOfThisFile: number) => void): Promise<void> {

@@ -9,8 +9,11 @@ import { isNestswapError } from '../runtime/errors.js';
 import { lookupLatencyMs } from '../runtime/latency-table.js';
 import { mulberry32 } from '../runtime/random.js';
 import {
+  autoSearch,
   evolutionSearch,
   exactSearch,
+  islandSearch,
+  sweepSearch,
   FAST_EVOLUTION,
   fitLinearPredictor,
   OFA_EVOLUTION,
@@ -18,7 +21,7 @@ import {
   type SearchProblem,
 } from '../runtime/search/index.js';
 import { loadOnnxAccuracyPredictor } from '../agent/search-inputs.js';
-import { latency, note10, note10Resolutions, predictorPath, randomLinearPredictor, readJson, root, w12, w12Space } from '../test/search-fixtures.js';
+import { gapCases, latency, linearOnnxPredictor, note10, note10Resolutions, predictorPath, randomLinearPredictor, root, w12, w12Space } from '../test/search-fixtures.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { packageSearchInputs } from '../agent/search-inputs.js';
 import { countMacs } from '../runtime/cost.js';
@@ -97,6 +100,63 @@ for (const b of gapBudgets) {
   };
 }
 
+// The default method (autoSearch) against today's (fast) on OFA's real objective, same seeds, same run.
+const realObjective: Record<string, unknown> = {};
+for (const b of [25, 29.97]) {
+  const row: Record<string, unknown> = {};
+  for (const [name, run] of [
+    ['fast', (seed: number) => evolutionSearch(mlpProblem, { latencyMs: b }, { ...FAST_EVOLUTION, seed })],
+    ['default', (seed: number) => autoSearch(mlpProblem, { latencyMs: b }, { seed })],
+  ] as const) {
+    const accs: number[] = [];
+    const times: number[] = [];
+    for (const seed of seedsFast) {
+      const r = await run(seed);
+      if (lookupLatencyMs(note10, w12, r.subnet) > b) throw new Error('bench: infeasible result');
+      accs.push(r.predicted.accuracy);
+      times.push(r.searchMs);
+    }
+    row[name] = { searchMs: stats(times), meanAccuracy: round(mean(accs), 5), minAccuracy: round(Math.min(...accs), 5), maxAccuracy: round(Math.max(...accs), 5) };
+  }
+  realObjective[`${b}ms`] = row;
+}
+
+// Objectives with known optima (test/search-fixtures.ts): a linear predictor given as ONNX, additive latency tables,
+// three resolution lists, four budgets (8% .. 70% of the way from the cheapest to the dearest subnet), several seeds.
+const known = gapCases(quick ? [1] : [1, 2, 3]);
+const knownSeeds = quick ? [1] : [1, 2];
+const methods = {
+  default: (p: SearchProblem, b: number, seed: number) => autoSearch(p, { latencyMs: b }, { seed }),
+  sweep: (p: SearchProblem, b: number, seed: number) => sweepSearch(p, { latencyMs: b }, { seed }),
+  islands: (p: SearchProblem, b: number, seed: number) => islandSearch(p, { latencyMs: b }, { seed }),
+  fast: (p: SearchProblem, b: number, seed: number) => evolutionSearch(p, { latencyMs: b }, { ...FAST_EVOLUTION, seed }),
+};
+const knownGaps: Record<string, { gap: number[]; ms: number[] }> = Object.fromEntries(Object.keys(methods).map((k) => [k, { gap: [], ms: [] }]));
+const exactMs: number[] = [];
+for (const c of known) {
+  const onnxLinear = await linearOnnxPredictor(c.linear);
+  const p: SearchProblem = { arch: c.arch, encoder: c.encoder, predictor: onnxLinear, latency: c.latency };
+  for (const b of c.budgets) {
+    const exact = await exactSearch({ ...p, predictor: c.linear }, { latencyMs: b });
+    exactMs.push(exact.searchMs);
+    for (const [name, run] of Object.entries(methods))
+      for (const seed of knownSeeds) {
+        const r = await run(p, b, seed);
+        knownGaps[name]!.gap.push(exact.predicted.accuracy - r.predicted.accuracy);
+        knownGaps[name]!.ms.push(r.searchMs);
+      }
+  }
+}
+const knownOptima = {
+  objectives: known.map((c) => c.name),
+  budgetsPerObjective: 4,
+  seeds: knownSeeds.length,
+  exactMs: stats(exactMs),
+  ...Object.fromEntries(
+    Object.entries(knownGaps).map(([k, v]) => [k, { meanGap: round(mean(v.gap), 6), worstGap: round(Math.max(...v.gap), 6), searchMs: stats(v.ms) }]),
+  ),
+};
+
 // infeasible budget: answered at once
 const infeasibleMs: number[] = [];
 for (let i = 0; i < 20; i++) {
@@ -158,6 +218,8 @@ process.stdout.write(
         meanGap: round(mean(allGaps), 6),
         perBudget: gaps,
       },
+      defaultVsFastOnOfa: realObjective,
+      knownOptima,
       infeasibleBudgetMs: stats(infeasibleMs),
       fmnist,
     },

@@ -11,7 +11,7 @@ export { Space, type SubnetConfig } from '../runtime/space.js';
 export { Materializer, type MaterializedSubnet, type MaterializeOptions } from '../runtime/materializer.js';
 export { ModelSession, type Backend, type SessionOptions, type RunOutput } from '../runtime/session.js';
 export { HotSwapper, type SwapRecord, type InferResult } from '../runtime/hot-swap.js';
-export { evolutionSearch, exactSearch, paretoSearch, FAST_EVOLUTION, OFA_EVOLUTION, type Budget } from '../runtime/search/index.js';
+export { autoSearch, evolutionSearch, exactSearch, paretoSearch, probeLinear, FAST_EVOLUTION, OFA_EVOLUTION, type Budget } from '../runtime/search/index.js';
 export { loadPackageDir } from '../runtime/node/fs-source.js';
 export { nodeBackend } from '../runtime/node/ort-node.js';
 export { workerBackend, type WorkerBackend } from '../runtime/node/ort-worker.js';

@@ -171,6 +171,22 @@ export class AdminClient {
   commandStatus(id: string): Promise<CommandInfo> {
     return this.call('GET', `/v1/commands/${encodeURIComponent(id)}`, 'command status');
   }
+  /** A file of the registry's TUF metadata (docs/signing.md), as the exact bytes served. */
+  tufMetadata(file: string): Promise<string> {
+    return withDeadline({ url: this.url, timeoutMs: registryTimeoutMs(this.timeoutMs) }, async (signal) => {
+      const res = await fetch(`${this.url}/v1/tuf/metadata/${encodeURIComponent(file)}`, { signal });
+      await checkResponse(res, `TUF metadata ${file}`);
+      return res.text();
+    });
+  }
+  /** Uploads signed targets or a new root. */
+  putTufMetadata(role: 'targets' | 'root', json: string): Promise<{ role: string; version: number }> {
+    return withDeadline({ url: this.url, timeoutMs: registryTimeoutMs(this.timeoutMs) }, async (signal) => {
+      const res = await fetch(`${this.url}/v1/tuf/${role}`, { method: 'PUT', headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' }, body: json, signal });
+      await checkResponse(res, `upload TUF ${role}`);
+      return (await res.json()) as { role: string; version: number };
+    });
+  }
   stats(): Promise<StatsResult> {
     return this.call('GET', '/v1/stats', 'stats');
   }

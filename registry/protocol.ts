@@ -24,6 +24,10 @@ export const ERROR_CODES = [
   'ERR_PACKAGE_DIGEST', // 400: a file's sha256 differs from the manifest
   'ERR_PACKAGE_SIZE', // 400: a file's size differs from the manifest
   'ERR_RANGE', // 416
+  'ERR_TUF_DISABLED', // 404: this registry runs without TUF keys (no --keys)
+  'ERR_TUF_SIGNATURE', // 400: uploaded TUF metadata is not signed by the threshold of its role's keys
+  'ERR_TUF_VERSION', // 409: uploaded TUF metadata is not the next version (another publisher was first: retry)
+  'ERR_TUF_INVALID', // 400: uploaded TUF metadata does not parse or names targets this registry does not hold
   'ERR_NO_PROFILE', // 409: the device (class) has no usable profile yet
   'ERR_PROFILE_INVALID', // 400/409: a profile that cannot drive a search
   'ERR_NO_ACCURACY_PREDICTOR', // 409: the package has no file with role 'accuracy-predictor'

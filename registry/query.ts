@@ -13,7 +13,7 @@ import { Materializer } from '../runtime/materializer.js';
 import { nchwcCalibration } from '../runtime/node/nchwc.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { SupernetPackage, type PackageSource } from '../runtime/package.js';
-import { evolutionSearch, FAST_EVOLUTION, type AccuracyPredictor, type Budget, type SearchResult } from '../runtime/search/index.js';
+import { autoSearch, type AccuracyPredictor, type Budget, type SearchResult } from '../runtime/search/index.js';
 import type { ArchEncoder, SubnetConfig } from '../runtime/space.js';
 import { profilePredictors, type ProfilePredictors } from './profiles.js';
 import type { BlobStore } from './blobs.js';
@@ -122,10 +122,10 @@ export class QueryService {
     if (q.budget.memoryMB !== undefined && !preds.memory)
       throw new NestswapError('ERR_PROFILE_INVALID', 'The device profile has no memory model; it cannot answer a memory budget.');
     const { predictor, encoder } = await this.accuracy(q.version, pkg, preds.latency.flat?.resolutions ?? []);
-    const result = await evolutionSearch(
+    const { method: _method, ...result } = await autoSearch(
       { arch: pkg.arch, predictor, encoder, latency: preds.latency, ...(preds.memory ? { memory: preds.memory } : {}) },
       q.budget,
-      { ...FAST_EVOLUTION, seed: q.seed },
+      { seed: q.seed },
     );
     const answer: QueryAnswer = { result, subnetId: pkg.space.id(result.subnet), cached: false };
     this.answers.set(key, answer);

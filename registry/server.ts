@@ -21,6 +21,10 @@ import { makeAuth, type RegistryLimits, type RouteContext, type RouteModule } fr
 import { ROUTES } from './routes/index.js';
 import { hashToken, newToken, type RegistryStore } from './store.js';
 import { SqliteStore } from './stores/sqlite.js';
+import { readKeyDir } from './tuf/keys.js';
+import { DEFAULT_LIFETIMES, TufRepository, type TufLifetimes } from './tuf/repository.js';
+import { tufRoutes } from './tuf/routes.js';
+import { SettingsTufStore } from './tuf/store.js';
 
 export type { RegistryLimits } from './routes/context.js';
 
@@ -53,6 +57,18 @@ export interface RegistryOptions {
   heartbeatMs?: number;
   /** route modules mounted after the built-in ones */
   routes?: readonly RouteModule[];
+  /** TUF signing (docs/signing.md); without it the /v1/tuf routes answer ERR_TUF_DISABLED */
+  tuf?: RegistryTufOptions;
+}
+
+export interface RegistryTufOptions {
+  /** the operator's key directory: its roots, and the online keys (snapshot, timestamp; targets with onlineTargets) */
+  keyDir: string;
+  /** the registry signs targets itself (weaker: a compromised registry can then forge packages) */
+  onlineTargets?: boolean;
+  lifetimes?: Partial<TufLifetimes>;
+  /** how often to check whether the timestamp needs re-signing (default: a quarter of its lifetime, at most a minute) */
+  refreshMs?: number;
 }
 
 export interface RegistryHandle {
@@ -65,6 +81,7 @@ export interface RegistryHandle {
   blobs: BlobStore;
   bus: Bus;
   hub: Hub;
+  tuf: TufRepository | undefined;
   close(): Promise<void>;
 }
 
@@ -127,6 +144,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
   const hub = new Hub(store, bus, log.child({ part: 'hub' }), { maxFrameBytes: limits.wsFrameBytes, heartbeatMs, maxBadFrames: 20, replicaId });
 
+  const tuf = opts.tuf ? await openTuf(opts.tuf, store, log) : undefined;
+  const tufTimer = tuf ? setInterval(() => void resign(tuf, log), opts.tuf?.refreshMs ?? Math.min(60_000, ((opts.tuf?.lifetimes?.timestampS ?? DEFAULT_LIFETIMES.timestampS) * 1000) / 4)) : undefined;
+  tufTimer?.unref();
+
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -145,9 +166,11 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
       msgpack: express.raw({ type: [MSGPACK_TYPE, 'application/x-msgpack'], limit: limits.publishBytes }),
     },
     presenceTtlMs: Math.max(3 * heartbeatMs, 30_000),
+    onPublished: [],
   };
+  if (tuf && opts.tuf?.onlineTargets) ctx.onPublished.push(async (p) => void (await tuf.addPublished(store, p.name, p.version)));
   const api = express.Router();
-  for (const mount of [...ROUTES, ...(opts.routes ?? [])]) mount(ctx, { api, app });
+  for (const mount of [...ROUTES, tufRoutes(tuf), ...(opts.routes ?? [])]) mount(ctx, { api, app });
   app.use(API_PREFIX, api);
   app.use((req, _res, next) => next(new ApiError(404, 'ERR_NOT_FOUND', `No route ${req.method} ${req.path}.`)));
   app.use(errorHandler(log));
@@ -176,8 +199,10 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
     blobs,
     bus,
     hub,
+    tuf,
     close() {
       closed ??= (async () => {
+        clearInterval(tufTimer);
         await hub.close();
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -187,4 +212,19 @@ export async function startRegistry(opts: RegistryOptions): Promise<RegistryHand
       return closed;
     },
   };
+}
+
+async function openTuf(o: RegistryTufOptions, store: RegistryStore, log: Logger): Promise<TufRepository> {
+  const keys = readKeyDir(o.keyDir, o.onlineTargets ? ['targets', 'snapshot', 'timestamp'] : ['snapshot', 'timestamp']);
+  if (readKeyDir(o.keyDir, ['root']).size) log.warn({ keyDir: o.keyDir }, "the root key is in the registry's key directory: keep it offline (docs/signing.md)");
+  return TufRepository.open({ store: new SettingsTufStore(store), keyDir: o.keyDir, keys, onlineTargets: o.onlineTargets ?? false, ...(o.lifetimes ? { lifetimes: o.lifetimes } : {}), logger: log.child({ part: 'tuf' }) });
+}
+
+async function resign(tuf: TufRepository, log: Logger): Promise<void> {
+  try {
+    const done = await tuf.refresh();
+    if (done.length) log.info({ resigned: done }, 'TUF metadata re-signed');
+  } catch (err) {
+    log.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'TUF re-signing failed');
+  }
 }

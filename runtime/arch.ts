@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { NestswapError } from './errors.js';
 
-const Act = z.enum(['relu', 'h_swish']);
+const Act = z.enum(['relu', 'relu6', 'h_swish']);
 const positiveInt = z.number().int().positive();
 
 export const ArchSchema = z
@@ -41,16 +41,40 @@ export const ArchSchema = z
         expand: z.literal(1),
         act: Act,
         se: z.literal(false),
+        /** identity shortcut around the block (default: stride 1 and equal widths; OFA's ProxylessNAS has none) */
+        residual: z.boolean().optional(),
       })
       .strict(),
-    stages: z.array(z.object({ width: positiveInt, stride: positiveInt, act: Act, se: z.boolean() }).strict()).min(1),
+    stages: z
+      .array(
+        z
+          .object({
+            width: positiveInt,
+            stride: positiveInt,
+            act: Act,
+            se: z.boolean(),
+            /** block slots in this stage (default: the largest depth); fewer makes a stage of fixed depth */
+            blocks: positiveInt.optional(),
+          })
+          .strict(),
+      )
+      .min(1),
+    /** 1x1 conv + BN + activation before pooling (OFA-MBv3's final_expand_layer, ProxylessNAS's feature_mix_layer) */
     final_expand: positiveInt,
-    feature_mix: positiveInt,
+    /** 1x1 conv + activation after pooling, without BN (OFA-MBv3's feature_mix_layer); null: none */
+    feature_mix: positiveInt.nullable(),
+    /** activation of the head's convolutions (default h_swish) */
+    head_act: Act.optional(),
     classes: positiveInt,
     dropout: z.number().min(0).max(1),
     se_reduction: positiveInt,
     channel_divisible: positiveInt,
     bn_eps: z.number().positive(),
+    /** BatchNorm momentum during training (documentation: inference does not use it) */
+    bn_momentum: z.number().min(0).max(1).optional(),
+    /** the width multiplier the widths were made with, and where the architecture comes from */
+    width_mult: z.number().positive().optional(),
+    origin: z.string().optional(),
   })
   .strict()
   .superRefine((a, ctx) => {
@@ -58,6 +82,10 @@ export const ArchSchema = z
       ctx.addIssue({ code: 'custom', message: 'input.mean and input.std need one value per channel' });
     if (a.input.labels && a.input.labels.length !== a.classes)
       ctx.addIssue({ code: 'custom', message: `input.labels has ${a.input.labels.length} names for ${a.classes} classes` });
+    const md = Math.max(...a.space.depth_list);
+    a.stages.forEach((s, i) => {
+      if (s.blocks !== undefined && s.blocks > md) ctx.addIssue({ code: 'custom', message: `stages.${i}.blocks is ${s.blocks}; at most the largest depth ${md}` });
+    });
   });
 
 export type Arch = z.infer<typeof ArchSchema>;
@@ -99,7 +127,8 @@ export function scaleMbv3Arch(base: Arch, widthMult: number, family: string): Ar
     first_block: { ...base.first_block, out: w(base.first_block.out) },
     stages: base.stages.map((s) => ({ ...s, width: w(s.width) })),
     final_expand: w(base.final_expand),
-    feature_mix: w(base.feature_mix),
+    feature_mix: base.feature_mix === null ? null : w(base.feature_mix),
+    width_mult: widthMult,
   };
 }
 
@@ -126,10 +155,10 @@ export function blockSlots(arch: Arch): BlockSlot[] {
   const md = maxDepth(arch);
   let cin = arch.first_block.out;
   arch.stages.forEach((st, s) => {
-    for (let j = 0; j < md; j++) {
+    for (let j = 0; j < (st.blocks ?? md); j++) {
       const stride = j === 0 ? st.stride : 1;
       slots.push({
-        index: s * md + j,
+        index: slots.length,
         stage: s,
         position: j,
         inChannels: cin,
@@ -196,8 +225,29 @@ export function supernetTensorShapes(arch: Arch): Map<string, number[]> {
   const last = arch.stages[arch.stages.length - 1]!.width;
   t.set('final_expand.weight', [arch.final_expand, last, 1, 1]);
   bn('final_bn', arch.final_expand);
-  t.set('feature_mix.weight', [arch.feature_mix, arch.final_expand, 1, 1]);
-  t.set('classifier.weight', [arch.classes, arch.feature_mix]);
+  if (arch.feature_mix !== null) t.set('feature_mix.weight', [arch.feature_mix, arch.final_expand, 1, 1]);
+  t.set('classifier.weight', [arch.classes, headWidth(arch)]);
   t.set('classifier.bias', [arch.classes]);
   return t;
+}
+
+/** Channels entering the classifier. */
+export function headWidth(arch: Arch): number {
+  return arch.feature_mix ?? arch.final_expand;
+}
+
+/** Activation of the head's convolutions. */
+export function headAct(arch: Arch): Activation {
+  return arch.head_act ?? 'h_swish';
+}
+
+/** Whether the fixed first block has an identity shortcut. */
+export function firstBlockResidual(arch: Arch): boolean {
+  return arch.first_block.residual ?? (arch.first_block.stride === 1 && arch.stem.out === arch.first_block.out);
+}
+
+/** Block slots per stage. */
+export function stageBlocks(arch: Arch): number[] {
+  const md = maxDepth(arch);
+  return arch.stages.map((s) => s.blocks ?? md);
 }

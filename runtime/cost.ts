@@ -3,7 +3,7 @@
  * SE convs on 1×1, final expand, feature mix) and the classifier; parameters = conv/linear weight
  * elements (no biases, no BatchNorm). Pooling and activations are free.
  */
-import { blockSlots, convOut, midChannels, seChannels, type Arch, type BlockSlot } from './arch.js';
+import { blockSlots, convOut, headWidth, midChannels, seChannels, type Arch, type BlockSlot } from './arch.js';
 import type { SubnetConfig } from './space.js';
 
 /** Per-part costs of one block at a given input spatial size. */
@@ -56,9 +56,9 @@ export function fixedCost(arch: Arch, imageSize: number): FixedCost {
 export function headCost(arch: Arch, lastSize: number): { macs: number; params: number } {
   const last = arch.stages[arch.stages.length - 1]!.width;
   const fe = arch.final_expand;
-  const macs = lastSize * lastSize * last * fe + fe * arch.feature_mix + arch.feature_mix * arch.classes;
-  const params = last * fe + fe * arch.feature_mix + arch.feature_mix * arch.classes;
-  return { macs, params };
+  const mix = arch.feature_mix === null ? 0 : fe * arch.feature_mix;
+  const cls = headWidth(arch) * arch.classes;
+  return { macs: lastSize * lastSize * last * fe + mix + cls, params: last * fe + mix + cls };
 }
 
 /**
@@ -80,12 +80,11 @@ export function slotInputSizes(arch: Arch, imageSize: number): number[] {
 
 function total(arch: Arch, cfg: SubnetConfig, field: 'macs' | 'params'): number {
   const slots = blockSlots(arch);
-  const md = Math.max(...arch.space.depth_list);
   const sizes = slotInputSizes(arch, cfg.image_size);
   let sum = fixedCost(arch, cfg.image_size)[field];
   for (const slot of slots) {
     if (slot.position >= cfg.d[slot.stage]!) continue;
-    const i = slot.stage * md + slot.position;
+    const i = slot.index;
     sum += blockCost(arch, slot, sizes[i]!, cfg.ks[i]!, cfg.e[i]!)[field];
   }
   return sum + headCost(arch, sizes[sizes.length - 1]!)[field];
@@ -99,4 +98,20 @@ export function countMacs(arch: Arch, cfg: SubnetConfig): number {
 /** Conv and linear weight elements (biases and BatchNorm excluded). */
 export function countParams(arch: Arch, cfg: SubnetConfig): number {
   return total(arch, cfg, 'params');
+}
+
+/**
+ * Every trainable parameter, as PyTorch's `sum(p.numel() for p in net.parameters())` counts OFA's
+ * extracted subnet: weights, biases (SE, classifier) and BatchNorm's weight and bias.
+ */
+export function countTrainableParams(arch: Arch, cfg: SubnetConfig): number {
+  let n = countParams(arch, cfg);
+  n += 2 * arch.stem.out + 2 * arch.stem.out + 2 * arch.first_block.out; // stem BN, first block's two BNs
+  for (const slot of blockSlots(arch)) {
+    if (slot.position >= cfg.d[slot.stage]!) continue;
+    const mid = midChannels(arch, slot.inChannels, cfg.e[slot.index]!);
+    n += 2 * mid + 2 * mid + 2 * slot.outChannels;
+    if (slot.se) n += seChannels(arch, mid) + mid;
+  }
+  return n + 2 * arch.final_expand + arch.classes;
 }

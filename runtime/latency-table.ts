@@ -5,7 +5,7 @@
  * subnet = sum of the means of its parts. Text in, text out: file access is the caller's.
  */
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { blockSlots, convOut, midChannels, type Arch } from './arch.js';
+import { blockSlots, convOut, headWidth, midChannels, type Arch } from './arch.js';
 import { NestswapError } from './errors.js';
 import { buildEfficiencyModel, type EfficiencyModel } from './search/efficiency.js';
 import type { SubnetConfig } from './space.js';
@@ -114,10 +114,9 @@ export function subnetLatencyKeys(arch: Arch, cfg: SubnetConfig): string[] {
     `expanded_conv-input:${shape(size, arch.stem.out)}-output:${shape(next, fb.out)}-expand:${arch.stem.out}-kernel:${fb.kernel}-stride:${fb.stride}-idskip:${fbSkip}-se:0-hs:${hs(fb.act)}`,
   );
   size = next;
-  const md = Math.max(...arch.space.depth_list);
   for (const slot of blockSlots(arch)) {
     if (slot.position >= cfg.d[slot.stage]!) continue;
-    const i = slot.stage * md + slot.position;
+    const i = slot.index;
     const k = cfg.ks[i]!;
     next = convOut(size, k, slot.stride);
     const mid = midChannels(arch, slot.inChannels, cfg.e[i]!);
@@ -130,8 +129,8 @@ export function subnetLatencyKeys(arch: Arch, cfg: SubnetConfig): string[] {
   const fe = arch.final_expand;
   keys.push(`Conv_1-input:${shape(size, last)}-output:${shape(size, fe)}`);
   keys.push(`AvgPool2D-input:${shape(size, fe)}-output:${shape(1, fe)}`);
-  keys.push(`Conv_2-input:${shape(1, fe)}-output:${shape(1, arch.feature_mix)}`);
-  keys.push(`Logits-input:${shape(1, arch.feature_mix)}-output:${arch.classes}`);
+  if (arch.feature_mix !== null) keys.push(`Conv_2-input:${shape(1, fe)}-output:${shape(1, arch.feature_mix)}`);
+  keys.push(`Logits-input:${shape(1, headWidth(arch))}-output:${arch.classes}`);
   return keys;
 }
 
@@ -168,7 +167,7 @@ export function flatLatencyModel(
   calibration?: { a: number; b: number },
 ): EfficiencyModel {
   const md = Math.max(...arch.space.depth_list);
-  const nSlots = arch.stages.length * md;
+  const nSlots = blockSlots(arch).length;
   // depth md everywhere, smallest choices: the fixed parts are the keys outside the blocks
   const probe = (r: number, ks: number, e: number): SubnetConfig => ({
     ks: new Array<number>(nSlots).fill(ks),

@@ -10,7 +10,7 @@
  * nodes (to check folding), or a calibration graph that normalises with batch statistics and
  * returns each BN's batch mean/var as outputs (OFA's recalibration, run by runtime/calibrate.ts).
  */
-import { blockSlots, midChannels, seChannels, type Activation, type Arch, type BlockSlot } from './arch.js';
+import { blockSlots, firstBlockResidual, headAct, midChannels, seChannels, type Activation, type Arch, type BlockSlot } from './arch.js';
 import { GraphBuilder } from './onnx/graph.js';
 import type { SupernetPackage } from './package.js';
 import type { SubnetConfig } from './space.js';
@@ -145,6 +145,7 @@ const NCHWC = 'com.microsoft.nchwc';
 /** onnxruntime's name of a fused activation in NchwcConv's `activation` attribute, with its parameters. */
 function nchwcActivation(a: Activation | 'h_sigmoid'): Record<string, { floats: number[] } | string> {
   if (a === 'relu') return { activation: 'Relu' };
+  if (a === 'relu6') return { activation: 'Clip', activation_params: { floats: [0, 6] } };
   if (a === 'h_swish') return { activation: 'HardSwish' };
   return { activation: 'HardSigmoid', activation_params: { floats: [1 / 6, 0.5] } };
 }
@@ -200,6 +201,8 @@ export class SubnetGraphBuilder {
   private readonly B: number;
   /** values in the blocked layout -> their channel count (before padding to the block) */
   private readonly blocked = new Map<string, number>();
+  /** Clip's bounds, shared by every ReLU6 of the graph */
+  private relu6Bounds?: [string, string];
 
   constructor(
     readonly w: SubnetWeights,
@@ -334,6 +337,10 @@ export class SubnetGraphBuilder {
         { epsilon: { float: eps } },
       );
     } else {
+      // calibrate: normalise with this batch's statistics and output them, in two passes as OFA's
+      // set_running_statistics does (mean, then the mean of squared deviations). BatchNormalization in training
+      // mode does both in one kernel but from E[y^2] - E[y]^2, whose cancellation moved recalibrated logits of
+      // OFA's checkpoints by up to 2e-4 of their largest value.
       // calibrate: normalise with this batch's statistics and output them. BatchNormalization in training mode
       // does both in one kernel: with momentum 0 its running_mean/running_var outputs are the batch mean and
       // biased variance (what OFA's set_running_statistics averages). It replaced GlobalAveragePool,
@@ -402,6 +409,10 @@ export class SubnetGraphBuilder {
 
   act(x: string, a: Activation | 'h_sigmoid'): string {
     if (a === 'relu') return this.g.op('Relu', [x]);
+    if (a === 'relu6') {
+      this.relu6Bounds ??= [this.g.scalar('relu6.min', 0), this.g.scalar('relu6.max', 6)];
+      return this.g.op('Clip', [x, ...this.relu6Bounds]);
+    }
     if (a === 'h_swish') return this.g.op('HardSwish', [x]);
     return this.g.op('HardSigmoid', [x], { alpha: { float: 1 / 6 }, beta: { float: 0.5 } });
   }
@@ -414,15 +425,41 @@ export class SubnetGraphBuilder {
     return y;
   }
 
+  /**
+   * Bilinear resize of one axis exactly as PyTorch's interpolate (align_corners=False) computes it:
+   * the scale in/out in float32, the source position `scale * (o + 0.5) - 0.5` (clamped at 0) in
+   * double, its fraction rounded to float32; two Gathers and their weighted sum. onnxruntime's Resize differs from it by up to 2.5e-5 per pixel, which BN
+   * recalibration amplifies past 1e-4 of the logits; widths first, then heights, as PyTorch does.
+   */
+  private resizeAxis(x: string, axis: 2 | 3, size: number, out: number): string {
+    const f = Math.fround;
+    const scale = f(size / out);
+    const i0: number[] = [];
+    const i1: number[] = [];
+    const l0 = new Float32Array(out);
+    const l1 = new Float32Array(out);
+    for (let o = 0; o < out; o++) {
+      const src = Math.max(0, scale * (o + 0.5) - 0.5);
+      const k = Math.floor(src);
+      i0.push(k);
+      i1.push(k < size - 1 ? k + 1 : k);
+      l1[o] = Math.min(Math.max(f(src - k), 0), 1);
+      l0[o] = f(1 - l1[o]!);
+    }
+    const dims = axis === 3 ? [out] : [out, 1];
+    const name = axis === 3 ? 'resize.w' : 'resize.h';
+    const gather = (idx: number[]) => this.g.op('Gather', [x, this.g.int64Tensor(`${name}.index`, idx)], { axis: { int: axis } });
+    const a = this.g.op('Mul', [gather(i0), this.g.floatTensor(`${name}.l0`, l0, dims)]);
+    const b = this.g.op('Mul', [gather(i1), this.g.floatTensor(`${name}.l1`, l1, dims)]);
+    return this.g.op('Add', [a, b]);
+  }
+
   /** Resize to the subnet's resolution (when it differs from the contract) and normalise. */
   preprocess(x: string, r: number): string {
     const a = this.w.arch;
     let y = x;
-    if (r !== a.input.height || r !== a.input.width) {
-      const nc = this.g.op('Slice', [this.g.op('Shape', [x]), this.g.int64Tensor('nc.start', [0]), this.g.int64Tensor('nc.end', [2])]);
-      const sizes = this.g.op('Concat', [nc, this.g.int64Tensor('resize.hw', [r, r])], { axis: { int: 0 } });
-      y = this.g.op('Resize', [x, '', '', sizes], { mode: 'linear', coordinate_transformation_mode: 'pytorch_half_pixel' });
-    }
+    if (r !== a.input.width) y = this.resizeAxis(y, 3, a.input.width, r);
+    if (r !== a.input.height) y = this.resizeAxis(y, 2, a.input.height, r);
     const C = a.input.channels;
     y = this.g.op('Sub', [y, this.g.floatTensor('input.mean', Float32Array.from(a.input.mean), [1, C, 1, 1])]);
     return this.g.op('Div', [y, this.g.floatTensor('input.std', Float32Array.from(a.input.std), [1, C, 1, 1])]);
@@ -439,7 +476,7 @@ export class SubnetGraphBuilder {
     const dw = this.w.pkg.tensor('first.dw.weight');
     const y = this.convBn(x, { weight: dw.data, dims: dw.shape, stride: a.first_block.stride, group: dw.shape[0]! }, 'first.dw_bn', { act: a.first_block.act });
     const pw = this.w.pkg.tensor('first.proj.weight');
-    const residual = a.first_block.stride === 1 && a.stem.out === a.first_block.out;
+    const residual = firstBlockResidual(a);
     return this.convBn(y, { weight: pw.data, dims: pw.shape }, 'first.proj_bn', residual ? { residual: x } : {});
   }
 
@@ -464,14 +501,16 @@ export class SubnetGraphBuilder {
 
   finalExpand(x: string): string {
     const fe = this.w.pkg.tensor('final_expand.weight');
-    return this.convBn(x, { weight: fe.data, dims: fe.shape }, 'final_bn', { act: 'h_swish' });
+    return this.convBn(x, { weight: fe.data, dims: fe.shape }, 'final_bn', { act: headAct(this.w.arch) });
   }
 
   head(x: string, outName: string): string {
     let y = this.globalAveragePool(this.finalExpand(x));
-    const fm = this.w.pkg.tensor('feature_mix.weight');
-    y = this.nchw(this.conv(y, { weight: fm.data, dims: fm.shape }, 'feature_mix', undefined, { act: 'h_swish' }));
-    y = this.g.op('Flatten', [y], { axis: { int: 1 } });
+    if (this.w.arch.feature_mix !== null) {
+      const fm = this.w.pkg.tensor('feature_mix.weight');
+      y = this.conv(y, { weight: fm.data, dims: fm.shape }, 'feature_mix', undefined, { act: headAct(this.w.arch) });
+    }
+    y = this.g.op('Flatten', [this.nchw(y)], { axis: { int: 1 } });
     const cw = this.w.pkg.tensor('classifier.weight');
     const cb = this.w.pkg.tensor('classifier.bias');
     return this.g.op(

@@ -64,7 +64,7 @@ export function enumerateParts(arch: Arch, resolutions: readonly number[]): Spac
   const ksList = sorted(arch.space.ks_list);
   const expandList = sorted(arch.space.expand_list);
   const md = Math.max(...arch.space.depth_list);
-  const nSlots = arch.stages.length * md;
+  const nSlots = blockSlots(arch).length;
   const seen = new Map<string, PartSpec>();
   const add = (p: PartSpec) => {
     if (!seen.has(p.key)) seen.set(p.key, p);

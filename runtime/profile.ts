@@ -6,7 +6,7 @@
  * predictors. Platform-neutral: file access is the caller's.
  */
 import { z } from 'zod';
-import { blockSlots, midChannels, seChannels, type Arch } from './arch.js';
+import { blockSlots, headWidth, midChannels, seChannels, type Arch } from './arch.js';
 import { blockCost, fixedCost, headCost, slotInputSizes } from './cost.js';
 import { NestswapError } from './errors.js';
 import { flatLatencyModel, subnetLatencyKeys, type LatencyTable, type LatencyTables } from './latency-table.js';
@@ -458,7 +458,7 @@ export function profileToLatencyTables(p: Profile, arch: Arch): Map<number, Late
         const cfg: SubnetConfig = {
           ks: new Array<number>(m.nSlots).fill(k),
           e: new Array<number>(m.nSlots).fill(e),
-          d: new Array<number>(m.nSlots / md).fill(md),
+          d: new Array<number>(arch.stages.length).fill(md),
           image_size: r,
         };
         const keys = subnetLatencyKeys(arch, cfg);
@@ -471,7 +471,7 @@ export function profileToLatencyTables(p: Profile, arch: Arch): Map<number, Late
           entries.set(keys[1]!, { count: 1, mean: fb!, var: 0 });
           const lastC = arch.stages[arch.stages.length - 1]!.width;
           const fe = arch.final_expand;
-          const hw = [last * last * lastC * fe, last * last * fe, fe * arch.feature_mix, arch.feature_mix * arch.classes];
+          const hw = [last * last * lastC * fe, last * last * fe, ...(arch.feature_mix === null ? [] : [fe * arch.feature_mix]), headWidth(arch) * arch.classes];
           const hs = split(p.latency.head[ri]!, hw);
           keys.slice(2 + m.nSlots).forEach((key, j) => entries.set(key, { count: 1, mean: hs[j]!, var: 0 }));
         }

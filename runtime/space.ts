@@ -6,7 +6,7 @@ import type { Arch } from './arch.js';
 import { NestswapError } from './errors.js';
 import { pick, type Rng } from './random.js';
 
-/** OFA's arch dict. `ks`/`e` have one slot per block position (stages × max depth). */
+/** OFA's arch dict. `ks`/`e` have one slot per block position (the sum of the stages' block slots). */
 export interface SubnetConfig {
   ks: number[];
   e: number[];
@@ -20,6 +20,8 @@ export interface SpaceSpec {
   depth_list: number[];
   image_size_list: number[];
   n_stage: number;
+  /** block slots per stage when they differ from the largest depth (a stage of fixed depth) */
+  stage_blocks?: number[];
 }
 
 export class Space {
@@ -30,6 +32,15 @@ export class Space {
   readonly n_stage: number;
   readonly maxDepth: number;
   readonly nSlots: number;
+  /** block slots per stage (the largest depth, or fewer for a stage of fixed depth) */
+  readonly stageBlocks: readonly number[];
+  /** first slot of each stage */
+  readonly stageStart: readonly number[];
+  /** stage and position of each slot */
+  readonly slotStage: Int32Array;
+  readonly slotPos: Int32Array;
+  /** whether every stage has maxDepth slots (slot i is then in stage i / maxDepth) */
+  readonly evenStages: boolean;
 
   constructor(spec: SpaceSpec) {
     const sorted = (xs: number[]) => [...new Set(xs)].sort((a, b) => a - b);
@@ -41,11 +52,30 @@ export class Space {
     if (!this.ks_list.length || !this.expand_list.length || !this.depth_list.length || !this.image_size_list.length || spec.n_stage < 1)
       throw new NestswapError('ERR_ARCH_INVALID', 'A space needs non-empty ks_list, expand_list, depth_list, image_size_list and n_stage >= 1.');
     this.maxDepth = this.depth_list[this.depth_list.length - 1]!;
-    this.nSlots = this.n_stage * this.maxDepth;
+    const blocks = spec.stage_blocks ?? new Array<number>(spec.n_stage).fill(this.maxDepth);
+    if (blocks.length !== spec.n_stage || blocks.some((b) => !Number.isInteger(b) || b < 1 || b > this.maxDepth))
+      throw new NestswapError('ERR_ARCH_INVALID', `stage_blocks needs ${spec.n_stage} integers in 1..${this.maxDepth} (got ${JSON.stringify(blocks)}).`);
+    this.stageBlocks = [...blocks];
+    this.evenStages = blocks.every((b) => b === this.maxDepth);
+    this.nSlots = blocks.reduce((a, b) => a + b, 0);
+    const start: number[] = [];
+    this.slotStage = new Int32Array(this.nSlots);
+    this.slotPos = new Int32Array(this.nSlots);
+    let i = 0;
+    blocks.forEach((b, s) => {
+      start.push(i);
+      for (let j = 0; j < b; j++, i++) {
+        this.slotStage[i] = s;
+        this.slotPos[i] = j;
+      }
+    });
+    this.stageStart = start;
   }
 
   static fromArch(arch: Arch): Space {
-    return new Space({ ...arch.space, n_stage: arch.stages.length });
+    const md = Math.max(...arch.space.depth_list);
+    const blocks = arch.stages.map((s) => s.blocks ?? md);
+    return new Space({ ...arch.space, n_stage: arch.stages.length, ...(blocks.every((b) => b === md) ? {} : { stage_blocks: blocks }) });
   }
 
   toJSON(): SpaceSpec {
@@ -55,12 +85,19 @@ export class Space {
       depth_list: [...this.depth_list],
       image_size_list: [...this.image_size_list],
       n_stage: this.n_stage,
+      ...(this.evenStages ? {} : { stage_blocks: [...this.stageBlocks] }),
     };
   }
 
-  /** Whether block slot i is active under depths d. */
+  /** Whether block slot i is active under depths d (a stage runs min(its slots, d) blocks, as OFA's runtime_depth). */
   isActive(d: readonly number[], i: number): boolean {
-    return i % this.maxDepth < d[Math.floor(i / this.maxDepth)]!;
+    return this.slotPos[i]! < d[this.slotStage[i]!]!;
+  }
+
+  /** Depths a stage accepts: the depth list, and its slot count when a stage of fixed depth has fewer. */
+  depthChoices(stage: number): number[] {
+    const b = this.stageBlocks[stage]!;
+    return b < this.maxDepth && !this.depth_list.includes(b) ? [...this.depth_list, b] : [...this.depth_list];
   }
 
   /** Validates an outside value as a config of this space; returns the canonical config. */
@@ -83,7 +120,10 @@ export class Space {
         return x;
       });
     };
-    const d = list('d', this.n_stage, this.depth_list);
+    const d = list('d', this.n_stage, this.depth_list.concat(this.stageBlocks.filter((b) => b < this.maxDepth)));
+    d.forEach((x, s) => {
+      if (!this.depthChoices(s).includes(x)) fail(`d[${s}]`, `is ${x}; should be one of: ${this.depthChoices(s).join(', ')}.`);
+    });
     const ks = list('ks', this.nSlots, this.ks_list);
     const e = list('e', this.nSlots, this.expand_list);
     const rField = 'image_size' in obj ? 'image_size' : 'r';
@@ -98,7 +138,7 @@ export class Space {
   canonical(c: SubnetConfig): SubnetConfig {
     const ks = c.ks.map((k, i) => (this.isActive(c.d, i) ? k : this.ks_list[0]!));
     const e = c.e.map((x, i) => (this.isActive(c.d, i) ? x : this.expand_list[0]!));
-    return { ks, e, d: [...c.d], image_size: c.image_size };
+    return { ks, e, d: c.d.map((x, s) => Math.min(x, this.stageBlocks[s]!)), image_size: c.image_size };
   }
 
   /** Canonical, stable, URL-safe subnet id, e.g. `r28-d2.3.2.4-k3.5.7...-e3.6...` (active blocks only). */
@@ -126,7 +166,7 @@ export class Space {
     let k = 0;
     if (d.length !== this.n_stage) throw new NestswapError('ERR_CONFIG_INVALID', `Invalid subnet id '${id}': needs ${this.n_stage} depths.`);
     for (let i = 0; i < this.nSlots; i++)
-      if (i % this.maxDepth < d[Math.floor(i / this.maxDepth)]!) {
+      if (this.isActive(d, i)) {
         ks[i] = ksA[k]!;
         e[i] = eA[k]!;
         k++;
@@ -163,13 +203,17 @@ export class Space {
   /** Number of distinct subnets (as a float: OFA-MBv3 has ~2e19). */
   size(): number {
     const per = this.ks_list.length * this.expand_list.length;
-    const stage = this.depth_list.reduce((s, d) => s + per ** d, 0);
-    return stage ** this.n_stage * this.image_size_list.length;
+    let n = this.image_size_list.length;
+    for (const b of this.stageBlocks) {
+      const depths = new Set(this.depth_list.map((d) => Math.min(d, b)));
+      n *= [...depths].reduce((s, d) => s + per ** d, 0);
+    }
+    return n;
   }
 
   /** Number of active blocks. */
   activeBlocks(c: SubnetConfig): number {
-    return c.d.reduce((s, x) => s + x, 0);
+    return c.d.reduce((s, x, i) => s + Math.min(x, this.stageBlocks[i]!), 0);
   }
 }
 

@@ -88,9 +88,10 @@ describe('fleet end to end', { timeout: 600_000 }, () => {
   const agents: Record<string, Proc | undefined> = {};
   const admin = () => new AdminClient(url, ADMIN);
   const regData = join(dir.path, 'registry');
+  const keyDir = join(dir.path, 'keys');
 
   const startRegistry = async () => {
-    registry = start(['registry', '--port', String(port), '--data', regData, '--log-level', 'warn'], { NESTSWAP_ADMIN_TOKEN: ADMIN, NESTSWAP_ENROLL_TOKEN: ENROLL });
+    registry = start(['registry', '--port', String(port), '--data', regData, '--keys', keyDir, '--online-targets', '--log-level', 'warn'], { NESTSWAP_ADMIN_TOKEN: ADMIN, NESTSWAP_ENROLL_TOKEN: ENROLL });
     await until('registry', async () => (await fetch(`${url}/v1/health`)).ok, 30_000);
   };
   const startAgent = (name: string, supernet = 'tiny') =>
@@ -114,10 +115,14 @@ describe('fleet end to end', { timeout: 600_000 }, () => {
       join(dir.path, name),
       '--log-level',
       'info',
+      '--trust-root',
+      join(keyDir, 'root.json'),
     ]));
   const serving = (p: Proc) => until(`agent serving`, () => p.lines.find((l) => l.msg === 'fleet agent serving') as { device: string; url: string; downloaded: boolean } | undefined, 120_000);
 
   before(async () => {
+    const keys = cli(['keys', 'init', '--out', keyDir, '--json']);
+    assert.equal(keys.code, 0, keys.stderr);
     port = await freePort();
     url = `http://127.0.0.1:${port}`;
     await startRegistry();

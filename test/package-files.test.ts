@@ -42,9 +42,13 @@ test('the tarball holds the built code, bins, the bundled fmnist-ofa package, th
 test('the tarball holds nothing a device does not need: no tests, fixtures, benchmarks, sources, maps or training scratch', () => {
   const bad = [...paths()].filter((p) => /^(test|bench|dist\/test|dist\/bench)\//.test(p) || /\.(ts|map|py|sh)$/.test(p) && !p.endsWith('.d.ts') || /scratch|checkpoints|fixtures|results\//.test(p) || p.startsWith('docs/') || p === '.npmrc');
   assert.deepEqual(bad, []);
-  // the size said in docs/install.md is the current one (to 0.1 MB)
-  const mb = (pack().size / 1e6).toFixed(1);
-  assert.match(readFileSync(repoPath('docs', 'install.md'), 'utf8'), new RegExp(`tarball is ${mb.replace('.', '\\.')} MB`), `docs/install.md states the tarball size (${mb} MB)`);
+  // the bundled package is 9.7 MB of the unpacked size: much more means something else got in
+  assert.ok(pack().unpackedSize < 12e6, `unpacked ${pack().unpackedSize} bytes`);
+  // docs/install.md states the tarball's size; within 10% (code grows a little with every change)
+  const stated = /tarball is ([\d.]+) MB/.exec(readFileSync(repoPath('docs', 'install.md'), 'utf8'));
+  assert.ok(stated, 'docs/install.md says "The tarball is N MB"');
+  const mb = pack().size / 1e6;
+  assert.ok(Math.abs(Number(stated[1]) - mb) / mb < 0.1, `docs/install.md says ${stated[1]} MB; the tarball is ${mb.toFixed(2)} MB`);
 });
 
 test('every relative import in the built code resolves inside the tarball', () => {

@@ -5,7 +5,7 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { decodeStats, encodeStats, type BnStatsMap } from '../runtime/calibrate.js';
-import { diskStatsStore } from '../agent/stats-store.js';
+import { diskStatsStore } from '../runtime/node/stats-store.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { Materializer } from '../runtime/materializer.js';

@@ -12,7 +12,7 @@ const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
                  [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
                  [--log-level info]
-  nestswap agent --registry URL --enroll-token T --supernet NAME [--name NAME] [...]
+  nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
@@ -27,7 +27,10 @@ process holds more memory; --threads then defaults to 1.
 With --registry: enrolls with a registry and follows its commands (fleet mode); the enrollment token
 may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token. Several URLs, comma-separated
 (--registry URL1,URL2), are replicas of one registry: tried in order, moving on to the next with
-the usual jittered backoff when one cannot be reached.
+the usual jittered backoff when one cannot be reached. Packages are verified with TUF from the root
+given by --trust-root at install (copied into --data; root rotations are followed from then on);
+without an installed root fleet mode refuses to start unless --insecure-no-signatures is given
+(docs/signing.md).
 
   nestswap agent <the options above> --print-systemd-unit [--service-user USER]
 prints a systemd unit that runs nestswap-agent with these options as a service (DynamicUser, or USER;
@@ -50,6 +53,8 @@ export async function run(argv: string[]): Promise<number> {
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
       name: { type: 'string' },
+      'trust-root': { type: 'string' },
+      'insecure-no-signatures': { type: 'boolean' },
       'print-systemd-unit': { type: 'boolean' },
       'service-user': { type: 'string' },
     },
@@ -80,6 +85,8 @@ export async function run(argv: string[]): Promise<number> {
       port: numberOpt(v.port, '--port'),
       host: v.host,
       dataDir: v.data,
+      trustRoot: v['trust-root'],
+      insecureNoSignatures: v['insecure-no-signatures'] ?? false,
       // as standalone (sessions on the main thread, one core left to the builder)
       threads: numberOpt(v.threads, '--threads') ?? (await import('../daemon.js')).defaultSessionThreads('main'),
       logger,

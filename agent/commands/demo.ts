@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startRegistry } from '../../registry/server.js';
+import { initKeyDir } from '../../registry/tuf/keydir.js';
 import { AdminClient, RegistryApiError } from '../../registry/admin-client.js';
 import { startFleetAgent, type FleetAgent } from '../fleet.js';
 import { resolveSupernetDir } from '../packages.js';
@@ -69,7 +70,10 @@ export async function run(argv: string[]): Promise<number> {
   const log = pino({ level: 'silent' });
   const abort = new AbortController();
   let agent: FleetAgent | undefined;
-  const registry = await startRegistry({ port: 0, host: '127.0.0.1', dataDir: join(tmp, 'registry'), adminToken, enrollToken, logger: log });
+  // Signed end to end (TUF): fresh keys; the registry holds the targets key too (--online-targets), which a
+  // real deployment keeps with the publisher (docs/signing.md).
+  const keys = initKeyDir(join(tmp, 'keys'));
+  const registry = await startRegistry({ port: 0, host: '127.0.0.1', dataDir: join(tmp, 'registry'), adminToken, enrollToken, logger: log, tuf: { keyDir: keys.dir, onlineTargets: true } });
   try {
     say(`[${ms(t0)}] registry on ${registry.url} (data in ${join(tmp, 'registry')}, SQLite)`);
     const admin = new AdminClient(registry.url, adminToken);
@@ -85,12 +89,13 @@ export async function run(argv: string[]): Promise<number> {
       port: 0,
       host: '127.0.0.1',
       dataDir: join(tmp, 'agent'),
+      trustRoot: join(keys.dir, 'root.json'),
       threads: 1,
       logger: log,
       signal: abort.signal,
     });
     const deviceId = agent.deviceId;
-    say(`[${ms(t0)}] agent enrolled as ${deviceId}, package downloaded and verified, serving on ${agent.daemon.url}`);
+    say(`[${ms(t0)}] agent enrolled as ${deviceId}, package downloaded and verified (TUF: root v${keys.rootVersion}, signed seq ${agent.pkg.seq ?? '-'}), serving on ${agent.daemon.url}`);
 
     const device = await waitFor('the device profile', 90_000, async () => {
       const d = (await admin.device(deviceId)) as unknown as { profile?: unknown };

@@ -10,13 +10,16 @@ import { parseArch, scaleMbv3Arch, type Arch } from '../../runtime/arch.js';
 import { NestswapError } from '../../runtime/errors.js';
 import { flatLatencyModel } from '../../runtime/latency-table.js';
 import {
+  autoSearch,
   evolutionSearch,
   exactSearch,
+  islandSearch,
+  sweepSearch,
   FAST_EVOLUTION,
   flatLatencyPredictor,
   flatMemoryPredictor,
-  LinearPredictor,
   OFA_EVOLUTION,
+  probeLinear,
   paretoSearch,
   staticMemoryModel,
   type Budget,
@@ -33,7 +36,7 @@ const HELP = `Usage: nestswap search --supernet <dir|name> [--profile <file>] (-
                        [--accuracy-predictor <file.onnx>] [--seed S] [--json]
        nestswap search --space <name|arch.json> --accuracy-predictor <file.onnx> --latency-table <dir>
                        --latency-ms X [--memory-mb Y] [--macs M] [--pareto] [--seed S] [--width-mult W]
-                       [--method fast|ofa|exact] [--generations N] [--json]
+                       [--method auto|sweep|islands|fast|ofa|exact] [--generations N] [--json]
 
 Finds the subnet with the best predicted accuracy whose predicted latency, memory and MACs all fit
 the budget (or, with --pareto, the accuracy / latency / memory Pareto front under it).
@@ -48,7 +51,10 @@ the budget (or, with --pareto, the accuracy / latency / memory Pareto front unde
   --latency-ms          latency budget in ms (sum of table means)
   --memory-mb           memory budget in MB (static estimate: fp32 weights + peak activations)
   --macs                MACs budget (multiply-accumulates; 300e6 or 300M)
-  --method              fast (default), ofa (OFA's EvolutionFinder settings), exact (linear predictors only)
+  --method              auto (default: exact when the predictor is linear and one additive limit is
+                        set, else sweep), sweep (fast, then every resolution polished), islands (one
+                        population per resolution), fast, ofa (OFA's EvolutionFinder settings),
+                        exact (linear predictors only)
   --generations         override the number of generations
   --seed                random seed (default 0)
   --json                print JSON
@@ -57,11 +63,14 @@ Exit status: 0 found, 1 no subnet fits the budget (ERR_BUDGET_INFEASIBLE) or an 
 
 export type { SearchInputs } from '../search-inputs.js';
 
+export const SEARCH_METHODS = ['auto', 'sweep', 'islands', 'fast', 'ofa', 'exact'] as const;
+export type SearchMethodFlag = (typeof SEARCH_METHODS)[number];
+
 export interface SearchFlags {
   pareto?: boolean;
   /** --pareto: generations done of the total */
   onProgress?: (done: number, total: number) => void;
-  method?: 'fast' | 'ofa' | 'exact';
+  method?: SearchMethodFlag;
   seed?: number;
   generations?: number;
 }
@@ -73,11 +82,15 @@ export async function searchWith(inputs: SearchInputs, budget: Budget, flags: Se
   const gens = flags.generations === undefined ? {} : { generations: flags.generations };
   if (flags.pareto) return paretoSearch(problem, budget, { seed, ...gens, ...(flags.onProgress ? { onProgress: flags.onProgress } : {}) });
   if (flags.method === 'exact') {
-    if (!(inputs.predictor instanceof LinearPredictor))
-      throw new NestswapError('ERR_USAGE', '--method exact needs a linear accuracy predictor; an ONNX predictor is searched with fast or ofa.');
-    return exactSearch({ ...problem, predictor: inputs.predictor }, budget);
+    const { linear, maxError } = await probeLinear(inputs.predictor, inputs.encoder);
+    if (!linear)
+      throw new NestswapError('ERR_USAGE', `--method exact needs a linear accuracy predictor; this one deviates from linear by up to ${maxError.toPrecision(2)} (use auto, sweep, islands, fast or ofa).`);
+    return exactSearch({ ...problem, predictor: linear }, budget);
   }
-  return evolutionSearch(problem, budget, { ...(flags.method === 'ofa' ? OFA_EVOLUTION : FAST_EVOLUTION), seed, ...gens });
+  if (flags.method === 'fast' || flags.method === 'ofa') return evolutionSearch(problem, budget, { ...(flags.method === 'ofa' ? OFA_EVOLUTION : FAST_EVOLUTION), seed, ...gens });
+  if (flags.method === 'islands') return islandSearch(problem, budget, { seed, ...gens });
+  if (flags.method === 'sweep') return sweepSearch(problem, budget, { seed, ...gens });
+  return autoSearch(problem, budget, { seed, ...gens });
 }
 
 const modelsDir = fileURLToPath(new URL('../../../models/', import.meta.url));
@@ -161,8 +174,8 @@ export async function run(argv: string[]): Promise<number> {
   if (v.profile !== undefined && v.supernet === undefined) throw new NestswapError('ERR_USAGE', '--profile needs --supernet.');
   if (!v.space && !v.supernet) throw new NestswapError('ERR_USAGE', 'Missing required option --supernet (or --space).');
   if (!v.supernet && !v['accuracy-predictor']) throw new NestswapError('ERR_USAGE', 'Missing required option --accuracy-predictor.');
-  const method = v.method ?? 'fast';
-  if (method !== 'fast' && method !== 'ofa' && method !== 'exact') throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: fast, ofa, exact.`);
+  const method = (v.method ?? 'auto') as SearchMethodFlag;
+  if (!SEARCH_METHODS.includes(method)) throw new NestswapError('ERR_USAGE', `--method is '${method}'; should be one of: ${SEARCH_METHODS.join(', ')}.`);
   const widthMult = num(v['width-mult'], '--width-mult');
   if (widthMult !== undefined && !(widthMult > 0 && Number.isFinite(widthMult))) throw new NestswapError('ERR_USAGE', '--width-mult must be a positive number.');
   const generations = num(v.generations, '--generations');

@@ -1,13 +1,13 @@
 /**
  * The agent's selector from DESIGN's data flow: a device profile (calibrated latency + memory
- * predictors) and the package's accuracy predictor, searched with the evolutionary search under the
+ * predictors) and the package's accuracy predictor, searched with the default search (autoSearch) under the
  * effective budget. Choices are cached per (rounded) budget so repeated windows cost nothing.
  * Platform-neutral: the accuracy predictor is loaded by the platform (onnxruntime-node or -web).
  */
 import { countMacs } from '../../runtime/cost.js';
 import { isNestswapError } from '../../runtime/errors.js';
 import type { SupernetPackage } from '../../runtime/package.js';
-import { evolutionSearch, FAST_EVOLUTION } from '../../runtime/search/index.js';
+import { autoSearch } from '../../runtime/search/index.js';
 import type { SearchInputs } from '../../runtime/search/inputs.js';
 import type { SubnetConfig } from '../../runtime/space.js';
 import type { UserBudget } from '../policy.js';
@@ -34,7 +34,7 @@ export function searchSelector(pkg: SupernetPackage, inputs: SearchInputs): Sele
       if (budget.memoryMB !== undefined) b.memoryMB = budget.memoryMB;
       let choice: SubnetChoice;
       try {
-        const r = await evolutionSearch(problem, b, { ...FAST_EVOLUTION, seed: 0 });
+        const r = await autoSearch(problem, b, { seed: 0 });
         choice = { subnetId: pkg.space.id(r.subnet), config: r.subnet, predicted: { latencyMs: r.predicted.latencyMs, memoryMB: r.predicted.memoryMB, accuracy: r.predicted.accuracy }, score: r.predicted.accuracy, feasible: true };
       } catch (err) {
         if (!isNestswapError(err, 'ERR_BUDGET_INFEASIBLE')) throw err;

@@ -9,6 +9,7 @@ import { REDACT, startRegistry } from '../server.js';
 
 const HELP = `Usage: nestswap registry [--port 8700] [--host 127.0.0.1] [--data DIR] [--admin-token T] [--enroll-token T] [--log-level info]
                         [--database postgres://...] [--bus nats://...] [--blobs DIR] [--replica-id ID]
+                         [--keys DIR [--online-targets] [--timestamp-expires-s 86400] [--snapshot-expires-s 604800]]
 
 Runs the registry: HTTP API /v1 and WebSocket hub /v1/ws on one port, SQLite + blobs in --data
 (default $NESTSWAP_REGISTRY_DATA or ~/.nestswap/registry). Tokens come from the flags or from
@@ -19,6 +20,11 @@ Replicas (docs/scale-out.md): --database (or $NESTSWAP_DATABASE) keeps state in 
 of SQLite; --bus (or $NESTSWAP_BUS) routes commands between replicas over NATS instead of in
 process; --blobs is the blob directory every replica shares (default: --data); --replica-id names
 this replica (default: host name and process id; keep it stable across restarts).
+
+--keys DIR signs what it serves with TUF (docs/signing.md): it imports the roots in DIR and holds
+the snapshot and timestamp keys from it (made by 'nestswap keys init'); --online-targets also reads
+the targets key and signs every published package itself (weaker: publishers normally sign with
+publish --sign-targets).
 
 --print-systemd-unit [--service-user USER] prints a systemd unit running this command as a service
 (DynamicUser, or USER; data in /var/lib/nestswap-registry; tokens from /etc/nestswap/registry.env).`;
@@ -39,6 +45,10 @@ export async function run(argv: string[]): Promise<number> {
       'replica-id': { type: 'string' },
       'print-systemd-unit': { type: 'boolean' },
       'service-user': { type: 'string' },
+      keys: { type: 'string' },
+      'online-targets': { type: 'boolean' },
+      'timestamp-expires-s': { type: 'string' },
+      'snapshot-expires-s': { type: 'string' },
     },
     HELP,
   );
@@ -53,6 +63,14 @@ export async function run(argv: string[]): Promise<number> {
   const logger = pino({ level: v['log-level'] ?? 'info', redact: REDACT });
   const adminToken = v['admin-token'] ?? process.env.NESTSWAP_ADMIN_TOKEN;
   const enrollToken = v['enroll-token'] ?? process.env.NESTSWAP_ENROLL_TOKEN;
+  if (v['online-targets'] && !v.keys) throw new NestswapError('ERR_USAGE', '--online-targets needs --keys DIR.');
+  const timestampS = numberOpt(v['timestamp-expires-s'], '--timestamp-expires-s');
+  const snapshotS = numberOpt(v['snapshot-expires-s'], '--snapshot-expires-s');
+  for (const [flag, n] of [['--timestamp-expires-s', timestampS], ['--snapshot-expires-s', snapshotS]] as const)
+    if (n !== undefined && !(Number.isInteger(n) && n >= 2)) throw new NestswapError('ERR_USAGE', `${flag} must be an integer number of seconds >= 2 (got ${n}).`);
+  const tuf = v.keys
+    ? { keyDir: v.keys, onlineTargets: v['online-targets'] ?? false, lifetimes: { ...(timestampS ? { timestampS } : {}), ...(snapshotS ? { snapshotS } : {}) } }
+    : undefined;
   const database = v.database ?? process.env.NESTSWAP_DATABASE;
   const store = await openStore(database, dataDir);
   const bus = await openBus(v.bus ?? process.env.NESTSWAP_BUS, replicaId, logger.child({ part: 'bus' })).catch(async (err: unknown) => {
@@ -70,11 +88,12 @@ export async function run(argv: string[]): Promise<number> {
     logger,
     ...(adminToken ? { adminToken } : {}),
     ...(enrollToken ? { enrollToken } : {}),
+    ...(tuf ? { tuf } : {}),
   });
   // Shown once: only their hashes are stored.
   if (reg.generated.adminToken) process.stderr.write(`admin token (shown once): ${reg.generated.adminToken}\n`);
   if (reg.generated.enrollToken) process.stderr.write(`enrollment token (shown once): ${reg.generated.enrollToken}\n`);
-  process.stderr.write(`nestswap registry listening on ${reg.url} (store: ${store.engine}, bus: ${reg.bus.kind}, replica: ${reg.replicaId}, data: ${dataDir})\n`);
+  process.stderr.write(`nestswap registry listening on ${reg.url} (store: ${store.engine}, bus: ${reg.bus.kind}, replica: ${reg.replicaId}, data: ${dataDir}, ${tuf ? `TUF signed${tuf.onlineTargets ? ', online targets key' : ''}` : 'unsigned: no --keys'})\n`);
   await untilSignal();
   await reg.close();
   return 0;

@@ -51,6 +51,8 @@ export interface RouteContext {
   parsers: { json: RequestHandler; profileJson: RequestHandler; msgpack: RequestHandler };
   /** seconds a best-effort `online` flag trusts a presence row without a heartbeat */
   presenceTtlMs: number;
+  /** run after every successful publish (also a repeated one), before the answer: e.g. online TUF targets signing */
+  onPublished: ((p: { name: string; version: string }) => Promise<void>)[];
 }
 
 /** Adds routes: `api` is mounted at /v1, `app` is the root (for pages outside the API). */

@@ -86,9 +86,10 @@ async function publish(store: RegistryStore, blobs: BlobStore, log: Logger, raw:
   return { status: 201, result: { name: manifest.name, version: manifest.version, manifestSha256, created: true, files: list.length } };
 }
 
-export const supernetRoutes: RouteModule = ({ store, blobs, queries, auth, parsers, log }, { api }) => {
+export const supernetRoutes: RouteModule = ({ store, blobs, queries, auth, parsers, log, onPublished }, { api }) => {
   api.post('/supernets', authFirst(auth.requireAdmin, parsers.msgpack), async (req, res) => {
     const { status, result } = await publish(store, blobs, log, req.body);
+    for (const hook of onPublished) await hook({ name: result.name, version: result.version });
     res.status(status).json(result);
   });
 

@@ -89,5 +89,8 @@ export async function packageSearchInputs(pkg: SupernetPackage, profile?: Profil
   const bytes = predictorFile ?? pkg.fileByRole('accuracy-predictor');
   if (!bytes)
     throw new NestswapError('ERR_PREDICTOR_INVALID', `Package ${pkg.name} has no accuracy predictor (a file with role 'accuracy-predictor'); give one with --accuracy-predictor.`);
-  return searchInputsFor(pkg, await loadOnnxAccuracyPredictor(bytes, pkg.space), profile);
+  // an imported predictor may encode fewer resolutions than the space (OFA's w1.2 one: 160..224:16); the manifest says which
+  const listed = pkg.manifest.accuracy?.predictor_image_size_list;
+  const lists = Array.isArray(listed) && listed.every((r) => typeof r === 'number') ? [listed as number[]] : [];
+  return searchInputsFor(pkg, await loadOnnxAccuracyPredictor(bytes, pkg.space, lists), profile);
 }

@@ -22,6 +22,8 @@ export interface EfficiencyModel {
   readonly nSlots: number;
   /** block slots per stage (active-prefix semantics: slot i is active iff i % maxDepth < d[stage]) */
   readonly maxDepth: number;
+  /** block slots of each stage when some stage has fewer than maxDepth (a stage of fixed depth) */
+  readonly stageBlocks?: readonly number[] | undefined;
   readonly fixed: Float64Array;
   readonly slot: Float64Array;
   /** measured ≈ a · sum + b (fitted on whole-subnet measurements); a must be > 0 */
@@ -50,7 +52,10 @@ export function validateEfficiencyModel(m: EfficiencyModel, source = 'efficiency
   };
   const nR = m.resolutions.length;
   if (nR === 0 || m.ksList.length === 0 || m.expandList.length === 0) fail('resolutions, ksList and expandList must be non-empty.');
-  if (!Number.isInteger(m.maxDepth) || m.maxDepth < 1 || m.nSlots % m.maxDepth !== 0) fail(`nSlots ${m.nSlots} must be a multiple of maxDepth ${m.maxDepth}.`);
+  if (m.stageBlocks) {
+    if (m.stageBlocks.reduce((a, b) => a + b, 0) !== m.nSlots || m.stageBlocks.some((b) => !Number.isInteger(b) || b < 1 || b > m.maxDepth))
+      fail(`stageBlocks ${JSON.stringify(m.stageBlocks)} must be integers in 1..maxDepth summing to nSlots ${m.nSlots}.`);
+  } else if (!Number.isInteger(m.maxDepth) || m.maxDepth < 1 || m.nSlots % m.maxDepth !== 0) fail(`nSlots ${m.nSlots} must be a multiple of maxDepth ${m.maxDepth}.`);
   if (m.fixed.length !== nR) fail(`fixed has ${m.fixed.length} entries for ${nR} resolutions.`);
   const want = nR * m.nSlots * m.ksList.length * m.expandList.length;
   if (m.slot.length !== want) fail(`slot has ${m.slot.length} entries, expected ${want}.`);
@@ -67,8 +72,13 @@ export function evaluateFlat(m: EfficiencyModel, cfg: SubnetConfig): number {
   if (ri < 0)
     throw new NestswapError('ERR_CONFIG_INVALID', `image_size ${cfg.image_size} is not in the ${m.unit} table (${m.resolutions.join(', ')}).`);
   let sum = m.fixed[ri]!;
-  for (let i = 0; i < m.nSlots; i++) {
-    if (i % m.maxDepth >= cfg.d[Math.floor(i / m.maxDepth)]!) continue;
+  const blocks = m.stageBlocks;
+  for (let i = 0, st = 0, j = 0; i < m.nSlots; i++, j++) {
+    if (j === (blocks ? blocks[st]! : m.maxDepth)) {
+      st++;
+      j = 0;
+    }
+    if (j >= cfg.d[st]!) continue;
     const ki = m.ksList.indexOf(cfg.ks[i]!);
     const ei = m.expandList.indexOf(cfg.e[i]!);
     if (ki < 0 || ei < 0) throw new NestswapError('ERR_CONFIG_INVALID', `slot ${i}: ks ${cfg.ks[i]} / e ${cfg.e[i]} not in the ${m.unit} table.`);
@@ -98,7 +108,8 @@ export function buildEfficiencyModel(
   const ksList = [...arch.space.ks_list].sort((a, b) => a - b);
   const expandList = [...arch.space.expand_list].sort((a, b) => a - b);
   const maxDepth = Math.max(...arch.space.depth_list);
-  const nSlots = arch.stages.length * maxDepth;
+  const stageBlocks = arch.stages.map((s) => s.blocks ?? maxDepth);
+  const nSlots = stageBlocks.reduce((a, b) => a + b, 0);
   const m: EfficiencyModel = {
     unit,
     resolutions: [...resolutions],
@@ -106,6 +117,7 @@ export function buildEfficiencyModel(
     expandList,
     nSlots,
     maxDepth,
+    ...(stageBlocks.every((b) => b === maxDepth) ? {} : { stageBlocks }),
     fixed: new Float64Array(resolutions.length),
     slot: new Float64Array(resolutions.length * nSlots * ksList.length * expandList.length),
   };
@@ -188,8 +200,10 @@ export function flatMinimum(m: EfficiencyModel, space: Space): { value: number; 
       let stageBest = Infinity;
       let stageDepth = space.depth_list[0]!;
       const choice: [number, number][] = [];
-      for (let j = 0; j < space.maxDepth; j++) {
-        const i = s * space.maxDepth + j;
+      const blocks = space.stageBlocks[s]!;
+      const depths = space.depthChoices(s).map((x) => Math.min(x, blocks));
+      for (let j = 0; j < blocks; j++) {
+        const i = space.stageStart[s]! + j;
         let c = Infinity;
         let arg: [number, number] = [space.ks_list[0]!, space.expand_list[0]!];
         space.ks_list.forEach((k, a) =>
@@ -203,15 +217,15 @@ export function flatMinimum(m: EfficiencyModel, space: Space): { value: number; 
         );
         choice.push(arg);
         prefix += c;
-        if (space.depth_list.includes(j + 1) && prefix < stageBest) {
+        if (depths.includes(j + 1) && prefix < stageBest) {
           stageBest = prefix;
           stageDepth = j + 1;
         }
       }
       d.push(stageDepth);
       for (let j = 0; j < stageDepth; j++) {
-        ks[s * space.maxDepth + j] = choice[j]![0];
-        e[s * space.maxDepth + j] = choice[j]![1];
+        ks[space.stageStart[s]! + j] = choice[j]![0];
+        e[space.stageStart[s]! + j] = choice[j]![1];
       }
       sum += stageBest;
     }

@@ -25,6 +25,12 @@ export interface EvolutionOptions {
   polishRounds?: number;
 }
 
+/** What a caller may observe of a run: every scored genome, in order (the resolution sweep fits a surrogate to them). */
+export interface EvolutionTrace {
+  cp?: CompiledProblem;
+  scored: Scored[];
+}
+
 /** OFA's defaults. */
 export const OFA_EVOLUTION: Required<EvolutionOptions> = Object.freeze({
   populationSize: 100,
@@ -56,14 +62,14 @@ export function feasibleChild(cp: CompiledProblem, rng: Rng, maxTries: number, m
   return (last && cp.repair(last, rng)) ?? fallback.slice();
 }
 
-interface Scored {
+export interface Scored {
   g: Genome;
   key: string;
   acc: number;
 }
 
 /** Top `n` distinct genomes by accuracy (ties: earlier first, so the order is deterministic). */
-function topUnique(pop: Scored[], n: number): Scored[] {
+export function topUnique(pop: Scored[], n: number): Scored[] {
   const sorted = pop.map((x, i) => ({ x, i })).sort((a, b) => b.x.acc - a.x.acc || a.i - b.i);
   const seen = new Set<string>();
   const out: Scored[] = [];
@@ -81,7 +87,7 @@ function topUnique(pop: Scored[], n: number): Scored[] {
  * choice changed, or, at the budget edge, one choice raised past the budget plus one lowered to
  * pay for it (single changes rarely help once the budget binds).
  */
-async function polish(cp: CompiledProblem, from: Scored, scoreAll: (gs: Genome[]) => Promise<Scored[]>): Promise<Scored | undefined> {
+export async function polish(cp: CompiledProblem, from: Scored, scoreAll: (gs: Genome[]) => Promise<Scored[]>): Promise<Scored | undefined> {
   const kOff = 1 + cp.nStage;
   const size = (pos: number) => (pos === 0 ? cp.nR : pos < kOff ? cp.nD : pos < kOff + cp.nSlots ? cp.nK : cp.nE);
   const moves: [number, number][] = [];
@@ -121,10 +127,11 @@ async function polish(cp: CompiledProblem, from: Scored, scoreAll: (gs: Genome[]
   return best.acc > from.acc ? best : undefined;
 }
 
-export async function evolutionSearch(problem: SearchProblem, budget: Budget, options: EvolutionOptions = {}): Promise<SearchResult> {
+export async function evolutionSearch(problem: SearchProblem, budget: Budget, options: EvolutionOptions = {}, trace?: EvolutionTrace): Promise<SearchResult> {
   const t0 = performance.now();
   const o = { ...OFA_EVOLUTION, ...options };
   const cp = new CompiledProblem(problem, budget);
+  if (trace) trace.cp = cp;
   const anchor = cp.feasibleAnchor();
   const rng = mulberry32(o.seed);
   const nMut = Math.round(o.mutationRatio * o.populationSize);
@@ -133,7 +140,9 @@ export async function evolutionSearch(problem: SearchProblem, budget: Budget, op
   const scoreAll = async (gs: Genome[]): Promise<Scored[]> => {
     const keys = gs.map((g) => cp.key(g));
     const accs = await cp.score(gs, keys);
-    return gs.map((g, i) => ({ g, key: keys[i]!, acc: accs[i]! }));
+    const out = gs.map((g, i) => ({ g, key: keys[i]!, acc: accs[i]! }));
+    trace?.scored.push(...out);
+    return out;
   };
 
   let population = await scoreAll(Array.from({ length: o.populationSize }, () => feasibleChild(cp, rng, o.maxTries, () => cp.random(rng), anchor)));

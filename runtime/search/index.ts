@@ -3,7 +3,18 @@
  * Platform-neutral: predictors and tables are injected.
  */
 export { evolutionSearch, OFA_EVOLUTION, FAST_EVOLUTION, type EvolutionOptions } from './evolution.js';
-export { exactSearch, type ExactProblem } from './exact.js';
+export { exactApplies, exactSearch, type ExactProblem } from './exact.js';
+export { islandSearch, sweepSearch, ISLAND_SEARCH, type IslandOptions, type SweepOptions } from './islands.js';
+export {
+  autoSearch,
+  probeLinear,
+  LINEAR_TOLERANCE,
+  type AutoOptions,
+  type AutoResult,
+  type LinearProbe,
+  type ProbeOptions,
+  type SearchMethod,
+} from './auto.js';
 export { paretoSearch, type ParetoOptions, type ParetoPoint, type ParetoResult } from './nsga2.js';
 export {
   CompiledProblem,

@@ -158,7 +158,7 @@ export class CompiledProblem {
   }
 
   isActive(g: Genome, slot: number): boolean {
-    return slot % this.maxDepth < this.space.depth_list[g[1 + Math.floor(slot / this.maxDepth)]!]!;
+    return this.space.slotPos[slot]! < this.space.depth_list[g[1 + this.space.slotStage[slot]!]!]!;
   }
 
   cost(m: Metric, g: Genome): number {
@@ -168,9 +168,9 @@ export class CompiledProblem {
     const kOff = 1 + this.nStage;
     const eOff = kOff + this.nSlots;
     for (let st = 0; st < this.nStage; st++) {
-      const depth = this.space.depth_list[g[1 + st]!]!;
+      const depth = Math.min(this.space.depth_list[g[1 + st]!]!, this.space.stageBlocks[st]!);
       for (let j = 0; j < depth; j++) {
-        const i = st * this.maxDepth + j;
+        const i = this.space.stageStart[st]! + j;
         sum += m.slot[this.slotIndex(ri, i, g[kOff + i]!, g[eOff + i]!)]!;
       }
     }
@@ -263,7 +263,8 @@ export class CompiledProblem {
       return i;
     };
     g[0] = idx(s.image_size_list, c.image_size, 'image_size');
-    c.d.forEach((d, st) => (g[1 + st] = idx(s.depth_list, d, 'depth')));
+    // a stage of fixed depth holds a capped depth: the first choice that caps to it
+    c.d.forEach((d, st) => (g[1 + st] = idx(s.depth_list.map((x) => Math.min(x, s.stageBlocks[st]!)), d, 'depth')));
     for (let i = 0; i < this.nSlots; i++) {
       g[1 + this.nStage + i] = idx(s.ks_list, c.ks[i]!, 'kernel');
       g[1 + this.nStage + this.nSlots + i] = idx(s.expand_list, c.e[i]!, 'expand');
@@ -305,15 +306,15 @@ export class CompiledProblem {
   /**
    * Makes a genome feasible by random downgrades (smaller kernel, expand, depth or resolution) that
    * lower the excess; at most one pass per downgradable step, so it always ends. Returns undefined
-   * when it cannot.
+   * when it cannot. `keepResolution`: never lower the resolution (islands search one each).
    */
-  repair(g: Genome, rng: Rng): Genome | undefined {
+  repair(g: Genome, rng: Rng, keepResolution = false): Genome | undefined {
     const limit = this.nR + this.nStage * this.nD + this.nSlots * (this.nK + this.nE);
     let ex = this.excess(g);
     const kOff = 1 + this.nStage;
     for (let step = 0; step < limit && ex > 0; step++) {
       const moves: number[] = [];
-      if (g[0]! > 0) moves.push(0);
+      if (g[0]! > 0 && !keepResolution) moves.push(0);
       for (let st = 0; st < this.nStage; st++) if (g[1 + st]! > 0) moves.push(1 + st);
       for (let i = 0; i < this.nSlots; i++) {
         if (!this.isActive(g, i)) continue;

@@ -32,7 +32,7 @@ const COMMANDS: Readonly<Record<string, CommandInfo>> = Object.freeze({
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
   const lines = Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`);
-  return `Usage: nestswap <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun 'nestswap <command> --help' for a command's options.\n`;
+  return `Usage: nestswap <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun 'nestswap <command> --help' for a command's options.\n--verbose (or NESTSWAP_DEBUG=1) with any command prints the stack of an error; without it an error is one line ending in its code.\n`;
 }
 
 /** `--verbose` anywhere before a `--` turns on stacks for errors (as NESTSWAP_DEBUG=1 does); it is no command's own option. */

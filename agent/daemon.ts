@@ -14,12 +14,14 @@
  *   d.infer(input, batch)                  // logits + subnet that answered
  *   await d.close()
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeDurable } from '../runtime/node/durable.js';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { MemoryStatsStore, type CalibrateOptions } from '../runtime/calibrate.js';
+import type { PreparationOptions } from './core/ladder-selector.js';
 import { countMacs } from '../runtime/cost.js';
 import type { BuiltModel, CandidateCheck, HotSwapOptions } from '../runtime/hot-swap.js';
 import { Materializer } from '../runtime/materializer.js';
@@ -78,9 +80,11 @@ export interface DaemonOptions {
   monitor?: { intervalMs?: number; minSamples?: number; sensors?: Sensors; probe?: boolean; idleProbeEvery?: number; idleProbeMaxEvery?: number };
   policy?: Partial<PolicyOptions>;
   /** serve the local HTTP API */
-  listen?: { port: number; host?: string; maxBodyBytes?: number };
+  listen?: { port: number; host?: string; maxBodyBytes?: number; socket?: string };
   hotSwap?: Pick<HotSwapOptions, 'candidateHook' | 'warmupRuns' | 'checkRuns' | 'onnxCacheBytes'>;
   calibration?: CalibrateOptions;
+  /** with a Pareto-ladder selector: rungs prepared at idle and the ONNX bytes kept for them */
+  prepare?: PreparationOptions;
   /** health check: a candidate slower than the serving model (timed beside it) fails above the user
    * latency budget × this (default 1.5); one no slower than the serving model never fails for latency */
   healthLatencySlack?: number;
@@ -191,8 +195,7 @@ export async function ladderSelector(pkg: SupernetPackage, backend: Backend, opt
     }
     if (opts.cacheFile) {
       mkdirSync(join(opts.cacheFile, '..'), { recursive: true });
-      writeFileSync(`${opts.cacheFile}.tmp`, JSON.stringify({ key, entries }));
-      renameSync(`${opts.cacheFile}.tmp`, opts.cacheFile);
+      writeDurable(opts.cacheFile, JSON.stringify({ key, entries }));
     }
   }
   // A subnet with more MACs is not faster on the same device: measured inversions are noise, so
@@ -309,19 +312,21 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     ...(opts.policy ? { policy: opts.policy } : {}),
     ...(opts.hotSwap ? { hotSwap: opts.hotSwap } : {}),
     ...(opts.calibration ? { calibration: opts.calibration } : {}),
+    ...(opts.prepare ? { prepare: opts.prepare } : {}),
     ...(opts.healthLatencySlack !== undefined ? { healthLatencySlack: opts.healthLatencySlack } : {}),
   });
   const handle: DaemonHandle = { ...core, url: null, sampleShape, metrics };
 
   if (opts.listen) {
     const { startServer } = await import('./server.js');
-    const so: { port: number; host?: string; maxBodyBytes?: number; logger: Logger } = { port: opts.listen.port, logger: log.child({ component: 'http' }) };
+    const so: { port: number; host?: string; maxBodyBytes?: number; socket?: string; logger: Logger } = { port: opts.listen.port, logger: log.child({ component: 'http' }) };
+    if (opts.listen.socket !== undefined) so.socket = opts.listen.socket;
     if (opts.listen.host !== undefined) so.host = opts.listen.host;
     if (opts.listen.maxBodyBytes !== undefined) so.maxBodyBytes = opts.listen.maxBodyBytes;
     const server = await startServer(handle, so);
     core.attach(server);
     (handle as { url: string | null }).url = server.url;
-    log.info({ url: server.url }, 'serving');
+    log.info({ url: server.url, ...(server.socket ? { socket: server.socket } : {}) }, 'serving');
   }
   return handle;
 }

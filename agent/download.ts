@@ -6,6 +6,7 @@
 import { open } from 'node:fs/promises';
 import { NestswapError } from '../runtime/errors.js';
 import { declaredLength, isAbort } from '../runtime/bounded.js';
+import { crashPoint } from '../runtime/crash.js';
 
 /**
  * Streams `res`'s body into `part` (appending when `append`), refusing with ERR_PACKAGE_SIZE the
@@ -34,6 +35,7 @@ export async function streamToPart(res: Response, part: string, append: boolean,
           await fh.write(value);
           total += value.length;
           onBytes?.(total);
+          crashPoint('download-chunk');
         }
       } catch (err) {
         if (isAbort(err)) throw new NestswapError('ERR_DOWNLOAD_TIMEOUT', `${what}: the download did not finish before its deadline.`, { cause: err });

@@ -14,7 +14,9 @@ import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js'
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
 import { TufClient } from './tuf-client.js';
-import { commandRunner, helloFrame, streamTelemetry } from './core/fleet-link.js';
+import { commandRunner, helloFrame, streamTelemetry, type CommandFrame, type CommandOutcome } from './core/fleet-link.js';
+import { loadFleetState, saveFleetState } from './fleet-state.js';
+import type { SubnetConfig } from '../runtime/space.js';
 import { backoffDelay, RegistryClient, type CachedPackage } from './registry-client.js';
 
 export interface FleetAgentOptions {
@@ -117,13 +119,17 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     } else {
       const code = (err as { code?: string }).code;
       dlog.warn({ code, err: (err as Error).message, version: fallback.version }, refused ? 'update refused: serving the last verified package' : 'registry unreachable: serving the cached package');
+      // the registry (the fleet's operator) hears of it once the link is up
+      if (refused) client.telemetry('error', { code: code ?? 'ERR_INTERNAL', message: (err as Error).message.slice(0, 500), serving: fallback.version });
       cached = fallback;
     }
   }
   // Loading verifies every digest again: a damaged cache never serves.
   const pkg = await loadPackageDir(cached.dir);
 
-  const budget = validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
+  // an acknowledged budget or pin from the registry outlives restarts (agent/fleet-state.ts)
+  const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
+  const budget = state.budget ?? validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
   const daemon = await startDaemon({
     pkg,
     budget,
@@ -134,18 +140,41 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     ...(opts.port !== undefined ? { listen: { port: opts.port, host: opts.host ?? '127.0.0.1' } } : {}),
   });
 
+  if (state.pin) {
+    const r = await daemon.switchTo(state.pin, { pin: true });
+    if (r.outcome === 'failed') {
+      dlog.warn({ err: r.error }, 'the pinned subnet cannot be served any more: pin dropped');
+      saveFleetState(fleetDir, { ...state, pin: null });
+    } else dlog.info({ subnet: daemon.status().subnet?.id }, 'pinned subnet restored');
+  }
+
   const stopTelemetry = streamTelemetry(daemon, (kind, data) => client.telemetry(kind, data));
   // A serving agent follows root rotations and notices a frozen registry (ERR_METADATA_EXPIRED): it keeps serving.
   const tufTimer = tuf && opts.tufRefreshMs !== 0
     ? setInterval(() => {
         tuf.refresh().then(
           () => dlog.debug('TUF metadata refreshed'),
-          (err: Error) => dlog.warn({ code: (err as { code?: string }).code, err: err.message }, 'TUF refresh refused: serving the last verified package'),
+          (err: Error) => {
+            const code = (err as { code?: string }).code ?? 'ERR_INTERNAL';
+            dlog.warn({ code, err: err.message }, 'TUF refresh refused: serving the last verified package');
+            if (code !== 'ERR_METADATA_UNAVAILABLE') client.telemetry('error', { code, message: err.message.slice(0, 500) });
+          },
         );
       }, opts.tufRefreshMs ?? 3600_000)
     : undefined;
   tufTimer?.unref();
-  client.connect({ onCommand: commandRunner(daemon, (kind, data) => client.telemetry(kind, data), dlog), hello: () => helloFrame(daemon) });
+  const runCommand = commandRunner(daemon, (kind, data) => client.telemetry(kind, data), dlog);
+  // what a command leaves behind is on disk before its acknowledgement leaves
+  const onCommand = async (c: CommandFrame): Promise<CommandOutcome> => {
+    const outcome = await runCommand(c);
+    if (outcome.ok) {
+      const prev = loadFleetState(fleetDir);
+      const next = c.type === 'switch' ? { ...prev, pin: c.payload.subnet as SubnetConfig } : c.type === 'budget' ? { budget: validateUserBudget(c.payload.budget), pin: null } : { ...prev, pin: null };
+      saveFleetState(fleetDir, { ...next, command: c.id });
+    }
+    return outcome;
+  };
+  client.connect({ onCommand, hello: () => helloFrame(daemon) });
 
   // Profile in the background: serving does not wait for it; the upload retries until it lands.
   let closed = false;

@@ -9,7 +9,8 @@
  * whole subnet pays once: that cost (an almost empty graph's median) is subtracted from every part
  * but 'pre', which carries it for the whole network.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeDurableAsync } from '../runtime/node/durable.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { NestswapError } from '../runtime/errors.js';
@@ -78,9 +79,7 @@ export async function readProfileFile(path: string): Promise<Profile> {
 
 export async function writeProfileFile(path: string, p: Profile): Promise<void> {
   await mkdir(join(path, '..'), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, serializeProfile(p));
-  await rename(tmp, path);
+  await writeDurableAsync(path, serializeProfile(p), { crashPoint: 'profile-write' });
 }
 
 /** The cached profile when it still matches this device, ORT, EP, threads and weights; else a fresh one (then cached). */

@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { appendFileSync, chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Packr } from 'msgpackr';
@@ -27,7 +27,7 @@ import { withDeadline } from '../runtime/net.js';
 import { assertName, assertRelativePath, assertVersion, checkSegment } from '../runtime/names.js';
 import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { assertInside, resolveInside } from '../runtime/node/safe-path.js';
-import { crashPoint } from '../runtime/node/crash.js';
+import { crashPoint } from '../runtime/crash.js';
 import { streamToPart } from './download.js';
 import type { TufClient } from './tuf-client.js';
 import { hashedTargetPath, packagesIn, targetPath, TUF_TARGETS_PATH, type PackageTarget, type TargetJson } from '../runtime/tuf-layout.js';
@@ -37,13 +37,13 @@ import { checkResponse, RegistryApiError } from '../registry/admin-client.js';
 import {
   EnrollResult,
   RegistryFrame,
+  TelemetryEvent,
   VersionInfo,
   WS_PATH,
   type FileInfo,
   type AgentFrame,
   type EnrollBody,
   type ProfileSummary,
-  type TelemetryEvent,
 } from '../registry/protocol.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -116,6 +116,14 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+function safeJson(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Full-jitter exponential backoff delay for attempt n (0-based). */
 export function backoffDelay(attempt: number, baseMs: number, maxMs: number, rand: () => number = Math.random): number {
   return Math.round(rand() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30)));
@@ -152,8 +160,12 @@ export class RegistryClient extends EventEmitter {
   private readonly batch: number;
   private readonly maxQueued: number;
   private readonly limits: DownloadLimits;
+  private spool: number | undefined;
+  private unsynced = false;
   /** events dropped because the queue was full */
   dropped = 0;
+  /** spool records cut off or skipped at open (torn by a crash) */
+  tornRecords = 0;
   connected = false;
 
   constructor(private readonly opts: RegistryClientOptions) {
@@ -254,7 +266,7 @@ export class RegistryClient extends EventEmitter {
       return EnrollResult.parse(await res.json());
     });
     const id: Identity = { registry: this.url, deviceId: r.deviceId, token: r.token };
-    writeAtomic(this.path('identity.json'), JSON.stringify(id), 0o600);
+    writeAtomic(this.path('identity.json'), JSON.stringify(id), { mode: 0o600, crashPoint: 'identity-write' });
     chmodSync(this.path('identity.json'), 0o600);
     this.log.info({ device: id.deviceId }, 'enrolled');
     return id;
@@ -469,30 +481,49 @@ export class RegistryClient extends EventEmitter {
 
   // ---------- telemetry queue ----------
 
+  /**
+   * Reads the spool. A torn last record (a crash mid-append) is cut off the file, so the next event
+   * starts on a fresh line instead of being glued onto it; a damaged record elsewhere is skipped.
+   * Events are unique by seq (a record written twice counts once).
+   */
   private loadQueue(): void {
     try {
       this.acked = Number(readFileSync(this.path('telemetry.ack'), 'utf8')) || 0;
     } catch {
       this.acked = 0;
     }
-    const events: TelemetryEvent[] = [];
-    if (existsSync(this.path('telemetry.jsonl')))
-      for (const line of readFileSync(this.path('telemetry.jsonl'), 'utf8').split('\n')) {
-        if (!line) continue;
-        try {
-          events.push(JSON.parse(line) as TelemetryEvent);
-        } catch {
-          // a torn last line after a crash: that event was never acknowledged and is lost with the crash itself
-        }
+    const file = this.path('telemetry.jsonl');
+    const bySeq = new Map<number, TelemetryEvent>();
+    if (existsSync(file)) {
+      const text = readFileSync(file);
+      const end = text.lastIndexOf(0x0a) + 1; // bytes after the last newline are a torn record
+      if (end < text.length) {
+        truncateSync(file, end);
+        this.tornRecords++;
+        this.log.warn({ bytes: text.length - end }, 'telemetry spool: cut off a torn last record');
       }
+      for (const line of text.subarray(0, end).toString('utf8').split('\n')) {
+        if (!line) continue;
+        const r = TelemetryEvent.safeParse(safeJson(line));
+        if (r.success) bySeq.set(r.data.seq, r.data);
+        else this.tornRecords++;
+      }
+    }
+    const events = [...bySeq.values()].sort((x, y) => x.seq - y.seq);
     this.queue = events.filter((e) => e.seq > this.acked);
-    this.nextSeq = Math.max(this.acked, ...events.map((e) => e.seq)) + 1;
+    this.nextSeq = events.reduce((m, e) => Math.max(m, e.seq), this.acked) + 1;
+    this.spool = openSync(file, 'a');
   }
 
-  /** Queues an event (persisted before this returns) and sends it when connected. */
+  /** Queues an event (in the spool before this returns) and sends it when connected. */
   telemetry(kind: TelemetryEvent['kind'], data: Record<string, unknown>): TelemetryEvent {
     const e: TelemetryEvent = { seq: this.nextSeq++, at: Date.now(), kind, data };
-    appendFileSync(this.path('telemetry.jsonl'), `${JSON.stringify(e)}\n`);
+    const line = Buffer.from(`${JSON.stringify(e)}\n`);
+    this.spool ??= openSync(this.path('telemetry.jsonl'), 'a');
+    const fd = this.spool;
+    crashPoint('telemetry-append', () => writeSync(fd, line, 0, line.length >> 1));
+    writeSync(fd, line);
+    this.unsynced = true;
     this.queue.push(e);
     if (this.queue.length > this.maxQueued) {
       const n = this.queue.length - this.maxQueued;
@@ -504,6 +535,13 @@ export class RegistryClient extends EventEmitter {
     return e;
   }
 
+  /** fsync of the spool: once per batch, before the batch leaves, so nothing the registry holds can be lost here. */
+  private syncSpool(): void {
+    if (!this.unsynced || this.spool === undefined) return;
+    fsyncSync(this.spool);
+    this.unsynced = false;
+  }
+
   /** Events not yet acknowledged by the registry. */
   get pending(): number {
     return this.queue.length;
@@ -513,11 +551,16 @@ export class RegistryClient extends EventEmitter {
     if (seq <= this.acked) return;
     this.acked = seq;
     writeAtomic(this.path('telemetry.ack'), String(seq));
+    crashPoint('telemetry-acked');
     this.queue = this.queue.filter((e) => e.seq > seq);
     if (this.inflightUpTo <= seq) this.inflightUpTo = 0;
     // compact the log once everything is acknowledged (or it grew large)
-    if (this.queue.length === 0 || statSync(this.path('telemetry.jsonl')).size > 4 * 1024 * 1024)
+    if (this.queue.length === 0 || statSync(this.path('telemetry.jsonl')).size > 4 * 1024 * 1024) {
+      closeSync(this.spool!);
       writeAtomic(this.path('telemetry.jsonl'), this.queue.map((e) => `${JSON.stringify(e)}\n`).join(''));
+      this.spool = openSync(this.path('telemetry.jsonl'), 'a');
+      this.unsynced = false;
+    }
     this.emit('telemetry-ack', seq);
     this.flush();
   }
@@ -526,6 +569,7 @@ export class RegistryClient extends EventEmitter {
   private flush(): void {
     if (!this.connected || this.inflightUpTo > 0 || this.queue.length === 0) return;
     const events = this.queue.slice(0, this.batch);
+    this.syncSpool();
     this.inflightUpTo = events[events.length - 1]!.seq;
     this.send({ t: 'telemetry', events });
   }
@@ -543,15 +587,17 @@ export class RegistryClient extends EventEmitter {
   private async handleCommand(c: CommandFrame): Promise<void> {
     let outcome = this.handled.get(c.id);
     if (!outcome) {
+      crashPoint('command-received');
       try {
         outcome = this.onCommand ? await this.onCommand(c) : { ok: false, error: { code: 'ERR_UNSUPPORTED', message: 'This agent takes no commands.' } };
       } catch (err) {
         const e = err as { code?: string; message?: string };
         outcome = { ok: false, error: { code: typeof e.code === 'string' ? e.code : 'ERR_INTERNAL', message: String(e.message ?? err) } };
       }
+      crashPoint('command-applied');
       this.handled.set(c.id, outcome);
       while (this.handled.size > 500) this.handled.delete(this.handled.keys().next().value!);
-      writeAtomic(this.path('commands.json'), JSON.stringify([...this.handled]));
+      writeAtomic(this.path('commands.json'), JSON.stringify([...this.handled]), { crashPoint: 'commands-write' });
     }
     this.send({ t: 'ack', id: c.id, ...outcome });
   }
@@ -620,6 +666,11 @@ export class RegistryClient extends EventEmitter {
 
   async close(): Promise<void> {
     this.stopped = true;
+    if (this.spool !== undefined) {
+      this.syncSpool();
+      closeSync(this.spool);
+      this.spool = undefined;
+    }
     clearTimeout(this.reconnectTimer);
     const ws = this.ws;
     if (ws && ws.readyState !== WebSocket.CLOSED) {

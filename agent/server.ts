@@ -14,85 +14,29 @@
  * Every error is JSON {error: {code, message}} with a 4xx/5xx status; a bad request never stops
  * the agent.
  */
+import { rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { unpack } from 'msgpackr';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { isNestswapError } from '../runtime/errors.js';
 import type { SwapRecord } from '../runtime/hot-swap.js';
 import type { DaemonHandle } from './daemon.js';
+import { errorAnswer, HttpError, inferHandler, zodMessage } from './infer-http.js';
+import { clearSocketPath } from './socket-path.js';
 
 export interface ServerOptions {
   port: number;
   host?: string;
   /** largest accepted request body (default 8 MB) */
   maxBodyBytes?: number;
+  /** also listen on this Unix socket path (local applications; no TCP port needed to reach it) */
+  socket?: string;
   logger?: Logger;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const NumberArray = z.array(z.number());
 const BudgetBody = z.object({ latencyMs: z.number().positive().finite().optional(), memoryMB: z.number().positive().finite().optional() }).strict();
 const SwitchBody = z.object({ config: z.unknown(), pin: z.boolean().optional() }).strict();
-
-function zodMessage(e: z.ZodError): string {
-  return e.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
-    .join('; ');
-}
-
-/** Samples from a decoded body: one Float32Array and its batch size. */
-function toBatch(body: unknown, per: number): { data: Float32Array; batch: number; single: boolean } {
-  const asArray = (v: unknown, where: string): Float32Array => {
-    if (v instanceof Float32Array) return v;
-    // msgpack encoders send a Float32Array as bin (raw little-endian bytes) unless told otherwise
-    if (v instanceof Uint8Array) {
-      if (v.length % 4 !== 0) throw new HttpError(400, 'ERR_INPUT', `${where} is ${v.length} bytes; raw float32 needs a multiple of 4.`);
-      const out = new Float32Array(v.length / 4);
-      const view = new DataView(v.buffer, v.byteOffset, v.length);
-      for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
-      return out;
-    }
-    if (ArrayBuffer.isView(v) || !Array.isArray(v)) throw new HttpError(400, 'ERR_INPUT', `${where} must be an array of numbers or a Float32Array.`);
-    const r = NumberArray.safeParse(v);
-    if (!r.success) throw new HttpError(400, 'ERR_INPUT', `${where}: ${zodMessage(r.error)}`);
-    return Float32Array.from(r.data);
-  };
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'ERR_INPUT', 'Body must be an object {"input": [...]} or {"inputs": [[...], ...]}.');
-  const o = body as Record<string, unknown>;
-  const keys = Object.keys(o);
-  if (keys.length !== 1 || (keys[0] !== 'input' && keys[0] !== 'inputs'))
-    throw new HttpError(400, 'ERR_INPUT', `Body must have exactly one of "input" or "inputs" (got ${keys.map((k) => JSON.stringify(k)).join(', ') || 'none'}).`);
-  if ('input' in o) {
-    const x = asArray(o.input, 'input');
-    if (x.length !== per) throw new HttpError(400, 'ERR_INPUT', `"input" has ${x.length} values; one sample needs ${per}.`);
-    return { data: x, batch: 1, single: true };
-  }
-  const xs = o.inputs;
-  if (!Array.isArray(xs) || xs.length === 0) throw new HttpError(400, 'ERR_INPUT', '"inputs" must be a non-empty array of samples.');
-  const data = new Float32Array(xs.length * per);
-  xs.forEach((x, i) => {
-    const a = asArray(x, `inputs[${i}]`);
-    if (a.length !== per) throw new HttpError(400, 'ERR_INPUT', `inputs[${i}] has ${a.length} values; one sample needs ${per}.`);
-    data.set(a, i * per);
-  });
-  return { data, batch: xs.length, single: false };
-}
-
-function checkFinite(x: Float32Array): void {
-  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) throw new HttpError(400, 'ERR_INPUT', `Input value ${i} is ${x[i]}; every value must be finite.`);
-}
 
 function swapStatus(r: SwapRecord): number {
   if (r.outcome === 'swapped' || r.outcome === 'unchanged') return 200;
@@ -107,38 +51,10 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', false);
+  // before the body parsers: it reads its own body (agent/infer-http.ts)
+  const infer = inferHandler(d, { maxBodyBytes: limit, ...(log ? { logger: log } : {}) });
+  app.post('/v1/infer', (req, res) => infer(req, res));
   app.use(express.json({ limit, strict: false }));
-  app.use(express.raw({ type: ['application/octet-stream', 'application/msgpack', 'application/x-msgpack'], limit }));
-
-  app.post('/v1/infer', async (req: Request, res: Response) => {
-    const type = req.is(['application/json', 'application/octet-stream', 'application/msgpack', 'application/x-msgpack']);
-    let batch: { data: Float32Array; batch: number; single: boolean };
-    if (type === 'application/json') batch = toBatch(req.body, per);
-    else if (type === 'application/octet-stream') {
-      const buf = req.body as Buffer;
-      if (!Buffer.isBuffer(buf) || buf.length === 0 || buf.length % (4 * per) !== 0)
-        throw new HttpError(400, 'ERR_INPUT', `Binary body has ${Buffer.isBuffer(buf) ? buf.length : 0} bytes; it must be a positive multiple of ${4 * per} (float32 samples of ${per} values).`);
-      // copy into an aligned buffer (the request's may be at any offset), little-endian
-      const data = new Float32Array(buf.length / 4);
-      const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
-      for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(i * 4, true);
-      batch = { data, batch: data.length / per, single: false };
-    } else if (type === 'application/msgpack' || type === 'application/x-msgpack') {
-      let body: unknown;
-      try {
-        body = unpack(req.body as Buffer);
-      } catch {
-        throw new HttpError(400, 'ERR_BAD_MSGPACK', 'Body is not valid msgpack.');
-      }
-      batch = toBatch(body, per);
-    } else throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', `Content-Type '${req.get('content-type') ?? ''}' is not supported; use application/json, application/octet-stream or application/msgpack.`);
-    checkFinite(batch.data);
-    const r = await d.infer(batch.data, batch.batch);
-    const rows: number[][] = [];
-    for (let i = 0; i < batch.batch; i++) rows.push(Array.from(r.logits.subarray(i * r.classes, (i + 1) * r.classes)));
-    if (batch.single) res.json({ label: r.labels[0], index: r.indices[0], logits: rows[0], subnet: r.subnetId });
-    else res.json({ labels: r.labels, indices: r.indices, logits: rows, subnet: r.subnetId });
-  });
 
   app.get('/v1/status', (_req, res) => {
     res.json(d.status());
@@ -193,51 +109,61 @@ export function createApp(d: DaemonHandle, opts: Omit<ServerOptions, 'port' | 'h
 
   // express 5 forwards rejected promises of async handlers here
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    let status = 500;
-    let code = 'ERR_INTERNAL';
-    let message = 'Internal error.';
-    let details: unknown;
-    const e = err as { type?: string; status?: number; message?: string };
-    if (err instanceof HttpError) ({ status, code, message } = err);
-    else if (isNestswapError(err)) {
-      code = err.code;
-      message = err.message;
-      status = code === 'ERR_SWAP' ? 503 : code === 'ERR_HEALTH_CHECK' || code === 'ERR_BUDGET_INFEASIBLE' ? 422 : 400;
-      if (code === 'ERR_BUDGET_INFEASIBLE') details = err.details; // the cheapest prediction: what the client can ask for
-    } else if (e?.type === 'entity.too.large') {
-      status = 413;
-      code = 'ERR_BODY_TOO_LARGE';
-      message = `Request body is larger than ${limit} bytes.`;
-    } else if (e?.type === 'entity.parse.failed') {
-      code = 'ERR_BAD_JSON';
-      status = 400;
-      message = 'Body is not valid JSON.';
-    } else if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
-      status = e.status;
-      code = 'ERR_BAD_REQUEST';
-      message = e.message ?? 'Bad request.';
-    }
-    if (status >= 500) log?.error({ err }, 'request failed');
-    res.status(status).json({ error: { code, message, ...(details !== undefined ? { details } : {}) } });
+    const a = errorAnswer(err, limit);
+    if (a.status >= 500) log?.error({ err }, 'request failed');
+    res.status(a.status).json(a.body);
   });
   return app;
 }
 
-export async function startServer(d: DaemonHandle, opts: ServerOptions): Promise<{ url: string; close(): Promise<void> }> {
-  const app = createApp(d, opts);
-  const host = opts.host ?? '127.0.0.1';
-  const server = await new Promise<import('node:http').Server>((resolve, reject) => {
-    const s = app.listen(opts.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+function listen(server: Server, at: { port: number; host: string } | { path: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = () => {
+      server.off('error', reject);
+      resolve();
+    };
+    if ('path' in at) server.listen(at.path, done);
+    else server.listen(at.port, at.host, done);
   });
-  server.keepAliveTimeout = 5000;
-  const addr = server.address() as AddressInfo;
+}
+
+/**
+ * Serves the API on TCP (and, with `socket`, on a Unix socket too). `POST /v1/infer` is handled on
+ * node:http's request before express (agent/infer-http.ts); every other route goes to express.
+ */
+export async function startServer(d: DaemonHandle, opts: ServerOptions): Promise<{ url: string; socket?: string; close(): Promise<void> }> {
+  const app = createApp(d, opts);
+  const infer = inferHandler(d, { maxBodyBytes: opts.maxBodyBytes ?? 8 * 1024 * 1024, ...(opts.logger ? { logger: opts.logger } : {}) });
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method === 'POST' && (req.url === '/v1/infer' || req.url?.startsWith('/v1/infer?'))) infer(req, res);
+    else app(req, res);
+  };
+  if (opts.socket) await clearSocketPath(opts.socket);
+  const servers: Server[] = [createServer(handler)];
+  await listen(servers[0]!, { port: opts.port, host: opts.host ?? '127.0.0.1' });
+  if (opts.socket) {
+    const unix = createServer(handler);
+    await listen(unix, { path: opts.socket });
+    servers.push(unix);
+  }
+  for (const s of servers) s.keepAliveTimeout = 5000;
+  const addr = servers[0]!.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   return {
     url,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    ...(opts.socket ? { socket: opts.socket } : {}),
+    close: async () => {
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeAllConnections();
+            }),
+        ),
+      );
+      if (opts.socket) rmSync(opts.socket, { force: true });
+    },
   };
 }

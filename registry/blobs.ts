@@ -9,6 +9,7 @@
  *     committed its rows keeps them: writing, or finding a blob already present, refreshes its mtime).
  * An S3-compatible store would implement the same interface (see docs/scale-out.md).
  */
+import { renameDurable, writeDurable } from '../runtime/node/durable.js';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -99,9 +100,9 @@ export class DirBlobStore implements BlobStore {
           continue;
         }
         const tmp = join(this.tmpDir, `${b.sha256}${this.tag()}${process.pid}.${randomBytes(4).toString('hex')}`);
-        writeFileSync(tmp, b.bytes);
+        writeDurable(tmp, b.bytes); // fsynced: the version row that names it commits after
         mkdirSync(join(this.blobDir, b.sha256.slice(0, 2)), { recursive: true });
-        renameSync(tmp, dest);
+        renameDurable(tmp, dest);
         created.push(b.sha256);
       }
     } catch (err) {

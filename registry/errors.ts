@@ -54,6 +54,8 @@ export function toApiError(err: unknown): ApiError {
     const m = RUNTIME_STATUS[err.code];
     if (m) return new ApiError(m[0], m[1], err.message, err.details, { cause: err });
   }
+  // a path parameter that is not valid percent-encoding (express's decode fails with a URIError)
+  if (err instanceof URIError) return new ApiError(400, 'ERR_VALIDATION', 'The request path is not valid percent-encoding.');
   // body-parser errors carry `type` and `status`
   const e = err as { type?: string; status?: number; message?: string };
   if (e && e.type === 'entity.too.large') return new ApiError(413, 'ERR_BODY_TOO_LARGE', `Request body is larger than the limit for this route.`);

@@ -12,6 +12,7 @@
  * Heartbeat: a ping every `heartbeatMs`; a connection that has not answered the previous ping is
  * dropped. Last-seen updates are batched into one store call per heartbeat.
  */
+import { crashPoint } from '../runtime/crash.js';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -43,6 +44,18 @@ export interface HubOptions {
   replicaId: string;
 }
 
+/**
+ * The device token of an upgrade request: `Authorization: Bearer <token>`, or (browsers cannot set
+ * headers on a WebSocket) the subprotocol `bearer.<token>` offered next to `nestswap`.
+ */
+export function upgradeToken(req: IncomingMessage): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+  const p = offered.find((x) => x.startsWith('bearer.'));
+  return p ? p.slice('bearer.'.length) || undefined : undefined;
+}
+
 export class Hub extends EventEmitter {
   private readonly wss: WebSocketServer;
   private readonly conns = new Map<string, Conn>();
@@ -60,11 +73,12 @@ export class Hub extends EventEmitter {
   ) {
     super();
     this.setMaxListeners(0);
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxFrameBytes });
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxFrameBytes, handleProtocols: (offered) => (offered.has('nestswap') ? 'nestswap' : false) });
     this.timer = setInterval(() => this.heartbeat(), opts.heartbeatMs);
     this.timer.unref();
     this.telemetry = new Batcher(async (batches) => {
       const r = await store.ingestTelemetry(batches);
+      crashPoint('registry-telemetry-stored');
       return batches.map((b) => r.get(b.deviceId) ?? { seq: 0, added: [] });
     });
     this.sent = new Batcher(async (ids) => {
@@ -91,8 +105,7 @@ export class Hub extends EventEmitter {
 
   /** Handles an HTTP upgrade on the WS path: 401 without a valid device token. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const auth = req.headers.authorization;
-    const token = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
+    const token = upgradeToken(req);
     const found = token ? this.store.deviceByTokenHash(hashToken(token)) : Promise.resolve(undefined);
     found.then(
       (device) => {
@@ -213,6 +226,7 @@ export class Hub extends EventEmitter {
       }
       case 'ack': {
         const done = await this.store.finishCommand(conn.deviceId, f.id, f.ok, f.result, f.error);
+        crashPoint('registry-command-acked');
         if (done) this.bus.publish(DONE_SUBJECT, { t: 'done', command: done });
         return;
       }

@@ -186,6 +186,8 @@ export const QueryBody = z
     budget: BudgetSchema,
     /** seed of the evolutionary search: same inputs and seed give the same answer */
     seed: z.number().int().nonnegative().max(2 ** 31).optional(),
+    /** 'ladder': answer from the Pareto ladder cached for this profile (built on first use); default 'search' */
+    from: z.enum(['search', 'ladder']).optional(),
   })
   .strict()
   .refine((q) => (q.device === undefined) !== (q.deviceClass === undefined), { message: 'give exactly one of device or deviceClass', path: ['device'] })
@@ -205,6 +207,8 @@ export const QueryResult = z.object({
   onnx: z.string(),
   searchMs: z.number(),
   cached: z.boolean(),
+  /** what answered: the search, or a rung of the profile's Pareto ladder */
+  source: z.enum(['search', 'ladder']).optional(),
 });
 export type QueryResult = z.infer<typeof QueryResult>;
 

@@ -13,7 +13,9 @@ import { Materializer } from '../runtime/materializer.js';
 import { nchwcCalibration } from '../runtime/node/nchwc.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { SupernetPackage, type PackageSource } from '../runtime/package.js';
-import { autoSearch, type AccuracyPredictor, type Budget, type SearchResult } from '../runtime/search/index.js';
+import { buildLadder, type Ladder } from '../runtime/ladder.js';
+import { countMacs } from '../runtime/cost.js';
+import { autoSearch, paretoSearch, type AccuracyPredictor, type Budget, type ParetoPoint, type SearchResult } from '../runtime/search/index.js';
 import type { ArchEncoder, SubnetConfig } from '../runtime/space.js';
 import { profilePredictors, type ProfilePredictors } from './profiles.js';
 import type { BlobStore } from './blobs.js';
@@ -47,12 +49,15 @@ export interface QueryInput {
   profileJson: string;
   budget: Budget;
   seed: number;
+  /** 'ladder': a rung of the Pareto ladder cached for this (package, profile) */
+  from?: 'search' | 'ladder';
 }
 
 export interface QueryAnswer {
   result: SearchResult;
   subnetId: string;
   cached: boolean;
+  source?: 'search' | 'ladder';
 }
 
 export class QueryService {
@@ -63,6 +68,7 @@ export class QueryService {
   private readonly answers = new Lru<string, QueryAnswer>(4096);
   private readonly materializers = new Lru<string, Promise<Materializer>>(3);
   private readonly inflightOnnx = new Map<string, Promise<string>>();
+  private readonly fronts = new Lru<string, Promise<ParetoPoint[]>>(64);
 
   constructor(
     private readonly store: RegistryStore,
@@ -108,7 +114,38 @@ export class QueryService {
     );
   }
 
+  private readonly ladders = new Lru<string, Promise<Ladder>>(16);
+
+  /** A rung of the Pareto ladder for this (package, profile), building the ladder on first use; undefined when the budget is below every rung. */
+  private async fromLadder(q: QueryInput): Promise<QueryAnswer | undefined> {
+    const t0 = performance.now();
+    const pkg = await this.package(q.version);
+    const lkey = `${q.version.manifest_sha256}|${q.profileSha256}`;
+    const had = this.ladders.get(lkey) !== undefined;
+    const ladder = await this.shared(this.ladders, lkey, async () => {
+      const preds = profilePredictors(JSON.parse(q.profileJson), pkg);
+      const { predictor, encoder } = await this.accuracy(q.version, pkg, preds.latency.flat?.resolutions ?? []);
+      const problem = { arch: pkg.arch, predictor, encoder, latency: preds.latency, ...(preds.memory ? { memory: preds.memory } : {}) };
+      return buildLadder(problem, pkg.space, { profile: q.profileSha256, predictor: q.version.manifest_sha256, slowdownClass: 0 });
+    });
+    const i = ladder.rungFor(q.budget);
+    if (i < 0) return undefined;
+    const r = ladder.rungs[i]!;
+    const result: SearchResult = {
+      subnet: r.subnet,
+      predicted: { accuracy: r.accuracy, latencyMs: r.latencyMs, memoryMB: r.memoryMB, macs: countMacs(pkg.arch, r.subnet) },
+      evaluations: 0,
+      searchMs: performance.now() - t0,
+    };
+    return { result, subnetId: r.id, cached: had, source: 'ladder' };
+  }
+
   async query(q: QueryInput): Promise<QueryAnswer> {
+    if (q.from === 'ladder') {
+      const a = await this.fromLadder(q);
+      if (a) return a;
+      // below every rung: the search says what fits, or that nothing does
+    }
     const key = `${q.version.manifest_sha256}|${q.profileSha256}|${q.budget.latencyMs ?? ''}|${q.budget.memoryMB ?? ''}|${q.seed}`;
     const hit = this.answers.get(key);
     if (hit) return { ...hit, cached: true };
@@ -130,6 +167,20 @@ export class QueryService {
     const answer: QueryAnswer = { result, subnetId: pkg.space.id(result.subnet), cached: false };
     this.answers.set(key, answer);
     return answer;
+  }
+
+  /**
+   * The Pareto front of predicted accuracy against predicted latency for a device profile (NSGA-II,
+   * seeded, so the same profile gives the same front), sorted by latency; memoised per profile.
+   */
+  async front(v: VersionRow, profileSha256: string, profileJson: string): Promise<ParetoPoint[]> {
+    return this.shared(this.fronts, `${v.manifest_sha256}|${profileSha256}`, async () => {
+      const pkg = await this.package(v);
+      const preds = profilePredictors(JSON.parse(profileJson), pkg);
+      const { predictor, encoder } = await this.accuracy(v, pkg, preds.latency.flat?.resolutions ?? []);
+      const r = await paretoSearch({ arch: pkg.arch, predictor, encoder, latency: preds.latency, ...(preds.memory ? { memory: preds.memory } : {}) }, {}, { objectives: ['latencyMs'], populationSize: 60, generations: 40, seed: 0 });
+      return r.front;
+    });
   }
 
   /** Path of the subnet's ONNX file (BN recalibrated, folded), materializing it once. */

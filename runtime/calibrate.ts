@@ -5,6 +5,7 @@
  *
  * Statistics are cached by (weights digest, subnet id) so calibration stays off the swap path.
  */
+import { crashPoint } from './crash.js';
 import { pack, unpack } from 'msgpackr';
 import { buildSubnet, type BnStats, type SubnetWeights } from './materialize.js';
 import type { SupernetPackage } from './package.js';
@@ -100,6 +101,7 @@ export interface CalibrateOptions {
 }
 
 export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, backend: Backend, opts: CalibrateOptions = {}): Promise<BnStatsMap> {
+  crashPoint('calibrate');
   const pkg = weights.pkg;
   const c = pkg.manifest.calibration;
   const total = Math.min(opts.images ?? c.count, c.count);

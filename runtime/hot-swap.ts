@@ -13,6 +13,7 @@
  * swap resolves with outcome 'failed' and error code ERR_HEALTH_CHECK (expected failures are
  * values, not exceptions). Platform-neutral: no Node imports; the backend is injected.
  */
+import { crashPoint } from './crash.js';
 import { NestswapError, type ErrorCode } from './errors.js';
 import { ModelSession, type Backend, type RunOutput, type SessionOptions } from './session.js';
 import type { SubnetConfig } from './space.js';
@@ -222,6 +223,11 @@ export class HotSwapper {
     return this.perSample;
   }
 
+  /** Bytes of built ONNX held by the cache. */
+  get cachedBytes(): number {
+    return this.cacheBytes;
+  }
+
   /** Whether a swap is being built or queued. */
   get busy(): boolean {
     return this.worker !== undefined;
@@ -424,6 +430,7 @@ export class HotSwapper {
       const rec = this.record(p, 'swapped', null, onnxCached, statsCached, check);
       // The swap itself: one reference. Runs that already hold the old model finish on it.
       const old = this.current;
+      crashPoint('swap');
       this.current = next;
       session = undefined;
       if (old) {

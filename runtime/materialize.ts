@@ -11,6 +11,7 @@
  * returns each BN's batch mean/var as outputs (OFA's recalibration, run by runtime/calibrate.ts).
  */
 import { blockSlots, firstBlockResidual, headAct, midChannels, seChannels, type Activation, type Arch, type BlockSlot } from './arch.js';
+import { crashPoint } from './crash.js';
 import { GraphBuilder } from './onnx/graph.js';
 import type { SupernetPackage } from './package.js';
 import type { SubnetConfig } from './space.js';
@@ -527,6 +528,7 @@ export function buildSubnet(weights: SubnetWeights, cfg: SubnetConfig, opts: Bui
   const a = weights.arch;
   const b = new SubnetGraphBuilder(weights, opts, `${a.family}:${weights.pkg.space.id(cfg)}`);
   const batch = opts.batch ?? 'batch';
+  if (opts.mode !== 'calibrate') crashPoint('materialize');
   const x0 = b.g.reserve(INPUT_NAME);
   let x = b.firstBlock(b.stem(b.preprocess(x0, cfg.image_size)));
   for (const slot of weights.slots) {

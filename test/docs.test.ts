@@ -120,8 +120,9 @@ function codesIn(dirs: string[], skip: (rel: string) => boolean = () => false): 
 const allDocs = () => DOCS.map(read).join('\n');
 
 test('docs/http-api.md names every error code the agent answers with, and docs/ every registry code', () => {
-  const agentServer = [...read('agent/server.ts').matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]!);
-  assert.ok(agentServer.length > 5, 'agent/server.ts codes were found');
+  // the agent's HTTP answers: agent/server.ts (express routes) and agent/infer-http.ts (POST /v1/infer, the error mapping)
+  const agentServer = ['agent/server.ts', 'agent/infer-http.ts'].flatMap((f) => [...read(f).matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]!));
+  assert.ok(agentServer.length > 5, 'agent/server.ts and agent/infer-http.ts codes were found');
   const api = read('docs/http-api.md');
   assert.deepEqual(
     [...new Set(agentServer)].filter((c) => !api.includes(c)),

@@ -189,6 +189,26 @@ describe('registry', () => {
     assert.equal(await reg.store.profile(a.deviceId), undefined);
   });
 
+  test('a best-model query can answer from the Pareto ladder cached for the profile', async () => {
+    const d = await enroll(reg.url, 'laddered', { supernet: 'tiny' });
+    const profile = await tinyProfile();
+    const res = await fetch(`${reg.url}/v1/devices/${d.deviceId}/profile`, { method: 'PUT', headers: { authorization: `Bearer ${d.token}`, 'content-type': 'application/json' }, body: profileText(profile) });
+    assert.equal(res.status, 200);
+    const budgetMs = await midBudgetMs(profile);
+    const a = await admin.query({ supernet: 'tiny', device: d.deviceId, budget: { latencyMs: budgetMs }, from: 'ladder' });
+    assert.equal(a.source, 'ladder');
+    assert.ok(a.predicted.latencyMs! <= budgetMs, `${a.predicted.latencyMs} <= ${budgetMs}`);
+    const b = await admin.query({ supernet: 'tiny', device: d.deviceId, budget: { latencyMs: budgetMs * 0.9 }, from: 'ladder' });
+    assert.equal(b.source, 'ladder');
+    assert.equal(b.cached, true, 'the second query reuses the ladder');
+    assert.ok(b.predicted.latencyMs! <= budgetMs * 0.9 && b.predicted.accuracy <= a.predicted.accuracy);
+    // (another budget than the next test's: search answers are memoised by profile and budget)
+    const s = await admin.query({ supernet: 'tiny', device: d.deviceId, budget: { latencyMs: budgetMs * 0.8 } });
+    assert.equal(s.source, 'search');
+    // below every rung the search answers: here, that nothing fits
+    assert.deepEqual(await code(admin.query({ supernet: 'tiny', device: d.deviceId, budget: { latencyMs: 1e-6 }, from: 'ladder' })), { status: 422, code: 'ERR_BUDGET_INFEASIBLE' });
+  });
+
   test('profile upload, best-model query by device and by class, materialized ONNX link', async () => {
     const d = await enroll(reg.url, 'queried', { supernet: 'tiny' });
     const asD = new AdminClient(reg.url, d.token);

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,6 +50,17 @@ class Mirror {
   constructor(public upstream: string) {}
   async start(): Promise<void> {
     this.server = createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
+    // WebSocket upgrades pass through untouched (telemetry, commands)
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      const up = new URL(this.upstream);
+      const conn = connect(Number(up.port), up.hostname, () => {
+        conn.write(`${req.method} ${req.url} HTTP/1.1\r\n${Object.entries(req.headers).map(([k, v]) => `${k}: ${String(v)}`).join('\r\n')}\r\n\r\n`);
+        conn.write(head);
+        socket.pipe(conn).pipe(socket);
+      });
+      conn.on('error', () => socket.destroy());
+      socket.on('error', () => conn.destroy());
+    });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
@@ -378,6 +389,15 @@ describe('TUF attacks against a signed registry behind a hostile mirror', { time
       assert.match(out, /"code":"ERR_METADATA_EXPIRED".*update refused: serving the last verified package/);
       const r = await fetch(`${ready.url}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: new Array(144).fill(0.5) }) });
       assert.equal(r.status, 200);
+      // and the registry hears of the refusal (telemetry through the mirror's WebSocket passthrough)
+      const deviceId = (JSON.parse(readFileSync(join(fleet, 'identity.json'), 'utf8')) as { deviceId: string }).deviceId;
+      let reported = false;
+      for (let i = 0; i < 100 && !reported; i++) {
+        const t = await admin.telemetry(deviceId, 50);
+        reported = t.events.some((e) => e.kind === 'error' && e.data.code === 'ERR_METADATA_EXPIRED');
+        if (!reported) await sleep(200);
+      }
+      assert.ok(reported, 'an error telemetry event with ERR_METADATA_EXPIRED reached the registry');
     } finally {
       child.kill('SIGKILL');
     }

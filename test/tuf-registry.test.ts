@@ -109,6 +109,41 @@ describe('TUF on the registry side', { timeout: 120_000 }, () => {
     assert.equal((await admin.putTufMetadata('root', readFileSync(rotated.rootFile, 'utf8'))).version, 2);
   });
 
+  test('the agent follows the rotation, and a damaged local root is restored from its own copy', async () => {
+    const agentDir = join(dir.path, 'agent-rotation');
+    const tuf = TufClient.open({ registry: reg.url, dataDir: agentDir, logger: pino({ level: 'silent' }), trustRoot: join(keys, '1.root.json') });
+    const targets = await tuf.refresh();
+    assert.equal(tuf.rootVersion(), 2);
+    assert.ok(Object.keys(targets).some((p) => p.startsWith('tiny/1.0.0/')));
+    writeFileSync(join(agentDir, 'tuf', 'metadata', 'root.json'), '{"torn');
+    await tuf.refresh();
+    assert.equal(JSON.parse(readFileSync(join(agentDir, 'tuf', 'metadata', 'root.json'), 'utf8')).signed.version, 2);
+    // an older --trust-root given again later does not replace the newer installed one
+    TufClient.open({ registry: reg.url, dataDir: agentDir, logger: pino({ level: 'silent' }), trustRoot: join(keys, '1.root.json') });
+    assert.equal(tuf.rootVersion(), 2);
+  });
+
+  test('the registry re-signs the timestamp before it expires', async () => {
+    const k = join(dir.path, 'short-keys');
+    initKeyDir(k);
+    const short = await startRegistry({ port: 0, dataDir: join(dir.path, 'short'), adminToken: ADMIN, tuf: { keyDir: k, lifetimes: { timestampS: 6 }, refreshMs: 100 } });
+    try {
+      const read = async () => (JSON.parse(await new AdminClient(short.url, ADMIN).tufMetadata('timestamp.json')) as { signed: { version: number; expires: string } }).signed;
+      const first = await read();
+      const seen = [first.version];
+      for (let i = 0; i < 80 && seen.length < 3; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        const t = await read();
+        assert.ok(Date.parse(t.expires) > Date.now(), `timestamp ${t.version} is unexpired when served`);
+        if (t.version !== seen[seen.length - 1]) seen.push(t.version);
+      }
+      assert.ok(seen.length >= 3, `re-signed twice within 20 s: versions ${seen.join(', ')}`);
+      assert.deepEqual([...seen].sort((x, y) => x - y), seen, 'versions only go up');
+    } finally {
+      await short.close();
+    }
+  });
+
   test('a registry without --keys answers ERR_TUF_DISABLED; one whose keys the root does not name refuses to start (ERR_TUF_KEY)', async () => {
     const plain = await startRegistry({ port: 0, dataDir: join(dir.path, 'plain'), adminToken: ADMIN });
     try {

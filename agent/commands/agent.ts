@@ -11,7 +11,7 @@ import { progress } from '../../runtime/node/progress.js';
 const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
                  [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
-                 [--log-level info]
+                 [--socket PATH] [--ladder-rungs 64] [--log-level info]
   nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
@@ -24,6 +24,8 @@ so a swap stalls requests for about half a session creation. --threads defaults 
 leaving one to the builder. --session-host worker runs the sessions themselves in two worker threads:
 no swap step stalls the main thread, but each request crosses a thread (~0.15-0.6 ms more) and the
 process holds more memory; --threads then defaults to 1.
+With an accuracy predictor in the package, decisions come from a Pareto ladder of --ladder-rungs
+subnets built once for this device (a binary search per decision; 0: search on every decision).
 With --registry: enrolls with a registry and follows its commands (fleet mode); the enrollment token
 may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token. Several URLs, comma-separated
 (--registry URL1,URL2), are replicas of one registry: tried in order, moving on to the next with
@@ -49,7 +51,9 @@ export async function run(argv: string[]): Promise<number> {
       threads: { type: 'string' },
       'interval-ms': { type: 'string' },
       'session-host': { type: 'string' },
+      'ladder-rungs': { type: 'string' },
       'log-level': { type: 'string' },
+      socket: { type: 'string' },
       registry: { type: 'string' },
       'enroll-token': { type: 'string' },
       name: { type: 'string' },
@@ -66,6 +70,7 @@ export async function run(argv: string[]): Promise<number> {
   const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
 
   if (v.registry) {
+    if (v.socket !== undefined) throw new NestswapError('ERR_USAGE', '--socket is for the standalone agent; a fleet agent listens on --host/--port.');
     // fleet mode lives in agent/fleet.ts (another module); load it only when asked for
     const fleetPath = join(fileURLToPath(new URL('..', import.meta.url)), 'fleet.js');
     if (!existsSync(fleetPath)) throw new NestswapError('ERR_USAGE', '--registry (fleet mode) is not available in this build: agent/fleet.ts is missing. Run without --registry for standalone mode.');
@@ -105,6 +110,8 @@ export async function run(argv: string[]): Promise<number> {
   const asked = numberOpt(v.threads, '--threads');
   if (asked !== undefined && (!Number.isInteger(asked) || asked < 0)) throw new NestswapError('ERR_USAGE', `--threads must be an integer >= 0 (got ${asked}).`);
 
+  const rungs = numberOpt(v['ladder-rungs'], '--ladder-rungs') ?? 64;
+  if (!Number.isInteger(rungs) || rungs < 0) throw new NestswapError('ERR_USAGE', `--ladder-rungs must be an integer >= 0 (got ${rungs}).`);
   const pkg = await loadSupernet(required(v.supernet, '--supernet'));
   const { startDaemon, defaultSessionThreads } = await import('../daemon.js');
   const threads = asked ?? defaultSessionThreads(sessionHost);
@@ -117,7 +124,7 @@ export async function run(argv: string[]): Promise<number> {
   if (pkg.fileByRole('accuracy-predictor')) {
     const { loadOrProfile } = await import('../profiler.js');
     const { currentDeviceIdentity } = await import('../device.js');
-    const { profileSearchSelector } = await import('../search-selector.js');
+    const { profileLadderSelector, profileSearchSelector } = await import('../search-selector.js');
     const bar = progress('profiling');
     const p = await loadOrProfile(pkg, {
       device: await currentDeviceIdentity(),
@@ -126,7 +133,7 @@ export async function run(argv: string[]): Promise<number> {
       onProgress: (x) => bar.update(x.done, x.total, x.phase),
     }).finally(() => bar.end());
     logger.info({ cached: p.cached, path: p.path }, 'device profile ready');
-    selector = await profileSearchSelector(pkg, p.profile);
+    selector = rungs > 0 ? await profileLadderSelector(pkg, p.profile, { rungs, logger }) : await profileSearchSelector(pkg, p.profile);
   }
   const d = await startDaemon({
     pkg,
@@ -137,9 +144,9 @@ export async function run(argv: string[]): Promise<number> {
     ...(v.data ? { dataDir: v.data } : {}),
     logger: logger.child({ supernet: pkg.name }),
     monitor: { intervalMs },
-    listen: { port, host: v.host ?? '127.0.0.1' },
+    listen: { port, host: v.host ?? '127.0.0.1', ...(v.socket ? { socket: v.socket } : {}) },
   });
-  process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}\n`);
+  process.stderr.write(`nestswap agent: serving ${pkg.name} subnet ${d.status().subnet?.id} on ${d.url}${v.socket ? ` and ${v.socket}` : ''}\n`);
   await untilSignal();
   await d.close();
   return 0;

@@ -13,6 +13,7 @@ import type { SupernetPackage } from '../../runtime/package.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import type { SubnetConfig } from '../../runtime/space.js';
 import { Policy, type Decision, type EffectiveBudget, type PolicyOptions, type Prediction, type UserBudget } from '../policy.js';
+import { isLadderSelector, prepareRungs, type PreparationOptions } from './ladder-selector.js';
 import { silentLogger, type CoreLogger, type MetricsSink, type SessionAdapter, type StorageAdapter, type TransportLink } from './adapters.js';
 import { systemClock, type Clock } from './clock.js';
 import { Emitter } from './emitter.js';
@@ -37,6 +38,8 @@ export interface AgentCoreOptions {
   policy?: Partial<PolicyOptions>;
   hotSwap?: Pick<HotSwapOptions, 'candidateHook' | 'warmupRuns' | 'checkRuns' | 'onnxCacheBytes'>;
   calibration?: CalibrateOptions;
+  /** with a ladder selector: how many rungs near the current one are prepared at idle, and the ONNX bytes kept for them */
+  prepare?: PreparationOptions;
   /** health check: a candidate slower than the serving model (timed beside it) fails above the user
    * latency budget × this (default 1.5); one no slower than the serving model never fails for latency */
   healthLatencySlack?: number;
@@ -199,6 +202,8 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
   // time, in the background (a swap that needs one meanwhile shares the same computation). A swap
   // goes first: the next subnet waits until no swap is being built (the builder is one thread).
   const precalibration = (async () => {
+    if (isLadderSelector(selector))
+      return prepareRungs(selector, { materializer, hot, calibration, sleep: (ms) => clock.sleep(ms), closed: () => closed, log }, opts.prepare);
     for (const c of selector.candidates ?? []) {
       while (hot.busy && !closed) await clock.sleep(20);
       if (closed) return;
@@ -234,6 +239,7 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
     else if (hot.busy) decision = { action: 'hold', reason: 'swap in progress', effective: effectiveNow() };
     else decision = await policy.decide(budget, w, choiceOf(active.config), choose);
     lastDecision = decision;
+    if (isLadderSelector(selector)) selector.noteSlowdown(decision.effective.slowdown, budget.latencyMs);
     // A swap may follow in a few windows: have the builder up by then (it ends after 30 s without work),
     // and when the subnet that swap would pick now has its statistics cached, build it into the ONNX
     // cache so the decision only loads it. Never a calibration: the pick can still change while the
@@ -300,6 +306,7 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
         budgetState: budgetState(budget, a ? p : null, lastDecision?.effective.slowdown ?? 1, hot.history[hot.history.length - 1]),
         pinned,
         selector: selector.kind,
+        ladder: isLadderSelector(selector) ? selector.ladderStatus() : null,
         conditions: w?.conditions ?? null,
         lastDecision: lastDecision ? { action: lastDecision.action, reason: lastDecision.reason } : null,
         swaps: hot.history.slice(-50),

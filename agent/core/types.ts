@@ -4,6 +4,7 @@ import type { InferResult, SwapRecord } from '../../runtime/hot-swap.js';
 import type { SubnetConfig } from '../../runtime/space.js';
 import type { Choice, EffectiveBudget, Prediction, UserBudget } from '../policy.js';
 import type { LatencyWindow } from './monitor.js';
+import type { LadderStatus } from './ladder-selector.js';
 
 export type SubnetChoice = Choice<SubnetConfig>;
 
@@ -30,6 +31,8 @@ export interface DaemonStatus {
   budgetState: BudgetState;
   pinned: boolean;
   selector: string;
+  /** the ladder position when the selector is a Pareto ladder (else null) */
+  ladder: LadderStatus | null;
   conditions: LatencyWindow['conditions'] | null;
   lastDecision: { action: string; reason: string } | null;
   swaps: SwapRecord[];

@@ -3,6 +3,7 @@
  * whichever replica holds the device; `waitMs` waits for the outcome, which any replica may record.
  * GET /v1/commands/:id reads it back.
  */
+import { crashPoint } from '../../runtime/crash.js';
 import { ApiError } from '../errors.js';
 import type { Hub } from '../hub.js';
 import { CommandBody, type CommandInfo } from '../protocol.js';
@@ -53,6 +54,7 @@ export const commandRoutes: RouteModule = ({ store, hub, queries, auth, parsers 
       if (v) payload.subnetId = (await queries.package(v)).space.id(payload.subnet as never);
     } else if (body.type === 'budget') payload.budget = body.budget;
     const cmd = await store.insertCommand({ id: newId('cmd'), deviceId: d.id, type: body.type, payload });
+    crashPoint('registry-command-stored');
     // listen before the push, so an outcome that comes back at once is not missed
     const wait = outcome(cmd.id, body.waitMs);
     try {

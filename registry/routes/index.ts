@@ -10,7 +10,9 @@ import { metaRoutes } from './meta.js';
 import { queryRoutes } from './query.js';
 import { statsRoutes } from './stats.js';
 import { supernetRoutes } from './supernets.js';
+import { frontRoutes } from './front.js';
+import { webRoutes } from './web.js';
 
-export const ROUTES: readonly RouteModule[] = Object.freeze([metaRoutes, supernetRoutes, deviceRoutes, commandRoutes, queryRoutes, statsRoutes]);
+export const ROUTES: readonly RouteModule[] = Object.freeze([metaRoutes, supernetRoutes, deviceRoutes, commandRoutes, queryRoutes, statsRoutes, frontRoutes, webRoutes]);
 
 export type { RouteContext, RouteModule } from './context.js';

@@ -25,7 +25,7 @@ export const queryRoutes: RouteModule = ({ store, queries, auth, parsers }, { ap
     }
     const v = await versionOr404(store, q.supernet, q.version);
     const budget = { ...(q.budget.latencyMs !== undefined ? { latencyMs: q.budget.latencyMs } : {}), ...(q.budget.memoryMB !== undefined ? { memoryMB: q.budget.memoryMB } : {}) };
-    const a = await queries.query({ version: v, profileSha256: prof.sha256, profileJson: prof.json, budget, seed: q.seed ?? 0 });
+    const a = await queries.query({ version: v, profileSha256: prof.sha256, profileJson: prof.json, budget, seed: q.seed ?? 0, ...(q.from ? { from: q.from } : {}) });
     const base = `${req.protocol}://${req.get('host') ?? 'localhost'}`;
     const out: QueryResult = {
       supernet: v.name,
@@ -40,6 +40,7 @@ export const queryRoutes: RouteModule = ({ store, queries, auth, parsers }, { ap
       onnx: `${base}${API_PREFIX}/supernets/${encodeURIComponent(v.name)}/versions/${encodeURIComponent(v.version)}/subnets/${a.subnetId}.onnx`,
       searchMs: Math.round(a.result.searchMs * 100) / 100,
       cached: a.cached,
+      source: a.source ?? 'search',
     };
     res.json(out);
   });

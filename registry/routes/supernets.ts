@@ -2,6 +2,7 @@
  * /v1/supernets: publish (admin, msgpack, verified in full before anything is written), list,
  * versions, content-addressed file downloads and materialized subnet ONNX files.
  */
+import { crashPoint } from '../../runtime/crash.js';
 import { createReadStream, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { assertRelativePath } from '../../runtime/names.js';
@@ -69,6 +70,7 @@ async function publish(store: RegistryStore, blobs: BlobStore, log: Logger, raw:
   }
   const list = [{ sha256: manifestSha256, bytes: u.manifestBytes }, ...manifest.files.map((f) => ({ sha256: f.sha256, bytes: u.files[f.path]! }))];
   const created = await blobs.write(list);
+  crashPoint('registry-publish-blobs');
   try {
     await store.insertVersion({
       name: manifest.name,
@@ -82,6 +84,7 @@ async function publish(store: RegistryStore, blobs: BlobStore, log: Logger, raw:
     if (await store.version(manifest.name, manifest.version)) throw new ApiError(409, 'ERR_CONFLICT', `${manifest.name}@${manifest.version} was published concurrently.`);
     throw err;
   }
+  crashPoint('registry-publish-stored');
   log.info({ supernet: manifest.name, version: manifest.version, files: list.length }, 'published');
   return { status: 201, result: { name: manifest.name, version: manifest.version, manifestSha256, created: true, files: list.length } };
 }

@@ -105,7 +105,8 @@ export class SqliteStore implements RegistryStore {
     mkdirSync(dataDir, { recursive: true });
     this.db = new Database(join(dataDir, 'registry.sqlite'));
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    // FULL: a transaction is on disk when it commits, so what the registry acknowledged survives a power cut too
+    this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     migrate(this.db);
     this.q = prepare(this.db);

@@ -5,6 +5,7 @@
  */
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { crashPoint } from '../crash.js';
 
 let counter = 0;
 
@@ -21,14 +22,23 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+export interface DurableOptions {
+  mode?: number;
+  /** a crash point (runtime/crash.ts) reached with half the temp file written */
+  crashPoint?: string;
+}
+
 /** Writes `data` to `path` atomically and durably: temp + fsync + rename + fsync(dir). */
-export function writeDurable(path: string, data: string | Uint8Array, mode?: number): void {
+export function writeDurable(path: string, data: string | Uint8Array, opts: DurableOptions = {}): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${counter++}`);
-  const fd = openSync(tmp, 'w', mode ?? 0o644);
+  const fd = openSync(tmp, 'w', opts.mode ?? 0o644);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     let off = 0;
+    const half = opts.crashPoint ? buf.length >> 1 : buf.length;
+    while (off < half) off += writeSync(fd, buf, off, half - off);
+    if (opts.crashPoint) crashPoint(opts.crashPoint);
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
   } catch (err) {
@@ -38,6 +48,29 @@ export function writeDurable(path: string, data: string | Uint8Array, mode?: num
   }
   closeSync(fd);
   renameSync(tmp, path);
+  fsyncDir(dir);
+}
+
+/** Async `writeDurable` for large files (the write itself does not block the event loop). */
+export async function writeDurableAsync(path: string, data: string | Uint8Array, opts: DurableOptions = {}): Promise<void> {
+  const { open, rename, rm } = await import('node:fs/promises');
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${counter++}`);
+  const fh = await open(tmp, 'w', opts.mode ?? 0o644);
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    const half = opts.crashPoint ? buf.length >> 1 : buf.length;
+    await fh.write(buf.subarray(0, half));
+    if (opts.crashPoint) crashPoint(opts.crashPoint);
+    await fh.write(buf.subarray(half));
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, path);
   fsyncDir(dir);
 }
 

@@ -1,5 +1,6 @@
-/** A disk-backed store of calibrated BN statistics (one msgpack file per subnet, written atomically). */
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+/** A disk-backed store of calibrated BN statistics (one msgpack file per subnet, written temp + fsync + rename). */
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { writeDurable } from './durable.js';
 import { join } from 'node:path';
 import { decodeStats, encodeStats, MemoryStatsStore, type BnStatsMap, type StatsStore } from '../calibrate.js';
 
@@ -24,8 +25,7 @@ export function diskStatsStore(dir: string): StatsStore {
       await memory.set(key, stats);
       mkdirSync(dir, { recursive: true });
       const f = file(key);
-      writeFileSync(`${f}.tmp`, encodeStats(stats));
-      renameSync(`${f}.tmp`, f);
+      writeDurable(f, encodeStats(stats), { crashPoint: 'stats-write' });
     },
   };
 }

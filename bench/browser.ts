@@ -1,0 +1,153 @@
+/**
+ * Browser agent benchmark → JSON on stdout: Debian's chromium (playwright-core, headless) against a
+ * registry started here on 127.0.0.1 with the fmnist-ofa package.
+ *
+ *   node dist/bench/browser.js [--runs 200] [--profile-ms 20000] [--no-webgpu]
+ *
+ * Figures, measured side by side in one run:
+ *  - single-sample inference, browser wasm vs onnxruntime-node with the same thread count on the same
+ *    subnets (smallest, middle, largest of fmnist-ofa): median, p99 and the ratio (target ≤ 1.5× for the
+ *    largest), in alternating blocks so both see the same machine;
+ *  - first load (page open → serving) cold (fresh browser profile: bundle, onnxruntime-web, package
+ *    download, BN calibration) vs cached (a reload: everything from the caches), in seconds;
+ *  - profile wall time in the page (wasm, `--profile-ms` budget);
+ *  - swap decision → serving in the page with cached BN statistics (target ≤ 100 ms), median of swaps
+ *    alternating between two subnets;
+ *  - WebGPU (software adapter here) vs wasm on the smallest subnet (reported, not a target).
+ */
+import { parseArgs } from 'node:util';
+import type { Page } from 'playwright-core';
+import { Materializer } from '../runtime/materializer.js';
+import { loadPackageDir } from '../runtime/node/fs-source.js';
+import { nodeBackend } from '../runtime/node/ort-node.js';
+import { ModelSession } from '../runtime/session.js';
+import type { SubnetConfig } from '../runtime/space.js';
+import { chromiumPath, ENROLL, FMNIST, launchChromium, startWebRegistry } from '../test/browser-fixtures.js';
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' }, 'profile-ms': { type: 'string', default: '20000' }, 'no-webgpu': { type: 'boolean', default: false } } });
+const RUNS = Number(values.runs);
+
+function stats(xs: number[]): { medianMs: number; p99Ms: number; n: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
+  return { medianMs: +q(0.5).toFixed(4), p99Ms: +q(0.99).toFixed(4), n: s.length };
+}
+
+type W = { nestswapReady: Promise<unknown>; nestswap: { connect(o: unknown): Promise<unknown> }; agent: Agent };
+type Agent = { infer(x: Float32Array, n: number): Promise<unknown>; switchTo(c: unknown, o?: unknown): Promise<{ outcome: string; timings: { totalMs: number } | null; statsCached: boolean | null }>; wasmThreads: number; profile: { wallMs: number | null } | null; ep: string };
+
+async function openAgent(page: Page, url: string, opts: Record<string, unknown>): Promise<{ ms: number; threads: number; profileMs: number | null; ep: string }> {
+  const t0 = Date.now();
+  await page.goto(`${url}/v1/web/`);
+  const r = await page.evaluate(async (o) => {
+    const w = window as unknown as W;
+    await w.nestswapReady;
+    w.agent = (await w.nestswap.connect(o)) as Agent;
+    return { threads: w.agent.wasmThreads, profileMs: w.agent.profile?.wallMs ?? null, ep: w.agent.ep };
+  }, opts);
+  return { ms: Date.now() - t0, ...r };
+}
+
+/** Single-sample runs of the serving subnet in the page, timed there. */
+function pageTimes(page: Page, runs: number): Promise<number[]> {
+  return page.evaluate(async (n) => {
+    const a = (window as unknown as W).agent;
+    const x = Float32Array.from({ length: 784 }, (_, i) => (i % 17) / 17);
+    for (let i = 0; i < 10; i++) await a.infer(x, 1);
+    const ts: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await a.infer(x, 1);
+      ts.push(performance.now() - t0);
+    }
+    return ts;
+  }, runs);
+}
+
+const pageSwitch = (page: Page, cfg: SubnetConfig) => page.evaluate((c) => (window as unknown as W).agent.switchTo(c, { pin: true }), cfg as unknown as Record<string, unknown>);
+
+async function main(): Promise<void> {
+  if (!chromiumPath()) {
+    process.stdout.write(`${JSON.stringify({ benchmark: 'browser', skipped: 'chromium is not installed' })}\n`);
+    return;
+  }
+  const pkg = await loadPackageDir(FMNIST);
+  const web = await startWebRegistry();
+  const browser = await launchChromium();
+  const out: Record<string, unknown> = { benchmark: 'browser', date: new Date().toISOString(), chromium: browser.version(), runs: RUNS };
+  try {
+    // cold first load: a fresh browser profile, no profile measurement (that is timed below)
+    const coldCtx = await browser.newContext();
+    const cold = await coldCtx.newPage();
+    const c1 = await openAgent(cold, web.url, { enrollToken: ENROLL, supernet: 'fmnist-ofa', eps: ['wasm'], profile: false });
+    const c2 = await openAgent(cold, web.url, { supernet: 'fmnist-ofa', eps: ['wasm'], profile: false });
+    out.firstLoad = { coldS: +(c1.ms / 1000).toFixed(2), cachedS: +(c2.ms / 1000).toFixed(2), note: 'page open → serving the largest subnet (no budget, no profile); cold includes the package download and BN calibration' };
+
+    // profile wall time in the page
+    const profCtx = await browser.newContext();
+    const prof = await openAgent(await profCtx.newPage(), web.url, { enrollToken: ENROLL, supernet: 'fmnist-ofa', eps: ['wasm'], profile: { budgetMs: Number(values['profile-ms']) } });
+    out.profile = { budgetMs: Number(values['profile-ms']), wallS: prof.profileMs === null ? null : +(prof.profileMs / 1000).toFixed(1) };
+
+    // browser wasm vs onnxruntime-node, same subnets, same threads, alternating blocks
+    const threads = c2.threads;
+    const mid = pkg.space.uniform(pkg.space.ks_list[1]!, pkg.space.expand_list[1]!, pkg.space.depth_list[1]!, pkg.space.image_size_list[1]!);
+    const subnets: [string, SubnetConfig][] = [['smallest', pkg.space.min()], ['middle', mid], ['largest', pkg.space.max()]];
+    const m = new Materializer(pkg, nodeBackend);
+    const rows: Record<string, unknown>[] = [];
+    for (const [name, cfg] of subnets) {
+      await pageSwitch(cold, cfg);
+      const s = await ModelSession.create(nodeBackend, (await m.materialize(cfg, {})).bytes, { threads, allowSpinning: false });
+      const x = Float32Array.from({ length: 784 }, (_, i) => (i % 17) / 17);
+      for (let i = 0; i < 10; i++) await s.runFirst(x, [1, 1, 28, 28]);
+      const web: number[] = [];
+      const node: number[] = [];
+      for (let b = 0; b < 4; b++) {
+        web.push(...(await pageTimes(cold, RUNS / 4)));
+        for (let i = 0; i < RUNS / 4; i++) {
+          const t0 = performance.now();
+          await s.runFirst(x, [1, 1, 28, 28]);
+          node.push(performance.now() - t0);
+        }
+      }
+      await s.release();
+      const w = stats(web);
+      const n = stats(node);
+      rows.push({ subnet: name, subnetId: pkg.space.id(cfg), browserWasm: w, onnxruntimeNode: n, ratio: +(w.medianMs / n.medianMs).toFixed(2) });
+    }
+    out.inference = { threads, subnets: rows, target: 'largest subnet ratio ≤ 1.5' };
+
+    // swap decision → serving with cached statistics: alternate between two subnets already calibrated
+    const a = pkg.space.min();
+    const b = mid;
+    const swaps: number[] = [];
+    const cachedFlags: (boolean | null)[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await pageSwitch(cold, i % 2 ? a : b);
+      if (r.outcome === 'swapped' && r.timings) {
+        swaps.push(r.timings.totalMs);
+        cachedFlags.push(r.statsCached);
+      }
+    }
+    out.swap = { decisionToServing: stats(swaps), statsCached: cachedFlags.every(Boolean), target: 'median ≤ 100 ms' };
+
+    if (!values['no-webgpu']) {
+      const gpuPage = await (await browser.newContext()).newPage();
+      try {
+        const g = await openAgent(gpuPage, web.url, { enrollToken: ENROLL, supernet: 'fmnist-ofa', eps: ['webgpu'], profile: false, budget: {} });
+        await pageSwitch(gpuPage, a);
+        await pageSwitch(cold, a);
+        const gw = stats(await pageTimes(gpuPage, RUNS / 2));
+        const ww = stats(await pageTimes(cold, RUNS / 2));
+        out.webgpu = { ep: g.ep, subnet: 'smallest', webgpu: gw, wasm: ww, ratio: +(gw.medianMs / ww.medianMs).toFixed(2), note: 'software adapter (no GPU on this machine)' };
+      } catch (err) {
+        out.webgpu = { error: (err as Error).message.split('\n')[0] };
+      }
+    }
+  } finally {
+    await browser.close();
+    await web.close();
+  }
+  process.stdout.write(`${JSON.stringify(out, null, 1)}\n`);
+}
+
+await main();

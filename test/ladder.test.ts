@@ -1,0 +1,135 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildLadder, Ladder, LadderKeeper, pickRungs, slowdownClass, type LadderKey, type Rung } from '../runtime/ladder.js';
+import { mulberry32 } from '../runtime/random.js';
+import { exactSearch, flatLatencyPredictor, flatMemoryPredictor, macsModel, staticMemoryModel, type EfficiencyModel } from '../runtime/search/index.js';
+import { ArchEncoder, Space } from '../runtime/space.js';
+import { loadPackageDir } from '../runtime/node/fs-source.js';
+import { startDaemon } from '../agent/daemon.js';
+import { ladderSearchSelector } from '../agent/core/ladder-selector.js';
+import { gapCases, randomLinearPredictor } from './search-fixtures.js';
+import { TINY } from './helpers.js';
+
+const key: LadderKey = { profile: 'p', predictor: 'a', slowdownClass: 0 };
+const rung = (latencyMs: number, accuracy: number, memoryMB: number | null = null): Rung => ({
+  subnet: { ks: [], e: [], d: [], image_size: 0 },
+  id: `r${latencyMs}`,
+  latencyMs,
+  accuracy,
+  memoryMB,
+});
+
+test('rungFor is the highest rung within the latency budget (binary search agrees with a scan)', () => {
+  const rng = mulberry32(3);
+  const rungs = Array.from({ length: 64 }, (_, i) => rung(1 + i * 0.5 + rng() * 0.1, 0.5 + i * 0.001));
+  const l = new Ladder(rungs, key);
+  for (let t = 0; t < 500; t++) {
+    const b = rng() * 40;
+    let want = -1;
+    l.rungs.forEach((r, i) => r.latencyMs <= b && (want = i));
+    assert.equal(l.rungFor({ latencyMs: b }), want, `budget ${b}`);
+  }
+  assert.equal(l.rungFor({}), 63);
+  assert.equal(l.rungFor({ latencyMs: 0.5 }), -1);
+});
+
+test('rungFor steps down to the first rung whose memory fits too', () => {
+  const l = new Ladder([rung(1, 0.5, 10), rung(2, 0.6, 30), rung(3, 0.7, 20), rung(4, 0.8, 40)], key);
+  assert.equal(l.rungFor({ latencyMs: 3.5, memoryMB: 25 }), 2);
+  assert.equal(l.rungFor({ latencyMs: 3.5, memoryMB: 15 }), 0);
+  assert.equal(l.rungFor({ latencyMs: 9, memoryMB: 5 }), -1);
+});
+
+test('around() lists every rung once, nearest first, lower first at equal distance', () => {
+  const l = new Ladder([1, 2, 3, 4, 5].map((x) => rung(x, x)), key);
+  assert.deepEqual(l.around(2), [2, 1, 3, 0, 4]);
+  assert.deepEqual(l.around(0), [0, 1, 2, 3, 4]);
+});
+
+test('slowdown classes are half-octaves', () => {
+  assert.deepEqual([1, 1.1, 1.5, 2, 3, 4, 0.5].map(slowdownClass), [0, 0, 0.5, 1, 1.5, 2, 0]);
+});
+
+test('pickRungs keeps k points, the cheapest among them, and crowds them around the focus', () => {
+  const front = Array.from({ length: 400 }, (_, i) => rung(1 + i * 0.1, i));
+  const even = pickRungs(front, 20);
+  const focused = pickRungs(front, 20, 10);
+  assert.equal(even.length, 20);
+  assert.equal(focused.length, 20);
+  assert.equal(even[0]!.latencyMs, 1);
+  const near = (rs: Rung[]) => rs.filter((r) => r.latencyMs >= 5 && r.latencyMs <= 15).length;
+  assert.ok(near(focused) > near(even), `${near(focused)} vs ${near(even)}`);
+});
+
+test('a built ladder is a Pareto front whose rung at a budget is close to the exact optimum there', async () => {
+  const c = gapCases([1])[2]!; // w1.2, Note10 tables, a linear predictor
+  const space = new Space({ ...Space.fromArch(c.arch).toJSON(), image_size_list: [...c.encoder.imageSizeList] });
+  const problem = { arch: c.arch, encoder: c.encoder, predictor: c.linear, latency: c.latency };
+  const l = await buildLadder(problem, space, key, { rungs: 32, generations: 30 });
+  assert.ok(l.rungs.length > 8 && l.rungs.length <= 32, `${l.rungs.length} rungs`);
+  for (let i = 1; i < l.rungs.length; i++) {
+    assert.ok(l.rungs[i]!.latencyMs > l.rungs[i - 1]!.latencyMs);
+    assert.ok(l.rungs[i]!.accuracy > l.rungs[i - 1]!.accuracy);
+  }
+  for (const r of l.rungs) assert.ok(Math.abs(c.latency.latencyMs(r.subnet) - r.latencyMs) < 1e-9);
+  for (const b of c.budgets) {
+    const i = l.rungFor({ latencyMs: b });
+    assert.ok(i >= 0);
+    const exact = await exactSearch(problem, { latencyMs: b });
+    assert.ok(l.rungs[i]!.latencyMs <= b);
+    assert.ok(exact.predicted.accuracy - l.rungs[i]!.accuracy < 0.01, `${b} ms: rung ${l.rungs[i]!.accuracy} vs optimum ${exact.predicted.accuracy}`);
+  }
+});
+
+test('the keeper rebuilds in the background on a new key; the old ladder answers meanwhile', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const built: number[] = [];
+  const keeper = new LadderKeeper(async (k) => {
+    if (k.slowdownClass > 0) await gate;
+    built.push(k.slowdownClass);
+    return new Ladder([rung(1 + k.slowdownClass, 0.5)], k);
+  });
+  await keeper.ensure(key);
+  assert.equal(keeper.current!.key.slowdownClass, 0);
+  const next = keeper.ensure({ ...key, slowdownClass: 1 });
+  assert.equal(keeper.current!.key.slowdownClass, 0, 'old ladder still serves while the new one builds');
+  release();
+  await next;
+  assert.equal(keeper.current!.key.slowdownClass, 1);
+  assert.deepEqual(built, [0, 1]);
+  await keeper.ensure({ ...key, slowdownClass: 1 });
+  assert.equal(keeper.builds, 2, 'the same key does not rebuild');
+});
+
+test('an agent on a ladder decides from it, shows its position in status and prepares nearby rungs at idle', async () => {
+  const pkg = await loadPackageDir(TINY);
+  const encoder = new ArchEncoder(pkg.space);
+  const macs = macsModel(pkg.arch);
+  const latency: EfficiencyModel = { ...macs, unit: 'ms', fixed: macs.fixed.map((v) => v / 1e6), slot: macs.slot.map((v) => v / 1e6) };
+  const inputs = {
+    arch: pkg.arch,
+    encoder,
+    predictor: randomLinearPredictor(encoder, 4),
+    efficiency: { latency: flatLatencyPredictor(latency), memory: flatMemoryPredictor(staticMemoryModel(pkg.arch)) },
+  };
+  const selector = await ladderSearchSelector(pkg, inputs, { profileDigest: 'tiny', predictorDigest: 'lin', rungs: 16, generations: 20 });
+  const l = selector.ladder!;
+  const top = l.rungs[l.rungs.length - 1]!;
+  const d = await startDaemon({ pkg, budget: { latencyMs: top.latencyMs * 10 }, selector, threads: 1, calibration: { images: 64 }, monitor: { intervalMs: 200, probe: false }, prepare: { rungs: 3, idleMs: 20 } });
+  try {
+    assert.equal(d.status().subnet!.id, top.id);
+    const mid = l.rungs[Math.floor(l.rungs.length / 2)]!;
+    await d.setBudget({ latencyMs: mid.latencyMs * 1.0001 });
+    const s = d.status();
+    assert.equal(s.subnet!.id, mid.id);
+    assert.equal(s.selector, 'pareto-ladder');
+    assert.equal(s.ladder!.rungs, l.rungs.length);
+    assert.equal(s.ladder!.rung, Math.floor(l.rungs.length / 2));
+    // idle: the rungs next to it get their statistics
+    for (let t = 0; t < 1200 && d.status().ladder!.prepared.statistics < 3; t++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(d.status().ladder!.prepared.statistics >= 3, JSON.stringify(d.status().ladder));
+  } finally {
+    await d.close();
+  }
+});

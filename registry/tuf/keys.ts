@@ -7,12 +7,12 @@
  */
 import { canonicalize } from '@tufjs/canonical-json';
 import { Key, Metadata, MetadataKind, Root, Signature, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
-
-export type AnySigned = Root | Targets | Snapshot | Timestamp;
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NestswapError } from '../../runtime/errors.js';
+
+export type AnySigned = Root | Targets | Snapshot | Timestamp;
 
 export const ROLES = ['root', 'targets', 'snapshot', 'timestamp'] as const;
 export type RoleName = (typeof ROLES)[number];

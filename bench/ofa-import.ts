@@ -70,9 +70,14 @@ try {
     await calibrateBn(m2.weights, mid, nodeBackend, { images, batch: 200, threads, ...opts });
     return (performance.now() - t0) / 1000;
   };
+  const note = (what: string, v: unknown) => process.stderr.write(`${what}: ${JSON.stringify(v)}\n`);
+  note('importMs', importMs);
+  note('largestBuildMs', buildMs);
   const plainS = await timeCal({});
+  note('nestswapPlainS', plainS);
   const layout = await nchwcCalibration(m2.weights, nodeBackend);
   const nchwcS = layout.nchwcBlock ? await timeCal(layout) : null;
+  note('nestswapNchwcS', nchwcS);
   // 4. PyTorch, same subnet, same images, same threads
   let torch: Record<string, unknown> | null = null;
   const py = spawnSync('/usr/bin/python3', ['bench/ofa_reference.py', values.checkpoint, calibFile, String(images), '160', '5', '4', '3', String(threads)], { encoding: 'utf8', timeout: 1_800_000 });

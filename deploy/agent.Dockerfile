@@ -5,7 +5,8 @@
 #   docker buildx build --platform linux/arm64 -f package/deploy/agent.Dockerfile -t nestswap-agent:arm64 package/
 # onnxruntime-node ships linux x64 and arm64 CPU binaries; its CUDA download stays off (ONNXRUNTIME_NODE_INSTALL=skip).
 # Run: docker run -d -p 127.0.0.1:8787:8787 -v nestswap-agent:/var/lib/nestswap nestswap-agent
-#      fleet: docker run ... -e NESTSWAP_ENROLL_TOKEN=... nestswap-agent --registry URL --supernet fmnist-ofa --latency-ms 2
+#      fleet: docker run ... -e NESTSWAP_ENROLL_TOKEN=... -v ./root.json:/etc/nestswap/root.json:ro nestswap-agent \
+#        --registry URL --supernet fmnist-ofa --trust-root /etc/nestswap/root.json --latency-ms 2
 
 FROM node:20-bookworm AS build
 ENV ONNXRUNTIME_NODE_INSTALL=skip npm_config_onnxruntime_node_install=skip

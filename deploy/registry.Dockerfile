@@ -33,5 +33,5 @@ USER nestswap:nestswap
 WORKDIR /var/lib/nestswap-registry
 EXPOSE 8700
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8700/v1/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8700/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["node", "/opt/nestswap/bin/nestswap.js", "registry", "--host", "0.0.0.0", "--port", "8700"]

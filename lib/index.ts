@@ -13,6 +13,8 @@ export { ModelSession, type Backend, type SessionOptions, type RunOutput } from 
 export { HotSwapper, type SwapRecord, type InferResult } from '../runtime/hot-swap.js';
 export { autoSearch, evolutionSearch, exactSearch, paretoSearch, probeLinear, FAST_EVOLUTION, OFA_EVOLUTION, type Budget } from '../runtime/search/index.js';
 export { loadPackageDir } from '../runtime/node/fs-source.js';
+export { readCheckpoint, type StateDict, type CheckpointTensor } from '../runtime/checkpoint/index.js';
+export { importOfaCheckpoint, type ImportOfaOptions, type ImportOfaResult } from '../runtime/node/import-ofa.js';
 export { nodeBackend } from '../runtime/node/ort-node.js';
 export { workerBackend, type WorkerBackend } from '../runtime/node/ort-worker.js';
 export { loadSupernet } from '../agent/packages.js';

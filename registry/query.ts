@@ -4,7 +4,8 @@
  * searches are memoised by their exact inputs (the search is deterministic for a seed), and
  * materialized ONNX files are cached on disk by subnet id.
  */
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { writeDurable } from '../runtime/node/durable.js';
 import { join } from 'node:path';
 import { loadOnnxAccuracyPredictor } from '../runtime/node/search-inputs.js';
 import { diskStatsStore } from '../runtime/node/stats-store.js';
@@ -203,9 +204,7 @@ export class QueryService {
         const m = await this.shared(this.materializers, v.manifest_sha256, async () => new Materializer(pkg, nodeBackend, diskStatsStore(join(this.dataDir, 'bnstats')), nchwcCalibration));
         const built = await m.materialize(cfg);
         mkdirSync(dir, { recursive: true });
-        const tmp = `${path}.tmp-${process.pid}`;
-        writeFileSync(tmp, built.bytes);
-        renameSync(tmp, path);
+        writeDurable(path, built.bytes); // served to clients: never a torn file after a crash
         return path;
       })();
       this.inflightOnnx.set(path, p);

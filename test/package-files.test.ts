@@ -85,7 +85,7 @@ function instructions(file: string): Instruction[] {
   return out;
 }
 
-for (const [kind, port, health] of [['agent', '8787', '/healthz'], ['registry', '8700', '/v1/health']] as const) {
+for (const [kind, port, health] of [['agent', '8787', '/healthz'], ['registry', '8700', '/healthz']] as const) {
   test(`deploy/${kind}.Dockerfile copies only what the tarball holds, is multi-stage on Node 20, runs as non-root with a data volume and a health check`, () => {
     const ins = instructions(repoPath('deploy', `${kind}.Dockerfile`));
     const all = paths();

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { NestswapError } from '../../runtime/errors.js';
 import { importOfaCheckpoint, parseSizeList } from '../../runtime/node/import-ofa.js';
 import { numberOpt, parse, printJson, required } from './common.js';
+import { progress } from '../../runtime/node/progress.js';
 
 const HELP = `Usage: nestswap import ofa --checkpoint <file> --net <ofa net id> --calibration <dir|file.u8> --out <dir>
          [--labels <file>] [--accuracy-predictor <file.onnx>] [--predictor-image-size-list L]
@@ -53,7 +54,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   const n = numberOpt(a.values['calibration-images'], '--calibration-images');
   if (n !== undefined && !(Number.isInteger(n) && n > 0)) throw new NestswapError('ERR_USAGE', `--calibration-images must be a positive integer (got ${n}).`);
+  const bar = progress('importing', { json: a.values.json });
   const r = await importOfaCheckpoint({
+    ...(bar.active ? { onProgress: (done: number, total: number, step: string) => bar.update(done, total, step) } : {}),
     checkpoint: required(a.values.checkpoint, '--checkpoint'),
     net: required(a.values.net, '--net'),
     calibration: required(a.values.calibration, '--calibration'),
@@ -64,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(a.values.name ? { name: a.values.name } : {}),
     ...(a.values.version ? { version: a.values.version } : {}),
     ...(n !== undefined ? { calibrationImages: n } : {}),
-  });
+  }).finally(() => bar.end());
   const summary = {
     out: r.out,
     name: r.manifest.name,

@@ -48,6 +48,8 @@ export interface ImportOfaOptions {
   name?: string;
   version?: string;
   calibrationImages?: number;
+  /** called as each step starts (read, map, calibration, write) and when done: steps done of 4, the next step's name */
+  onProgress?: (done: number, total: number, step: string) => void;
 }
 
 export interface ImportOfaResult {
@@ -61,6 +63,8 @@ export interface ImportOfaResult {
 
 export async function importOfaCheckpoint(o: ImportOfaOptions): Promise<ImportOfaResult> {
   const t0 = performance.now();
+  const step = (done: number, name: string) => o.onProgress?.(done, 4, name);
+  step(0, 'reading checkpoint');
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(readFileSync(o.checkpoint));
@@ -69,6 +73,7 @@ export async function importOfaCheckpoint(o: ImportOfaOptions): Promise<ImportOf
   }
   const sd = readCheckpoint(bytes, basename(o.checkpoint));
   const t1 = performance.now();
+  step(1, 'mapping tensors');
   let labels: string[] | null = null;
   if (o.labels) labels = readFileSync(o.labels, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
   const cls = sd.get('classifier.linear.weight')?.shape[0];
@@ -78,8 +83,10 @@ export async function importOfaCheckpoint(o: ImportOfaOptions): Promise<ImportOf
   const family = o.name ?? o.net.replaceAll('_', '-').toLowerCase();
   const imported = importOfaStateDict(sd, o.net, { source: basename(o.checkpoint), labels, family, ...(o.imageSizeList ? { imageSizeList: o.imageSizeList } : {}) });
   const t2 = performance.now();
+  step(2, 'calibration set');
   const calib = loadCalibrationSet(o.calibration, imported.arch.input.height, o.calibrationImages);
   const t3 = performance.now();
+  step(3, 'writing package');
   let predictorSizes: readonly number[] | undefined;
   if (o.predictor) {
     // checked now, against the imported space: a predictor that does not fit is refused before anything is written
@@ -103,6 +110,7 @@ export async function importOfaCheckpoint(o: ImportOfaOptions): Promise<ImportOf
   });
   const out = writePackageDir(o.out, manifest, files);
   const t4 = performance.now();
+  step(4, 'imported');
   return {
     out,
     manifest,

@@ -2,7 +2,8 @@
  * Node-side inputs of the search: latency-table directories and ONNX accuracy-predictor files
  * (runtime/ stays free of fs and onnxruntime-node).
  */
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { writeDurableAsync } from './durable.js';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { NestswapError } from '../errors.js';
@@ -40,13 +41,12 @@ export async function readLatencyTableDir(dir: string): Promise<Map<number, Late
   return tables;
 }
 
-/** Writes one file per resolution (atomically: temp file + rename). */
+/** Writes one file per resolution (durably: temp file + fsync + rename + fsync of the directory). */
 export async function writeLatencyTableDir(dir: string, tables: LatencyTables): Promise<void> {
   await mkdir(dir, { recursive: true });
   for (const [r, t] of tables) {
     const path = join(dir, latencyTableFileName(r));
-    await writeFile(`${path}.tmp`, serializeLatencyTable(t));
-    await rename(`${path}.tmp`, path);
+    await writeDurableAsync(path, serializeLatencyTable(t));
   }
 }
 

@@ -31,6 +31,7 @@ export const ERROR_CODES = [
   'ERR_NO_PROFILE', // 409: the device (class) has no usable profile yet
   'ERR_PROFILE_INVALID', // 400/409: a profile that cannot drive a search
   'ERR_NO_ACCURACY_PREDICTOR', // 409: the package has no file with role 'accuracy-predictor'
+  'ERR_CLASS_PROFILE_NOT_FOUND', // 404: no device of that class has uploaded a profile
   'ERR_PREDICTOR_INVALID', // 409
   'ERR_BUDGET_INFEASIBLE', // 422: not even the smallest subnet fits
   'ERR_BUDGET_INVALID', // 400

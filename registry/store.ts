@@ -65,6 +65,15 @@ export interface ProfileRow {
   uploaded_at: string;
   device_class: string | null;
 }
+/** A device class's aggregate profile (registry/class-profiles.ts), recomputed at each upload of that class. */
+export interface ClassProfileRow {
+  device_class: string;
+  sha256: string;
+  json: string;
+  /** how many devices' profiles it aggregates */
+  devices: number;
+  updated_at: string;
+}
 export interface CommandRow {
   id: string;
   device_id: string;
@@ -167,6 +176,10 @@ export interface RegistryStore {
   profileSummary(deviceId: string): Promise<ProfileSummary | null>;
   /** The newest profile uploaded by a device of this class. */
   profileOfClass(deviceClass: string): Promise<ProfileRow | undefined>;
+  /** Every device's profile of this class, newest first. */
+  profilesOfClass(deviceClass: string): Promise<ProfileRow[]>;
+  putClassProfile(row: ClassProfileRow): Promise<void>;
+  classProfile(deviceClass: string): Promise<ClassProfileRow | undefined>;
 
   /**
    * Stores several devices' telemetry in one transaction of multi-row inserts; an event already

@@ -3,6 +3,7 @@
  * its profile and its telemetry (admin or the device itself).
  */
 import { ApiError, toApiError } from '../errors.js';
+import { recomputeClassProfile } from '../class-profiles.js';
 import { profileDigest, summarizeProfile } from '../profiles.js';
 import { EnrollBody, type DeviceInfo } from '../protocol.js';
 import { hashToken, newId, newToken, type DeviceRow, type Presence } from '../store.js';
@@ -96,6 +97,7 @@ export const deviceRoutes: RouteModule = (ctx, { api }) => {
     const sha = profileDigest(text);
     const full = { ...summary, sha256: sha, uploadedAt: new Date().toISOString() };
     await store.putProfile(d.id, sha, text, full);
+    if (full.deviceClass) await recomputeClassProfile(store, full.deviceClass);
     res.status(200).json(full);
   });
 

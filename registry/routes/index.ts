@@ -3,6 +3,7 @@
  * exporting a RouteModule (it receives the store, blob, bus and auth interfaces in its context)
  * and add it here; the server mounts every entry, then the 404 and error handlers.
  */
+import { classRoutes } from './classes.js';
 import { commandRoutes } from './commands.js';
 import type { RouteModule } from './context.js';
 import { deviceRoutes } from './devices.js';
@@ -13,6 +14,6 @@ import { supernetRoutes } from './supernets.js';
 import { frontRoutes } from './front.js';
 import { webRoutes } from './web.js';
 
-export const ROUTES: readonly RouteModule[] = Object.freeze([metaRoutes, supernetRoutes, deviceRoutes, commandRoutes, queryRoutes, statsRoutes, frontRoutes, webRoutes]);
+export const ROUTES: readonly RouteModule[] = Object.freeze([metaRoutes, supernetRoutes, deviceRoutes, classRoutes, commandRoutes, queryRoutes, statsRoutes, frontRoutes, webRoutes]);
 
 export type { RouteContext, RouteModule } from './context.js';

@@ -20,7 +20,8 @@ export const queryRoutes: RouteModule = ({ store, queries, auth, parsers }, { ap
       deviceClass = prof.device_class;
     } else {
       deviceClass = q.deviceClass!;
-      prof = await store.profileOfClass(deviceClass);
+      // the class profile (the median of the class's device profiles); the newest device profile before any aggregate exists
+      prof = (await store.classProfile(deviceClass)) ?? (await store.profileOfClass(deviceClass));
       if (!prof) throw new ApiError(409, 'ERR_NO_PROFILE', `No device of class '${deviceClass}' has uploaded a profile yet.`);
     }
     const v = await versionOr404(store, q.supernet, q.version);

@@ -89,6 +89,16 @@ CREATE TABLE presence (
 CREATE INDEX presence_replica ON presence (replica_id);
 CREATE INDEX devices_order ON devices (enrolled_at, id);`,
   },
+  {
+    version: 3,
+    name: 'class profiles',
+    sqlite: `
+CREATE TABLE class_profiles (
+  device_class TEXT PRIMARY KEY, sha256 TEXT NOT NULL, json TEXT NOT NULL, devices INTEGER NOT NULL, updated_at TEXT NOT NULL);`,
+    postgres: `
+CREATE TABLE class_profiles (
+  device_class TEXT PRIMARY KEY, sha256 TEXT NOT NULL, json TEXT NOT NULL, devices BIGINT NOT NULL, updated_at TEXT NOT NULL);`,
+  },
 ]);
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

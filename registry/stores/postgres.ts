@@ -21,6 +21,7 @@ import {
   type Presence,
   type ProfileRow,
   type RegistryStore,
+  type ClassProfileRow,
   type StoreCounts,
   type StoredTelemetryRow,
   type TelemetryBatch,
@@ -215,6 +216,20 @@ export class PostgresStore implements RegistryStore {
   }
   async profileOfClass(deviceClass: string) {
     return (await this.q<ProfileRow>('SELECT * FROM profiles WHERE device_class = $1 ORDER BY uploaded_at DESC LIMIT 1', [deviceClass]))[0];
+  }
+  async profilesOfClass(deviceClass: string) {
+    return this.q<ProfileRow>('SELECT * FROM profiles WHERE device_class = $1 ORDER BY uploaded_at DESC', [deviceClass]);
+  }
+  async putClassProfile(r: ClassProfileRow) {
+    await this.q(
+      'INSERT INTO class_profiles (device_class, sha256, json, devices, updated_at) VALUES ($1, $2, $3, $4, $5) ' +
+        'ON CONFLICT (device_class) DO UPDATE SET sha256 = excluded.sha256, json = excluded.json, devices = excluded.devices, updated_at = excluded.updated_at',
+      [r.device_class, r.sha256, r.json, r.devices, r.updated_at],
+    );
+  }
+  async classProfile(deviceClass: string) {
+    const r = (await this.q<ClassProfileRow>('SELECT * FROM class_profiles WHERE device_class = $1', [deviceClass]))[0];
+    return r ? { ...r, devices: Number(r.devices) } : undefined;
   }
 
   async ingestTelemetry(batches: TelemetryBatch[]) {

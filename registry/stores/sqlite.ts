@@ -21,6 +21,7 @@ import {
   type Presence,
   type ProfileRow,
   type RegistryStore,
+  type ClassProfileRow,
   type StoreCounts,
   type StoredTelemetryRow,
   type TelemetryBatch,
@@ -70,6 +71,12 @@ function prepare(db: Database.Database) {
     profile: db.prepare<[string], ProfileRow>('SELECT * FROM profiles WHERE device_id = ?'),
     profileSummary: db.prepare<[string], { summary_json: string }>('SELECT summary_json FROM profiles WHERE device_id = ?'),
     profileOfClass: db.prepare<[string], ProfileRow>('SELECT * FROM profiles WHERE device_class = ? ORDER BY uploaded_at DESC LIMIT 1'),
+    profilesOfClass: db.prepare<[string], ProfileRow>('SELECT * FROM profiles WHERE device_class = ? ORDER BY uploaded_at DESC'),
+    upsertClassProfile: db.prepare(
+      'INSERT INTO class_profiles (device_class, sha256, json, devices, updated_at) VALUES (?, ?, ?, ?, ?) ' +
+        'ON CONFLICT (device_class) DO UPDATE SET sha256 = excluded.sha256, json = excluded.json, devices = excluded.devices, updated_at = excluded.updated_at',
+    ),
+    classProfile: db.prepare<[string], ClassProfileRow>('SELECT * FROM class_profiles WHERE device_class = ?'),
     insertTelemetry: db.prepare('INSERT OR IGNORE INTO telemetry (device_id, seq, at, kind, data_json, received_at) VALUES (?, ?, ?, ?, ?, ?)'),
     recentTelemetry: db.prepare<[string, number], { seq: number; at: number; kind: string; data_json: string; received_at: string }>(
       'SELECT seq, at, kind, data_json, received_at FROM telemetry WHERE device_id = ? ORDER BY seq DESC LIMIT ?',
@@ -190,6 +197,15 @@ export class SqliteStore implements RegistryStore {
   }
   async profileOfClass(deviceClass: string) {
     return this.q.profileOfClass.get(deviceClass);
+  }
+  async profilesOfClass(deviceClass: string) {
+    return this.q.profilesOfClass.all(deviceClass);
+  }
+  async putClassProfile(r: ClassProfileRow) {
+    this.q.upsertClassProfile.run(r.device_class, r.sha256, r.json, r.devices, r.updated_at);
+  }
+  async classProfile(deviceClass: string) {
+    return this.q.classProfile.get(deviceClass);
   }
 
   async ingestTelemetry(batches: TelemetryBatch[]) {

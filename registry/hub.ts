@@ -7,8 +7,8 @@
  *   - commands: stored first, pushed when the device is connected (to this replica, or through the
  *     bus to the replica holding it), re-sent on every `hello` until the device acks them (the
  *     agent de-duplicates by command id); the store records each outcome once.
- *   - presence: a connection claims its device in the store (a new epoch); a replica superseded by a
- *     newer claim drops its connection and cannot release or refresh the newer one.
+ *   - presence: a connection's `hello` claims its device in the store (a new epoch); a replica
+ *     superseded by a newer claim drops its connection and cannot release or refresh the newer one.
  * Heartbeat: a ping every `heartbeatMs`; a connection that has not answered the previous ping is
  * dropped. Last-seen updates are batched into one store call per heartbeat.
  */
@@ -131,7 +131,6 @@ export class Hub extends EventEmitter {
     const conn: Conn = { ws, deviceId: device.id, alive: true, badFrames: 0, queue: Promise.resolve() };
     this.conns.set(device.id, conn);
     this.touched.add(device.id);
-    this.enqueue(conn, log, () => this.claim(conn));
     log.debug('connected');
     ws.on('pong', () => {
       conn.alive = true;
@@ -208,6 +207,9 @@ export class Hub extends EventEmitter {
     switch (f.t) {
       case 'hello': {
         this.touched.add(conn.deviceId);
+        // claimed at hello, not at the upgrade: a connection its client gave up on during a slow
+        // handshake (a ghost) never says hello, so it never takes the device from the live one
+        if (!conn.presence) await this.claim(conn);
         await this.store.setDeviceState(conn.deviceId, { subnet: f.subnet, subnetId: f.subnetId ?? null, budget: f.budget });
         const dev = await this.store.device(conn.deviceId);
         this.send(conn, { t: 'welcome', deviceId: conn.deviceId, telemetryAck: dev?.telemetry_seq ?? 0 });

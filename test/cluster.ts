@@ -19,6 +19,8 @@ export interface ReplicaSpec {
   enrollToken: string;
   port?: number;
   env?: Record<string, string>;
+  /** more `nestswap registry` flags (e.g. TUF signing keys) */
+  args?: string[];
 }
 
 export class Replica {
@@ -40,7 +42,7 @@ export class Replica {
   async start(): Promise<void> {
     if (!this.port) this.port = this.spec.port ?? (await freePort());
     const s = this.spec;
-    const args = [BIN, 'registry', '--port', String(this.port), '--data', join(s.dataRoot, s.id), '--database', s.database, '--bus', s.bus, '--blobs', s.blobs, '--replica-id', s.id, '--log-level', 'warn'];
+    const args = [BIN, 'registry', '--port', String(this.port), '--data', join(s.dataRoot, s.id), '--database', s.database, '--bus', s.bus, '--blobs', s.blobs, '--replica-id', s.id, '--log-level', 'warn', ...(s.args ?? [])];
     const child = spawn(process.execPath, args, { env: { ...process.env, NESTSWAP_ADMIN_TOKEN: s.adminToken, NESTSWAP_ENROLL_TOKEN: s.enrollToken, ...s.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.exited = new Promise((r) => child.once('exit', (code) => r(code)));

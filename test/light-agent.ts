@@ -17,6 +17,8 @@ export interface LightAgentOptions {
   /** registry URLs in the order this device tries them */
   urls: string[];
   backoff?: { baseMs: number; maxMs: number };
+  /** WebSocket handshake deadline (default 10 s, as the real agent) */
+  handshakeTimeoutMs?: number;
   /** called on every command delivery, before the ack is sent */
   onCommand?: (id: string, agent: LightAgent) => void;
 }
@@ -88,7 +90,7 @@ export class LightAgent {
 
   private open(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(`${this.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${this.opts.token}` }, handshakeTimeout: 10_000, perMessageDeflate: false });
+    const ws = new WebSocket(`${this.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${this.opts.token}` }, handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000, perMessageDeflate: false });
     this.ws = ws;
     ws.on('open', () => {
       this.attempt = 0;

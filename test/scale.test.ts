@@ -65,6 +65,7 @@ describe('registry replicas on PostgreSQL + NATS', { skip: skip ? `replica test 
   const live = () => replicas.filter((r) => r.running);
   const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
   let pkgDir: string;
+  const keyDir = join(dir.path, 'keys');
 
   /** POST a command through a random live replica (another one if that one is not answering). */
   async function command(deviceId: string, body: Record<string, unknown>): Promise<string> {
@@ -91,14 +92,20 @@ describe('registry replicas on PostgreSQL + NATS', { skip: skip ? `replica test 
   }
 
   function startReal(name: string, order: string[]): void {
-    const child = spawn(process.execPath, [BIN, 'agent', '--registry', order.join(','), '--enroll-token', ENROLL, '--supernet', 'tiny', '--name', name, '--latency-ms', '50', '--port', '0', '--threads', '1', '--data', join(dir.path, name), '--log-level', 'info'], {
+    const args = ['agent', '--registry', order.join(','), '--enroll-token', ENROLL, '--supernet', 'tiny', '--name', name, '--latency-ms', '50', '--port', '0', '--threads', '1', '--data', join(dir.path, name), '--log-level', 'info', '--trust-root', join(keyDir, 'root.json')];
+    const child = spawn(process.execPath, [BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const p: { proc: ChildProcess; out: string; device?: string | undefined } = { proc: child, out: '' };
     const on = (d: Buffer) => {
       p.out += d.toString();
-      const m = /"msg":"fleet agent serving"/.test(p.out) ? /"device":"(dev_[^"]+)"[^\n]*"msg":"fleet agent serving"/.exec(p.out) : null;
-      if (m) p.device = m[1];
+      for (const line of p.out.split('\n'))
+        if (line.includes('"fleet agent serving"'))
+          try {
+            p.device = (JSON.parse(line) as { device: string }).device;
+          } catch {
+            // a partial line
+          }
     };
     child.stdout!.on('data', on);
     child.stderr!.on('data', on);
@@ -116,8 +123,11 @@ describe('registry replicas on PostgreSQL + NATS', { skip: skip ? `replica test 
       if (id) doneCount.set(id, (doneCount.get(id) ?? 0) + 1);
     } });
     await watch.flush();
+    // packages signed with TUF: every replica holds the same keys; the metadata lives in the shared store
+    const keys = spawnSync(process.execPath, [BIN, 'keys', 'init', '--out', keyDir, '--json'], { encoding: 'utf8' });
+    assert.equal(keys.status, 0, keys.stderr);
     for (const id of ['r0', 'r1', 'r2'])
-      replicas.push(new Replica({ id, database, bus: nats.url, blobs: join(dir.path, 'blobs'), dataRoot: dir.path, adminToken: ADMIN, enrollToken: ENROLL }));
+      replicas.push(new Replica({ id, database, bus: nats.url, blobs: join(dir.path, 'blobs'), dataRoot: dir.path, adminToken: ADMIN, enrollToken: ENROLL, args: ['--keys', keyDir, '--online-targets'] }));
     // started together: migrations run once under the advisory lock
     await Promise.all(replicas.map((r) => r.start()));
     pkgDir = await makeQueryablePackage(join(dir.path, 'pkg'));
@@ -170,7 +180,7 @@ describe('registry replicas on PostgreSQL + NATS', { skip: skip ? `replica test 
     assert.ok(spread.every((n) => n >= LIGHT / 3 - 1), `connections per replica: ${spread.join(', ')}`);
     for (const a of light) a.telemetry(10);
     await Promise.all(light.map((a) => a.until(() => a.acked === 10, 60_000, 'telemetry acked')));
-    for (const p of real) await until('real agents serving', () => p.device, 240_000);
+    for (const p of real) await until('real agents serving', () => p.device, 240_000).catch((err: Error) => assert.fail(`${err.message}: ${p.out.slice(-3000)}`));
     const devices = [...light.map((a) => a.deviceId), ...real.map((p) => p.device!)];
     const cmdIds: string[] = [];
     await pool(devices, 16, async (id) => {

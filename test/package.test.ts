@@ -63,13 +63,15 @@ test('no manifest at all is ERR_PACKAGE_MISSING', async () => {
   assert.equal(await loadCode(tmp.path), 'ERR_PACKAGE_MISSING');
 });
 
-test('a malformed manifest is ERR_PACKAGE_MANIFEST', async () => {
+test('a malformed manifest is ERR_PACKAGE_MANIFEST; one in a format this nestswap does not read is ERR_FORMAT_UNSUPPORTED', async () => {
   using tmp = tempDir();
   const dir = copy(tmp.path);
   writeFileSync(join(dir, 'manifest.json'), '{"format": "nestswap.package/1", ');
   assert.equal(await loadCode(dir), 'ERR_PACKAGE_MANIFEST');
-  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ format: 'something-else' }));
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ format: 'nestswap.package/1', name: 'x' }));
   assert.equal(await loadCode(dir), 'ERR_PACKAGE_MANIFEST');
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ format: 'something-else' }));
+  assert.equal(await loadCode(dir), 'ERR_FORMAT_UNSUPPORTED');
 });
 
 test('a manifest whose arch does not match the weights fails on the tensor index', async () => {

@@ -9,6 +9,9 @@ import { AdminClient } from '../registry/admin-client.js';
 import { startRegistry, type RegistryHandle } from '../registry/server.js';
 import { median, parseProfile, type Profile } from '../runtime/profile.js';
 import { fewShotFromClass, FEW_SHOT_MAX_SUBNETS } from '../agent/class-profile.js';
+import { pino } from 'pino';
+import { currentDeviceIdentity } from '../agent/device.js';
+import { startFleetAgent } from '../agent/fleet.js';
 import { profileDevice } from '../agent/profiler.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { mulberry32 } from '../runtime/random.js';
@@ -149,5 +152,45 @@ describe('class profiles (agent few-shot)', () => {
     const other = await fewShotFromClass(pkg, scaledCopy(await tinyProfile(), 1, '0e0e0e0e0e0e0e0e'), { device, threads: 2, subnetRuns: 20 });
     assert.equal(other.adopted, false);
     assert.match(other.reason, /threads/);
+  });
+});
+
+describe('class profiles (fleet agent)', () => {
+  test('a fleet agent of a known class adopts the scaled class profile, uploads it and logs the path', async () => {
+    using dir = tempDir('nestswap-classprof-fleet-');
+    const pkgDir = await makeQueryablePackage(join(dir.path, 'pkg'));
+    const reg = await startRegistry({ port: 0, dataDir: join(dir.path, 'reg'), adminToken: ADMIN, enrollToken: ENROLL, heartbeatMs: 200 });
+    const ac = new AbortController();
+    try {
+      await new AdminClient(reg.url, ADMIN).publishDir(pkgDir);
+      const me = await currentDeviceIdentity();
+      const peer = await enroll(reg.url, 'peer', me.deviceClass);
+      assert.equal((await fetch(`${reg.url}/v1/devices/${peer.deviceId}/profile`, { method: 'PUT', headers: { authorization: `Bearer ${peer.token}`, 'content-type': 'application/json' }, body: profileText(scaledCopy(await fullProfile(), 1.5, '1a1a1a1a1a1a1a1a', me.deviceClass)) })).status, 200);
+      const lines: Record<string, unknown>[] = [];
+      const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+      const agent = await startFleetAgent({ registry: reg.url, enrollToken: ENROLL, supernet: 'tiny', port: 0, host: '127.0.0.1', dataDir: join(dir.path, 'agent'), insecureNoSignatures: true, logger, signal: ac.signal, fewShot: { subnetRuns: 40 } });
+      try {
+        let row;
+        for (let i = 0; i < 300 && !(row = await reg.store.profile(agent.deviceId)); i++) await new Promise((r) => setTimeout(r, 100));
+        assert.ok(row, 'the agent uploaded a profile');
+        const up = parseProfile(JSON.parse(row.json));
+        const logged = lines.find((l) => l.msg === 'profiling');
+        assert.ok(logged, 'the path is logged');
+        if (logged.path === 'few-shot') {
+          assert.ok((up.device as { fewShot?: { scale: number } }).fewShot!.scale > 0);
+          assert.match(up.method.timing ?? '', /few-shot/);
+        } else {
+          // the machine moved between the class's measurement and this one: the full profile ran, and says why
+          assert.match(String(logged.reason), /MAPE .* > 10\.0%/);
+          assert.equal(up.device?.fewShot, undefined);
+        }
+        assert.equal(up.fingerprint, me.fingerprint);
+      } finally {
+        await agent.close();
+      }
+    } finally {
+      ac.abort();
+      await reg.close();
+    }
   });
 });

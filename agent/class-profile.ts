@@ -29,6 +29,8 @@ export interface FewShotOptions {
   subnetRuns?: number;
   warmup?: number;
   seed?: number;
+  /** times the subnets (ms each); default: the profiler's interleaved whole-subnet measurement */
+  measure?: (cfgs: SubnetConfig[]) => Promise<number[]>;
 }
 
 export interface FewShotResult {
@@ -106,8 +108,9 @@ export async function fewShotFromClass(pkg: SupernetPackage, classProfile: Profi
   const pred = profileLatencyPredictor(classProfile);
   const predicted = cfgs.map((c) => pred.latencyMs(c));
   const runs = o.subnetRuns ?? runsForBudget(3000 / cfgs.length, median(predicted), 20, 400);
-  const t = await measureSubnetsLatency(pkg, cfgs, { ep, threads, warmup: o.warmup ?? 3, runs, rounds: 20, seed: o.seed ?? 11 }, backend);
-  const measured = t.map((x) => x.ms);
+  const measured = o.measure
+    ? await o.measure(cfgs)
+    : (await measureSubnetsLatency(pkg, cfgs, { ep, threads, warmup: o.warmup ?? 3, runs, rounds: 20, seed: o.seed ?? 11 }, backend)).map((x) => x.ms);
   const s = fitScale(predicted, measured);
   const samples: ProfileSample[] = cfgs.map((c, i) => ({ id: pkg.space.id(c), measured: measured[i]!, predicted: predicted[i]! * s }));
   const stats = predictionStats(samples);

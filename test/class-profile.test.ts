@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AdminClient } from '../registry/admin-client.js';
 import { startRegistry, type RegistryHandle } from '../registry/server.js';
-import { median, parseProfile, type Profile } from '../runtime/profile.js';
+import { median, parseProfile, profileLatencyPredictor, type Profile } from '../runtime/profile.js';
+import type { SubnetConfig } from '../runtime/space.js';
 import { fewShotFromClass, FEW_SHOT_MAX_SUBNETS } from '../agent/class-profile.js';
 import { pino } from 'pino';
 import { currentDeviceIdentity } from '../agent/device.js';
@@ -117,14 +118,20 @@ describe('class profiles (agent few-shot)', () => {
 
   test('a class profile that describes this device is adopted, scaled, as its own', async () => {
     const pkg = await loadPackageDir(TINY);
-    // the class measured this machine at half its speed: one scale (0.5) brings it back
-    const cp = scaledCopy(await fullProfile(), 2, '0c0c0c0c0c0c0c0c');
-    const r = await fewShotFromClass(pkg, cp, { device, threads: 1, subnetRuns: 40, classDevices: 3 });
+    // the class measured this machine at half its speed: one scale (0.5) brings it back. The
+    // device's own times are its full profile's predictions with ±4% of seeded noise, so what is
+    // tested is the fit and the decision, not this machine's timing on the day
+    const own = await fullProfile();
+    const cp = scaledCopy(own, 2, '0c0c0c0c0c0c0c0c');
+    const truth = profileLatencyPredictor(own);
+    const noise = mulberry32(3);
+    const measure = async (cfgs: SubnetConfig[]) => cfgs.map((c) => truth.latencyMs(c) * (0.96 + 0.08 * noise()));
+    const r = await fewShotFromClass(pkg, cp, { device, threads: 1, classDevices: 3, measure });
     assert.equal(r.adopted, true, r.reason);
     assert.equal(r.stats.subnets, FEW_SHOT_MAX_SUBNETS);
     assert.ok(r.stats.mape <= r.threshold && r.threshold === 0.1);
     // the class predicts twice this machine's latency: the fitted scale brings it down
-    assert.ok(r.scale < 1, `scale ${r.scale}`);
+    assert.ok(r.scale > 0.45 && r.scale < 0.55, `scale ${r.scale}`);
     const p = r.profile!;
     assert.equal(p.fingerprint, device.fingerprint);
     assert.ok(Math.abs(p.latency.model.calibration.a - cp.latency.model.calibration.a * r.scale) < 1e-12);
@@ -143,7 +150,9 @@ describe('class profiles (agent few-shot)', () => {
     }
     wrong.latency.model.slot = slot;
     wrong.latency.model.fixed = wrong.latency.model.fixed.map((x, i) => x * (i % 2 ? 3 : 1 / 3));
-    const r = await fewShotFromClass(pkg, parseProfile(wrong), { device, threads: 1, subnetRuns: 40 });
+    const truth = profileLatencyPredictor(await tinyProfile());
+    const measure = async (cfgs: SubnetConfig[]) => cfgs.map((c) => truth.latencyMs(c));
+    const r = await fewShotFromClass(pkg, parseProfile(wrong), { device, threads: 1, measure });
     assert.equal(r.adopted, false);
     assert.equal(r.profile, undefined);
     assert.ok(r.stats.mape > 0.1, r.reason);

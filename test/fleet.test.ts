@@ -4,82 +4,18 @@
  * from cache, and an agent killed mid-download.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AdminClient } from '../registry/admin-client.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { repoPath, tempDir } from './helpers.js';
 import { makeQueryablePackage, midBudgetMs } from './registry-fixtures.js';
+import { cli, freePort, sleep, start, stop, until, type Proc } from './processes.js';
 import { parseProfile } from '../runtime/profile.js';
 
 const ADMIN = 'fleet-admin-token-0123456789';
 const ENROLL = 'fleet-enroll-token-0123456789';
-const BIN = repoPath('bin', 'nestswap.js');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-interface Proc {
-  child: ChildProcess;
-  out: string;
-  lines: Record<string, unknown>[];
-  exited: Promise<number | null>;
-}
-
-function start(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const p: Proc = { child, out: '', lines: [], exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  const onData = (d: Buffer) => {
-    p.out += d.toString();
-    for (const line of d.toString().split('\n'))
-      if (line.startsWith('{'))
-        try {
-          p.lines.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          // partial line
-        }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  return p;
-}
-
-async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, ms = 60_000, every = 100): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch {
-      // not yet
-    }
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(every);
-  }
-}
-
-function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-async function stop(p: Proc | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill(signal);
-  const t = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
-  await p.exited;
-  clearTimeout(t);
-}
-
 describe('fleet end to end', { timeout: 600_000 }, () => {
   const dir = tempDir('nestswap-fleet-');
   let port: number;

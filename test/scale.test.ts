@@ -18,27 +18,15 @@ import { BIN, Replica } from './cluster.js';
 import { tempDir } from './helpers.js';
 import { enrollLight, LightAgent } from './light-agent.js';
 import { makeQueryablePackage, profileText, tinyProfile } from './registry-fixtures.js';
+import { sleep, until as untilEvery } from './processes.js';
 import { natsAvailable, postgresAvailable, startNats, startPostgres, type NatsServer, type PostgresServer } from './servers.js';
 
 const ADMIN = 'scale-admin-token-0123456789';
 const ENROLL = 'scale-enroll-token-0123456789';
 const LIGHT = 300;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const skip = postgresAvailable() ?? natsAvailable();
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch {
-      // not yet
-    }
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 60_000) => untilEvery(what, fn, ms, 200);
 
 /** Runs `fn` over `items` with at most `n` in flight. */
 async function pool<T>(items: T[], n: number, fn: (t: T, i: number) => Promise<void>): Promise<void> {

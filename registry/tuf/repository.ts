@@ -78,9 +78,15 @@ export class TufRepository {
     for (const role of need) repo.signers(root, role);
     if (!(await opts.store.latest('targets'))) {
       const first = join(opts.keyDir, '1.targets.json');
-      if (existsSync(first)) await repo.acceptTargets(readFileSync(first, 'utf8'), { checkFiles: () => true });
-      else if (opts.onlineTargets) await repo.signTargets(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: tufDate(repo.now() + repo.lifetimes.targetsS * 1000) }));
-      else throw new NestswapError('ERR_TUF_KEY', `${opts.keyDir} has no 1.targets.json (made by 'nestswap keys init') and the targets key is offline.`);
+      try {
+        if (existsSync(first)) await repo.acceptTargets(readFileSync(first, 'utf8'), { checkFiles: () => true });
+        else if (opts.onlineTargets) await repo.signTargets(new Targets({ version: 1, specVersion: TUF_SPEC_VERSION, expires: tufDate(repo.now() + repo.lifetimes.targetsS * 1000) }));
+        else throw new NestswapError('ERR_TUF_KEY', `${opts.keyDir} has no 1.targets.json (made by 'nestswap keys init') and the targets key is offline.`);
+      } catch (err) {
+        // replicas starting together on one database: another stored the first targets meanwhile
+        if (!(await opts.store.latest('targets'))) throw err;
+        await repo.refresh();
+      }
     } else await repo.refresh();
     return repo;
   }

@@ -83,6 +83,15 @@ async function nodeLogits(pkg: SupernetPackage, cfg: unknown, input: Float32Arra
   }
 }
 
+/** A page call with its own deadline: a hang fails the test naming the step, not the whole file at its timeout. */
+function step<T>(what: string, p: Promise<T>, ms = 180_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`WebGPU test: '${what}' did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
 describe('browser agent in chromium', { skip, timeout: 1_800_000 }, () => {
   let web: WebRegistry;
   let browser: Browser;
@@ -219,17 +228,17 @@ describe('browser agent in chromium', { skip, timeout: 1_800_000 }, () => {
 
   test('WebGPU (software adapter) gives outputs within 1e-3 of wasm on the same subnet', async (t) => {
     const memoryMB = flatMemoryPredictor(staticMemoryModel(pkg.arch, pkg.space.image_size_list)).memoryMB(pkg.space.min()) * 1.02;
-    const gpuPage = await agentPage(await browser.newContext(), web.url);
-    const probe = (await gpuPage.evaluate(() => (window as unknown as { nestswap: { probe(o: unknown): Promise<unknown> } }).nestswap.probe({ eps: ['webgpu'] }))) as { eps: { ok: boolean; reason: string | null }[] };
+    const gpuPage = await step('open the page', agentPage(await browser.newContext(), web.url));
+    const probe = (await step('probe webgpu', gpuPage.evaluate(() => (window as unknown as { nestswap: { probe(o: unknown): Promise<unknown> } }).nestswap.probe({ eps: ['webgpu'] })))) as { eps: { ok: boolean; reason: string | null }[] };
     if (!probe.eps[0]!.ok) return t.skip(`WebGPU does not run in this chromium: ${probe.eps[0]!.reason}`);
     const opts = { enrollToken: ENROLL, supernet: 'fmnist-ofa', budget: { memoryMB }, profile: false };
-    const g = await connect(gpuPage, { ...opts, eps: ['webgpu'] });
+    const g = await step('connect on webgpu', connect(gpuPage, { ...opts, eps: ['webgpu'] }));
     assert.equal(g.ep, 'webgpu');
     const cpuPage = await agentPage(await browser.newContext(), web.url);
     const c = await connect(cpuPage, { ...opts, eps: ['wasm'] });
     assert.equal(c.ep, 'wasm');
     const batch = imgs.input.subarray(0, 784 * 20);
-    const a = await pageInfer(gpuPage, batch, 20);
+    const a = await step('infer on webgpu', pageInfer(gpuPage, batch, 20));
     const b = await pageInfer(cpuPage, batch, 20);
     assert.equal(a.subnetId, b.subnetId, 'the same budget picks the same subnet');
     const d = maxAbsDiff(a.logits, b.logits);

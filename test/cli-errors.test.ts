@@ -5,7 +5,6 @@
  * refuses the token.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createNetServer, type Socket, type Server as NetServer } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -13,32 +12,10 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { startRegistry } from '../registry/server.js';
-import { repoPath, tempDir, TINY } from './helpers.js';
+import { tempDir, TINY } from './helpers.js';
+import { runCli, type Ran } from './processes.js';
 
-const CLI = repoPath('bin', 'nestswap.js');
-
-interface Ran {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function nestswap(args: string[], env: Record<string, string> = {}): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const env0 = { ...process.env };
-    delete env0.NESTSWAP_DEBUG;
-    delete env0.NESTSWAP_REGISTRY;
-    delete env0.NESTSWAP_ADMIN_TOKEN;
-    delete env0.NESTSWAP_REGISTRY_TIMEOUT_MS;
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...env0, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const nestswap = runCli;
 
 const listen = <S extends Server | NetServer>(s: S) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
 

@@ -7,65 +7,32 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AdminClient } from '../registry/admin-client.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { repoPath, tempDir } from './helpers.js';
-import { makeQueryablePackage, midBudgetMs } from './registry-fixtures.js';
-import { cli, freePort, sleep, start, stop, until, type Proc } from './processes.js';
+import { midBudgetMs } from './registry-fixtures.js';
+import { registryProcess, type RegistryProcess } from './registry-process.js';
+import { cli, sleep, start, stop, until, type Proc } from './processes.js';
 import { parseProfile } from '../runtime/profile.js';
 
 const ADMIN = 'fleet-admin-token-0123456789';
 const ENROLL = 'fleet-enroll-token-0123456789';
 describe('fleet end to end', { timeout: 600_000 }, () => {
   const dir = tempDir('nestswap-fleet-');
-  let port: number;
+  let reg: RegistryProcess;
   let url: string;
   let registry: Proc | undefined;
   const agents: Record<string, Proc | undefined> = {};
-  const admin = () => new AdminClient(url, ADMIN);
-  const regData = join(dir.path, 'registry');
-  const keyDir = join(dir.path, 'keys');
-
+  const admin = () => reg.admin();
   const startRegistry = async () => {
-    registry = start(['registry', '--port', String(port), '--data', regData, '--keys', keyDir, '--online-targets', '--log-level', 'warn'], { NESTSWAP_ADMIN_TOKEN: ADMIN, NESTSWAP_ENROLL_TOKEN: ENROLL });
-    await until('registry', async () => (await fetch(`${url}/v1/health`)).ok, 30_000);
+    registry = await reg.start();
   };
-  const startAgent = (name: string, supernet = 'tiny') =>
-    (agents[name] = start([
-      'agent',
-      '--registry',
-      url,
-      '--enroll-token',
-      ENROLL,
-      '--supernet',
-      supernet,
-      '--name',
-      name,
-      '--latency-ms',
-      '50',
-      '--port',
-      '0',
-      '--threads',
-      '1',
-      '--data',
-      join(dir.path, name),
-      '--log-level',
-      'info',
-      '--trust-root',
-      join(keyDir, 'root.json'),
-    ]));
+  const startAgent = (name: string, supernet = 'tiny') => (agents[name] = start(reg.agentArgs(name, join(dir.path, name), supernet)));
   const serving = (p: Proc) => until(`agent serving`, () => p.lines.find((l) => l.msg === 'fleet agent serving') as { device: string; url: string; downloaded: boolean } | undefined, 120_000);
 
   before(async () => {
-    const keys = cli(['keys', 'init', '--out', keyDir, '--json']);
-    assert.equal(keys.code, 0, keys.stderr);
-    port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    await startRegistry();
-    const pkgDir = await makeQueryablePackage(join(dir.path, 'pkg'));
-    const pub = cli(['publish', pkgDir, '--registry', url, '--token', ADMIN, '--json']);
-    assert.equal(pub.code, 0, pub.stderr);
-    assert.equal(JSON.parse(pub.stdout).created, true);
+    reg = await registryProcess(dir.path, { admin: ADMIN, enroll: ENROLL });
+    url = reg.url;
+    registry = reg.current;
   });
   after(async () => {
     if (process.env.NESTSWAP_TEST_LOGS) writeFileSync(process.env.NESTSWAP_TEST_LOGS, [registry, ...Object.values(agents)].map((p) => p?.out ?? '').join('\n=====\n'));

@@ -65,6 +65,29 @@ export async function stop(p: Proc | undefined, signal: NodeJS.Signals = 'SIGTER
   clearTimeout(t);
 }
 
+export interface Ran {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the CLI to its end without blocking this process (servers the test started here keep answering).
+ * The caller's own NESTSWAP_* settings are not passed on; `env` adds settings (undefined removes one).
+ */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<Ran> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NESTSWAP_')));
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
 export function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };

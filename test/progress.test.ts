@@ -3,13 +3,13 @@
  * injected (the helper's `tty` option; NESTSWAP_PROGRESS=tty for spawned commands), never required.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { progress } from '../runtime/node/progress.js';
 import { startRegistry } from '../registry/server.js';
-import { repoPath, tempDir, TINY } from './helpers.js';
+import { tempDir, TINY } from './helpers.js';
+import { runCli } from './processes.js';
 import { fixture, predictorPath } from './search-fixtures.js';
 
 function sink(isTTY: boolean) {
@@ -56,18 +56,7 @@ test('redraws are throttled, the last state is always drawn, bytes are shown as 
   assert.match(tty.out[2]!, /counting\s+0\.00 MB$/);
 });
 
-const CLI = repoPath('bin', 'nestswap.js');
-function nestswap(args: string[], env: Record<string, string | undefined>): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NESTSWAP_PROGRESS: undefined, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const nestswap = runCli;
 
 const dir = tempDir('nestswap-progress-');
 let registry: Awaited<ReturnType<typeof startRegistry>>;

@@ -11,7 +11,7 @@
  * but 'pre', which carries it for the whole network.
  */
 import { NestswapError } from '../../runtime/errors.js';
-import { buildSubnet, SubnetWeights } from '../../runtime/materialize.js';
+import { buildSubnet, SubnetWeights, type BuildOptions } from '../../runtime/materialize.js';
 import type { SupernetPackage } from '../../runtime/package.js';
 import { buildBaselineGraph, buildPartGraph, enumerateParts, type PartKind } from '../../runtime/parts.js';
 import {
@@ -108,6 +108,8 @@ export interface ProfileOptions {
   /** subnets measured in child processes to fit the memory model (0 = no memory model) */
   memorySubnets?: number;
   seed?: number;
+  /** how the graphs are written (the same as the agent serves: e.g. the wasm provider's depthwise lowering) */
+  graph?: Pick<BuildOptions, 'depthwiseMatMul'>;
   backend?: Backend;
   /** measures one subnet's session memory (Node: a child process); without it no memory model is fitted */
   memory?: MemoryMeter;
@@ -315,9 +317,10 @@ export async function measureSubnetsLatency(
   o: InterleavedTimingOptions,
   backend: Backend,
   weights = new SubnetWeights(pkg),
+  graph: ProfileOptions['graph'] = {},
 ): Promise<Timing[]> {
   const dims = subnetInputDims(pkg);
-  return timeModels(backend, cfgs.map((cfg) => ({ bytes: buildSubnet(weights, cfg, { mode: 'fold', batch: 1 }).bytes, inDims: dims })), o);
+  return timeModels(backend, cfgs.map((cfg) => ({ bytes: buildSubnet(weights, cfg, { mode: 'fold', batch: 1, ...graph }).bytes, inDims: dims })), o);
 }
 
 /** Random distinct subnets, seeded; `resolutions` restricts image sizes. */
@@ -365,7 +368,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions &
   // 'pre' (input resize + normalisation + stem) carries the per-run overhead of the whole subnet, once
   const partTimes = await timeParts(
     backend,
-    parts.map((part) => ({ bytes: buildPartGraph(weights, part), inDims: part.inDims, gross: part.kind === 'pre' })),
+    parts.map((part) => ({ bytes: buildPartGraph(weights, part, opts.graph), inDims: part.inDims, gross: part.kind === 'pre' })),
     { ...timing, seed, onRound: (done, total) => progress({ phase: 'parts', done: Math.round((done / total) * parts.length), total: parts.length }) },
   );
   for (const [i, part] of parts.entries()) {
@@ -413,7 +416,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions &
         ...subnetTiming,
         seed: seed + 3 + done0,
         onRound: (done, total) => progress({ phase: 'calibration', done: Math.round((done / total) * both.length), total: both.length }),
-      }, backend, weights),
+      }, backend, weights, opts.graph),
     );
     const ms = both.map((_, i) => median(passes.map((t) => t[i]!.ms)));
     calSamples = calCfgs.map((cfg, i) => ({ id: pkg.space.id(cfg), measured: ms[i]!, predicted: calRaw[i]! }));
@@ -433,7 +436,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions &
     const memCfgs = [pkg.space.min(), pkg.space.max(), ...sampleSubnets(pkg, Math.max(0, nMem - 2), seed + 2)].slice(0, nMem);
     const measuredMem: { cfg: SubnetConfig; mb: number }[] = [];
     for (const [i, cfg] of memCfgs.entries()) {
-      const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1 });
+      const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1, ...(opts.graph ?? {}) });
       const m = await opts.memory.measure(built.bytes, subnetInputDims(pkg), { ep, threads });
       measuredMem.push({ cfg, mb: m.deltaMB });
       progress({ phase: 'memory', done: i + 1, total: memCfgs.length });

@@ -165,6 +165,8 @@ export interface InferResult {
   dims: readonly number[];
   subnetId: string;
   config: SubnetConfig;
+  /** the run's own time (ms): the backend's measure where it has one, else the wall time around the run */
+  computeMs: number;
 }
 
 interface Loaded {
@@ -303,8 +305,9 @@ export class HotSwapper {
       const t0 = this.now();
       const out = await m.session.runFirst(input, [batch, ...this.opts.sampleShape]);
       // the run's own time where the backend measured it, else the wall time here
-      this.opts.onRun?.(out.computeMs ?? this.now() - t0, batch, m.subnetId);
-      return { logits: out.data, dims: out.dims, subnetId: m.subnetId, config: m.config };
+      const computeMs = out.computeMs ?? this.now() - t0;
+      this.opts.onRun?.(computeMs, batch, m.subnetId);
+      return { logits: out.data, dims: out.dims, subnetId: m.subnetId, config: m.config, computeMs };
     } finally {
       m.refs--;
       if (m.retired && m.refs === 0) this.release(m);

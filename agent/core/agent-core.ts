@@ -133,7 +133,7 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
     idOf: (cfg) => pkg.space.id(cfg),
     build: async (cfg, check) => {
       if (sessions.build) return sessions.build(cfg, check, ctx);
-      const r = await materializer.materialize(cfg, { calibration });
+      const r = await materializer.materialize(cfg, { calibration, ...(sessions.graph ?? {}) });
       return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
     },
     ...(sessions.hotSwap ?? {}),

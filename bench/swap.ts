@@ -3,9 +3,12 @@
  *
  *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate auto|N] [--blocks 4]
  *                           [--threads auto|N] [--host worker|main] [--inline-build] [--onnx-cache]
+ *   node dist/bench/swap.js --decisions [--swaps 100] [--requests 10000] [--rate 200] [--blocks 4]
  *
  * --host: where the agent's sessions run (its `sessionHost`): the main thread (default) or worker threads.
  * --inline-build: with --host main, build candidates on the main thread too (no builder worker).
+ * --decisions: the swaps are budget changes the agent decides, a search per decision vs the Pareto ladder
+ *   with idle preparation, side by side (bench/swap-decisions.ts; --rate auto is 200 requests/s there).
  * --onnx-cache: keep the agent's ONNX cache by subnet id (64 MB): swaps back to a subnet served before
  *   skip the build (by default every swap rebuilds its ONNX).
  * --rate auto (default): 500 requests/s, or a third of the measured capacity of the largest subnet
@@ -25,6 +28,7 @@
  *  - process RSS with the model loaded, and idle CPU (monitor running, no traffic).
  */
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
@@ -47,6 +51,7 @@ const { values } = parseArgs({
     'onnx-cache': { type: 'boolean', default: false },
     blocks: { type: 'string', default: '4' },
     host: { type: 'string', default: 'main' },
+    decisions: { type: 'boolean', default: false },
   },
 });
 const fmnist = 'models/fmnist-ofa/package';
@@ -66,6 +71,13 @@ const q = (xs: number[], p: number) => {
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 const pkg = await loadPackageDir(dir);
+if (values.decisions) {
+  const { budgetDecisions } = await import('./swap-decisions.js');
+  const rate = values.rate === 'auto' ? 200 : Number(values.rate);
+  const r = await budgetDecisions(pkg, { swaps: nSwaps, requests: nRequests, blocks, rate, threads });
+  process.stdout.write(`${JSON.stringify({ bench: 'swap', package: dir, threads, when: new Date().toISOString(), loadavg: loadavg().map((v) => Math.round(v * 100) / 100), ...r }, null, 2)}\n`);
+  process.exit(0);
+}
 const selector = await ladderSelector(pkg, nodeBackend, { size: 4, threads });
 const d = await startDaemon({
   pkg,

@@ -394,8 +394,9 @@ export class HotSwapper {
     let check: CheckTimes | null = null;
     const t0 = p.decidedAt;
     try {
-      // a prefetch in flight holds the builder: the swap waits for it (it may be this very subnet)
-      if (this.prefetching) await this.prefetching;
+      // a prefetch in flight holds the builder: a swap that must build waits for it (it may be this very
+      // subnet); one whose bytes are cached needs no builder and goes ahead
+      if (this.prefetching && !this.cache.has(id)) await this.prefetching;
       let built = this.cacheGet(id);
       if (built) onnxCached = true;
       else {

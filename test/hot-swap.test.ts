@@ -244,6 +244,20 @@ test('prefetch builds a candidate into the ONNX cache: the swap that follows onl
   assert.equal(rc.onnxCached, true);
   assert.equal(builds.filter((id) => id === pkg.space.id(c)).length, 1);
   assert.equal(hot.active!.subnetId, pkg.space.id(c));
+
+  // a swap to a subnet whose bytes are cached does not wait for a prefetch of another one
+  const d = pkg.space.sample(mulberry32(4));
+  gate = new Promise((r) => (open = r));
+  const held = hot.prefetch(d);
+  const swapB = hot.swapTo(b);
+  const first = await Promise.race([swapB, new Promise<null>((r) => setTimeout(() => r(null), 10_000).unref())]);
+  assert.notEqual(first, null, 'the swap to a cached subnet waited for the prefetch held on its gate');
+  const rbCached = await swapB;
+  assert.equal(rbCached.outcome, 'swapped', 'served while the prefetch is still held');
+  assert.equal(rbCached.onnxCached, true);
+  assert.equal(hot.active!.subnetId, pkg.space.id(b));
+  open();
+  assert.equal(await held, true);
   await hot.close();
 });
 

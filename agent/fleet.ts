@@ -6,6 +6,7 @@
  * budget → new budget, unpin). The daemon keeps serving from the cache whatever the registry does.
  */
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
@@ -41,6 +42,7 @@ async function fewShotProfile(client: RegistryClient, pkg: SupernetPackage, o: F
   try {
     r = await fewShotFromClass(pkg, parseProfile(cp.profile, 'class profile'), { ...o, classDevices: cp.devices });
   } catch (err) {
+    if (o.signal?.aborted) throw err;
     log.info({ path: 'full', reason: `class profile unusable: ${(err as Error).message}` }, 'profiling');
     return undefined;
   }
@@ -207,26 +209,31 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   };
   client.connect({ onCommand, hello: () => helloFrame(daemon) });
 
-  // Profile in the background: serving does not wait for it; the upload retries until it lands.
-  let closed = false;
+  // Profile in the background: serving does not wait for it; the upload retries until it lands. A
+  // shutdown stops both at once (within one timed visit), so stopping never waits for a profile.
+  const stopProfiling = new AbortController();
+  const signal = stopProfiling.signal;
   const profiling = (async () => {
     if (opts.profile === false) return;
     const threadsOpt = opts.threads ? { threads: opts.threads } : {};
-    const instead = () => fewShotProfile(client, pkg, { device: identity, ...threadsOpt, ...(opts.profile ? opts.profile : {}), ...opts.fewShot }, dlog);
-    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...threadsOpt, ...opts.profile, ...(opts.fewShot === false ? {} : { instead }) });
+    const instead = () => fewShotProfile(client, pkg, { device: identity, ...threadsOpt, ...(opts.profile ? opts.profile : {}), ...opts.fewShot, signal }, dlog);
+    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...threadsOpt, ...opts.profile, signal, ...(opts.fewShot === false ? {} : { instead }) });
     dlog.info({ cached: p.cached }, 'profile ready');
     const text = serializeProfile(p.profile);
-    for (let i = 0; !closed; i++) {
+    for (let i = 0; !signal.aborted; i++) {
       try {
         await client.uploadProfile(text);
         dlog.info('profile uploaded');
         return;
       } catch (err) {
         if ((err as { status?: number }).status !== undefined && (err as { status: number }).status < 500) throw err;
-        await new Promise((r) => setTimeout(r, backoffDelay(i, 1000, 30_000)));
+        await sleep(backoffDelay(i, 1000, 30_000), undefined, { signal });
       }
     }
-  })().catch((err) => dlog.error({ err: (err as Error).message }, 'profile upload failed'));
+  })().catch((err) => {
+    if (signal.aborted) dlog.info('profiling stopped: the agent is shutting down (the next start measures again)');
+    else dlog.error({ err: (err as Error).message }, 'profile upload failed');
+  });
 
   return {
     deviceId: id.deviceId,
@@ -234,7 +241,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     client,
     pkg: cached,
     async close() {
-      closed = true;
+      stopProfiling.abort(new Error('the agent is shutting down'));
       clearInterval(tufTimer);
       stopTelemetry();
       await client.close();

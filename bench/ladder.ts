@@ -6,8 +6,9 @@
  *  - ladder build time (64 rungs: NSGA-II front + the default search at 12 budgets);
  *  - decision: the ladder selector's choose() over random budgets vs the search selector's on fresh budgets;
  *  - budget change → serving a prepared rung: an agent on the ladder prepares the rungs near the serving
- *    one at idle (BN statistics, built ONNX), then `swaps` budget changes among them; setBudget wall time
- *    and how many swaps waited for BN calibration (statsCached false) or rebuilt the ONNX.
+ *    one at idle (BN statistics, built ONNX), then `swaps` budget changes among them; setBudget wall time,
+ *    the time to the first answer of a request sent once it returns (from the new subnet), the swap's
+ *    phases, and how many swaps waited for BN calibration (statsCached false) or rebuilt the ONNX.
  */
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -72,7 +73,7 @@ for (let i = 0; i < 10; i++) {
 const mid = Math.floor(ladder.rungs.length / 2);
 const d = await startDaemon({
   pkg,
-  budget: { latencyMs: ladder.rungs[mid]!.latencyMs * 1.0001 },
+  budget: { latencyMs: ladder.rungs[mid]!.latencyMs },
   selector,
   threads: 1,
   monitor: { intervalMs: 1000, probe: false },
@@ -90,6 +91,10 @@ const prepareMs = performance.now() - prepStart;
 const prepared = d.status().ladder!.prepared;
 const near = ladder.around(mid).slice(0, 8);
 const swapMs: number[] = [];
+const answerMs: number[] = [];
+const phases = { build: [] as number[], open: [] as number[], warm: [] as number[], check: [] as number[], swap: [] as number[] };
+const x = Float32Array.from({ length: pkg.manifest.input.shape.reduce((a, b) => a * b, 1) }, (_, i) => (i % 23) / 23);
+let answeredByOther = 0;
 let calibrationWaits = 0;
 let onnxRebuilds = 0;
 let outcomes = 0;
@@ -97,8 +102,21 @@ for (let i = 0; i < nSwaps; i++) {
   // next rung: a different one among the prepared, alternating around the middle
   const target = ladder.rungs[near[(i % (near.length - 1)) + 1]!]!;
   const s = performance.now();
-  const rec = await d.setBudget({ latencyMs: target.latencyMs * 1.0001 });
+  // the budget is the rung's own latency: rungs can lie closer than any margin
+  const rec = await d.setBudget({ latencyMs: target.latencyMs });
   swapMs.push(performance.now() - s);
+  // the first request sent once the budget change returns: answered by the new subnet, timed from the change
+  const a = await d.infer(x, 1);
+  answerMs.push(performance.now() - s);
+  if (a.subnetId !== target.id) answeredByOther++;
+  const t = rec.timings;
+  if (t) {
+    phases.build.push(t.buildMs);
+    phases.open.push(t.openMs - t.buildMs);
+    phases.warm.push(t.warmMs - t.openMs);
+    phases.check.push(t.checkMs - t.warmMs);
+    phases.swap.push(t.totalMs - t.checkMs);
+  }
   if (rec.outcome === 'swapped') outcomes++;
   if (rec.statsCached === false) calibrationWaits++;
   if (!rec.onnxCached) onnxRebuilds++;
@@ -118,6 +136,9 @@ process.stdout.write(
       decisionUs: { ladder: stats(ladderUs), search: stats(searchMs.map((v) => v * 1000), 0), ratio_search_over_ladder_median: Math.round(q(searchMs, 0.5) * 1000 / q(ladderUs, 0.5)) },
       preparation: { rungs: 8, wallMs: Math.round(prepareMs), ...prepared },
       budgetChangeToServingMs: stats(swapMs),
+      budgetChangeToFirstAnswerMs: { ...stats(answerMs), answeredByAnotherSubnet: answeredByOther },
+      // where a swap's time goes: ONNX from the cache, session opened, warm-up run, health check (finite outputs, timed beside the serving model), the swap
+      phasesMs: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, v.length ? { median: Math.round(q(v, 0.5) * 1000) / 1000, p99: Math.round(q(v, 0.99) * 1000) / 1000 } : null])),
       swaps: { requested: nSwaps, swapped: outcomes, waitedForCalibration: calibrationWaits, rebuiltOnnx: onnxRebuilds },
     },
     null,

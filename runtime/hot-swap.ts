@@ -97,6 +97,8 @@ export type SwapOutcome = 'swapped' | 'unchanged' | 'failed' | 'superseded';
 export interface SwapTimings {
   /** decision → ONNX bytes ready */
   buildMs: number;
+  /** → session created (opened from the bytes, or by the builder) */
+  openMs: number;
   /** → session created and warmed up */
   warmMs: number;
   /** → health check passed */
@@ -410,6 +412,7 @@ export class HotSwapper {
         const bytes = this.opts.candidateHook ? this.opts.candidateHook(built!.bytes, id) : built!.bytes;
         session = await ModelSession.create(this.opts.backend, bytes, { ...(this.opts.session ?? {}), ...(built!.sessionOptions ?? {}) });
       }
+      const tOpen = this.now();
       const pre = built?.checked ? await built.checked : undefined;
       if (pre && !pre.output.data.every(Number.isFinite))
         throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input where it was built.`, { details: { subnetId: id } });
@@ -441,7 +444,7 @@ export class HotSwapper {
         if (old.refs === 0) this.release(old);
       }
       const tServing = this.now();
-      rec.timings = { buildMs: tBuilt - t0, warmMs: tWarm - t0, checkMs: tChecked - t0, totalMs: tServing - t0 };
+      rec.timings = { buildMs: tBuilt - t0, openMs: tOpen - t0, warmMs: tWarm - t0, checkMs: tChecked - t0, totalMs: tServing - t0 };
       return rec;
     } catch (err) {
       if (session) await session.release().catch(() => undefined);

@@ -133,3 +133,33 @@ test('an agent on a ladder decides from it, shows its position in status and pre
     await d.close();
   }
 });
+
+test("an agent on a ladder serves the rung a budget names: its own latency gets it, a hair under gets the one below", async () => {
+  const pkg = await loadPackageDir(TINY);
+  const encoder = new ArchEncoder(pkg.space);
+  const macs = macsModel(pkg.arch);
+  const latency: EfficiencyModel = { ...macs, unit: 'ms', fixed: macs.fixed.map((v) => v / 1e6), slot: macs.slot.map((v) => v / 1e6) };
+  const inputs = { arch: pkg.arch, encoder, predictor: randomLinearPredictor(encoder, 5), efficiency: { latency: flatLatencyPredictor(latency) } };
+  const selector = await ladderSearchSelector(pkg, inputs, { profileDigest: 'tiny', predictorDigest: 'lin', rungs: 12, generations: 20 });
+  const l = selector.ladder!;
+  assert.ok(l.rungs.length >= 4, `only ${l.rungs.length} rungs`);
+  const top = l.rungs[l.rungs.length - 1]!;
+  const d = await startDaemon({ pkg, budget: { latencyMs: top.latencyMs }, selector, threads: 1, calibration: { images: 32 }, monitor: { intervalMs: 60_000, probe: false }, policy: { cooldownMs: 1e9 } });
+  try {
+    const served: string[] = [];
+    const wanted: string[] = [];
+    for (let i = 1; i < l.rungs.length; i++) {
+      const r = l.rungs[i]!;
+      await d.setBudget({ latencyMs: r.latencyMs });
+      served.push(d.status().subnet!.id);
+      wanted.push(r.id);
+      await d.setBudget({ latencyMs: r.latencyMs * (1 - 1e-9) });
+      served.push(d.status().subnet!.id);
+      wanted.push(l.rungs[i - 1]!.id);
+      assert.ok(d.status().predicted.latencyMs! <= r.latencyMs, 'never a rung over the budget');
+    }
+    assert.deepEqual(served, wanted);
+  } finally {
+    await d.close();
+  }
+});

@@ -109,7 +109,9 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
   const events = new Emitter();
   const links: TransportLink[] = [];
 
-  const choose = memoChooser(selector, log);
+  // a ladder decides in microseconds and its rungs can lie closer than the memo's 2% steps (a rounded
+  // budget would miss the rung it names, or pick one above it): it answers every budget as given
+  const choose = isLadderSelector(selector) ? (b: UserBudget) => selector.choose(b) : memoChooser(selector, log);
   const known = new Map<string, SubnetChoice>();
   const choiceOf = (cfg: SubnetConfig): SubnetChoice => {
     const id = pkg.space.id(cfg);

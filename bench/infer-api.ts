@@ -173,7 +173,7 @@ function report(m: Record<string, Call[]>, blocks: number) {
     return {
       perRound: paired(rt.map((x, i) => x - c[i]! - bare[i]!), blocks),
       differenceOfMedians: r3(median(rt) - median(c) - median(bare)),
-      vsBareModelPerRound: paired(rt.map((x, i) => x - bareModel[i]!), blocks),
+      ...(n === 'bareModel' ? {} : { vsBareModelPerRound: paired(rt.map((x, i) => x - bareModel[i]!), blocks) }),
     };
   };
   const servers = Object.keys(m).filter((n) => n.startsWith('agent') || n === 'bareModel');

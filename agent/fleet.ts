@@ -12,6 +12,7 @@ import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { parseProfile, serializeProfile, type Profile } from '../runtime/profile.js';
 import { fewShotFromClass, type FewShotOptions } from './class-profile.js';
+import { cachedProfileLadder } from './fleet-selector.js';
 import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
@@ -66,6 +67,8 @@ export interface FleetAgentOptions {
   profile?: Partial<Omit<ProfileOptions, 'device'>> | false;
   /** few-shot calibration of the registry's class profile before a full profile (`false`: always the full profile) */
   fewShot?: Partial<Omit<FewShotOptions, 'device'>> | false;
+  /** Pareto-ladder rungs once a profile of this device is cached (default 64; 0: the measured ladder always) */
+  ladderRungs?: number;
   /** monitor window (ms) */
   intervalMs?: number;
   /** give up starting when the registry cannot be reached and nothing is cached (default 10 tries) */
@@ -163,9 +166,12 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   // an acknowledged budget or pin from the registry outlives restarts (agent/fleet-state.ts)
   const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
   const budget = state.budget ?? validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
+  // decides from a Pareto ladder over this device's profile, as standalone, once one is cached
+  const selector = opts.profile === false ? undefined : await cachedProfileLadder(pkg, { dataDir: join(dataDir, 'daemon'), fingerprint: identity.fingerprint, threads: opts.threads, logger: dlog.child({ part: 'selector' }), ...(opts.ladderRungs !== undefined ? { rungs: opts.ladderRungs } : {}) });
   const daemon = await startDaemon({
     pkg,
     budget,
+    ...(selector ? { selector } : {}),
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     dataDir: join(dataDir, 'daemon'),
     logger: dlog.child({ part: 'daemon' }),

@@ -8,7 +8,10 @@ import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { startDaemon } from '../agent/daemon.js';
 import { ladderSearchSelector } from '../agent/core/ladder-selector.js';
 import { gapCases, randomLinearPredictor } from './search-fixtures.js';
-import { TINY } from './helpers.js';
+import { repoPath, tempDir, TINY } from './helpers.js';
+import { existsSync } from 'node:fs';
+import { cachedProfileLadder } from '../agent/fleet-selector.js';
+import { loadOrProfile } from '../agent/profiler.js';
 
 const key: LadderKey = { profile: 'p', predictor: 'a', slowdownClass: 0 };
 const rung = (latencyMs: number, accuracy: number, memoryMB: number | null = null): Rung => ({
@@ -162,4 +165,24 @@ test("an agent on a ladder serves the rung a budget names: its own latency gets 
   } finally {
     await d.close();
   }
+});
+
+test("a fleet agent decides from the Pareto ladder once this device's profile is cached; without one, or with another device's, from the measured ladder", { skip: !existsSync(repoPath('models/fmnist-ofa/package/manifest.json')) && 'models/fmnist-ofa absent' }, async () => {
+  const pkg = await loadPackageDir(repoPath('models/fmnist-ofa/package'));
+  using dir = tempDir();
+  const fingerprint = '1a2b3c4d5e6f7a8b';
+  assert.equal(await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint }), undefined, 'no cached profile yet');
+  const p = await loadOrProfile(pkg, { device: { fingerprint, deviceClass: 'test-x86-2c' }, dataDir: dir.path, threads: 1, runs: 20, subnetRuns: 20, memorySubnets: 0, seed: 3 });
+  assert.equal(p.cached, false);
+  assert.equal(await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint: 'ffffffffffffffff' }), undefined, "another device's profile is not used");
+  assert.equal(await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint, rungs: 0 }), undefined, '--ladder-rungs 0');
+  const s = await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint, rungs: 8 });
+  assert.ok(s, 'a ladder over the cached profile');
+  assert.equal(s.kind, 'pareto-ladder');
+  const l = s.ladder!;
+  assert.ok(l.rungs.length >= 2 && l.rungs.length <= 8);
+  // its rungs are the profile's predictions: the rung a budget names is the one served from the same profile's search inputs
+  const mid = l.rungs[Math.floor(l.rungs.length / 2)]!;
+  assert.equal((await s.choose({ latencyMs: mid.latencyMs })).subnetId, mid.id);
+  assert.ok(Math.abs(s.predict(mid.subnet).latencyMs! - mid.latencyMs) <= 1e-9 * mid.latencyMs, 'rung latencies are the profile predictor’s');
 });

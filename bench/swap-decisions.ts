@@ -4,7 +4,8 @@
  * same open-loop requests:
  *  - `search`: the path without a ladder (`--ladder-rungs 0`, and every agent before the ladder): a search
  *    per decision, no idle preparation (the search's picks are not known before the budget comes);
- *  - `ladder`: the Pareto ladder (64 rungs) with idle preparation of the 8 rungs nearest the serving one.
+ *  - `ladder`: the Pareto ladder (64 rungs) with idle preparation of the 8 rungs nearest the serving one
+ *    (statistics, built ONNX, sessions kept open).
  * Both agents start together and idle for the same time (until the ladder's 8 rungs are prepared) before
  * anything is timed; the same budget sequence (the latencies of those 8 rungs, in turn) is then sent to
  * each in alternating blocks. Per agent: budget changes that waited for BN calibration (statsCached false),
@@ -79,6 +80,7 @@ function summary(t: Tally) {
     outcomes: Object.fromEntries(['swapped', 'unchanged', 'failed', 'superseded'].map((o) => [o, t.records.filter((r) => r.outcome === o).length])),
     waitedForCalibration: t.records.filter((r) => r.statsCached === false).length,
     onnxRebuilt: swapped.filter((r) => !r.onnxCached).length,
+    sessionOpenedAhead: swapped.filter((r) => r.openedAhead).length,
     budgetChangeToServingMs: { median: r3(q(t.wallMs, 0.5)), p99: r3(q(t.wallMs, 0.99)), max: r3(Math.max(...t.wallMs)) },
     // medians over the swaps: the decision (setBudget's two choices) is the wall time less the swap's own
     phasesMedianMs: {

@@ -13,7 +13,7 @@ import type { SupernetPackage } from '../../runtime/package.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import type { SubnetConfig } from '../../runtime/space.js';
 import { Policy, type Decision, type EffectiveBudget, type PolicyOptions, type Prediction, type UserBudget } from '../policy.js';
-import { isLadderSelector, prepareRungs, type PreparationOptions } from './ladder-selector.js';
+import { DEFAULT_OPEN_SESSIONS, isLadderSelector, prepareRungs, type PreparationOptions } from './ladder-selector.js';
 import { silentLogger, type CoreLogger, type MetricsSink, type SessionAdapter, type StorageAdapter, type TransportLink } from './adapters.js';
 import { systemClock, type Clock } from './clock.js';
 import { Emitter } from './emitter.js';
@@ -137,6 +137,8 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
       return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
     },
     ...(sessions.hotSwap ?? {}),
+    // on a ladder, sessions of the nearest prepared rungs are kept open (prepareRungs)
+    openedKeep: isLadderSelector(selector) ? (opts.prepare?.sessions ?? DEFAULT_OPEN_SESSIONS) : 0,
     // 1 warm-up run and the median of 2 timed runs: enough for a health check with a 4x latency slack,
     // and in the builder they run while this thread loads the candidate, so they should not outlast that
     warmupRuns: 1,

@@ -19,6 +19,7 @@ import { packageSearchInputs } from '../agent/search-inputs.js';
 import type { SwapRecord } from '../runtime/hot-swap.js';
 import type { SupernetPackage } from '../runtime/package.js';
 import { flatLatencyPredictor, macsModel, type EfficiencyModel } from '../runtime/search/index.js';
+import { sendWhenDue } from './open-loop.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const q = (xs: number[], p: number) => {
@@ -52,20 +53,7 @@ async function load(d: DaemonHandle, n: number, budgets: number[], intervalMs: n
         into.records.push(rec);
       });
     }
-    const due = start + i * intervalMs;
-    const wait = due - performance.now();
-    if (wait >= 1) await sleep(wait);
-    const t0 = performance.now();
-    inflight.push(
-      d.infer(x, 1).then(
-        () => {
-          const t1 = performance.now();
-          into.lat.push(t1 - t0);
-          into.late.push(t1 - Math.min(t0, due));
-        },
-        () => void into.errors++,
-      ),
-    );
+    inflight.push((await sendWhenDue(() => d.infer(x, 1), start + i * intervalMs, into)).done);
     if (inflight.length >= 64) await Promise.all(inflight.splice(0));
   }
   await Promise.all(inflight);

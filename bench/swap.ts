@@ -36,6 +36,7 @@ import { nodeBackend } from '../runtime/node/ort-node.js';
 import { Materializer } from '../runtime/materializer.js';
 import { defaultSessionThreads, ladderSelector, startDaemon } from '../agent/daemon.js';
 import type { SwapRecord } from '../runtime/hot-swap.js';
+import { sendWhenDue, type RequestTally } from './open-loop.js';
 import { mulberry32 } from '../runtime/random.js';
 import { nchwcSupport, verifyNchwc } from '../runtime/node/nchwc.js';
 import { SubnetWeights } from '../runtime/materialize.js';
@@ -119,9 +120,7 @@ const intervalMs = 1000 / rate;
 
 // --- steady rate: half steady, half across swaps ------------------------------------------------
 async function phase(n: number, swaps: number, list = cfgs): Promise<{ lat: number[]; late: number[]; errors: number; records: SwapRecord[] }> {
-  const lat: number[] = [];
-  const late: number[] = [];
-  let errors = 0;
+  const t: RequestTally = { lat: [], late: [], errors: 0 };
   const start = performance.now();
   const inflight: Promise<void>[] = [];
   const records: SwapRecord[] = [];
@@ -134,26 +133,12 @@ async function phase(n: number, swaps: number, list = cfgs): Promise<{ lat: numb
         records.push(await d.switchTo(cfg, { pin: true }));
       });
     }
-    // open loop: request i is due at start + i·interval whether or not earlier ones have finished
-    const due = start + i * intervalMs;
-    const wait = due - performance.now();
-    if (wait >= 1) await sleep(wait);
-    const t0 = performance.now();
-    inflight.push(
-      d.infer(x, 1).then(
-        () => {
-          const t1 = performance.now();
-          lat.push(t1 - t0);
-          late.push(t1 - Math.min(t0, due));
-        },
-        () => void errors++,
-      ),
-    );
+    inflight.push((await sendWhenDue(() => d.infer(x, 1), start + i * intervalMs, t)).done);
     if (inflight.length >= 64) await Promise.all(inflight.splice(0));
   }
   await Promise.all(inflight);
   await swapChain;
-  return { lat, late, errors, records };
+  return { ...t, records };
 }
 await phase(Math.min(1000, Math.floor(nRequests / 10)), 0); // warm-up (JIT, allocator), not counted
 // Steady and swapping blocks alternate, so both see the same machine (its speed drifts on shared

@@ -29,6 +29,8 @@ export interface FewShotOptions {
   subnetRuns?: number;
   warmup?: number;
   seed?: number;
+  /** stops the measurement with the signal's reason */
+  signal?: AbortSignal;
   /** times the subnets (ms each); default: the profiler's interleaved whole-subnet measurement */
   measure?: (cfgs: SubnetConfig[]) => Promise<number[]>;
 }
@@ -110,7 +112,7 @@ export async function fewShotFromClass(pkg: SupernetPackage, classProfile: Profi
   const runs = o.subnetRuns ?? runsForBudget(3000 / cfgs.length, median(predicted), 20, 400);
   const measured = o.measure
     ? await o.measure(cfgs)
-    : (await measureSubnetsLatency(pkg, cfgs, { ep, threads, warmup: o.warmup ?? 3, runs, rounds: 20, seed: o.seed ?? 11 }, backend)).map((x) => x.ms);
+    : (await measureSubnetsLatency(pkg, cfgs, { ep, threads, warmup: o.warmup ?? 3, runs, rounds: 20, seed: o.seed ?? 11, signal: o.signal }, backend)).map((x) => x.ms);
   const s = fitScale(predicted, measured);
   const samples: ProfileSample[] = cfgs.map((c, i) => ({ id: pkg.space.id(c), measured: measured[i]!, predicted: predicted[i]! * s }));
   const stats = predictionStats(samples);

@@ -6,11 +6,13 @@
  * budget → new budget, unpin). The daemon keeps serving from the cache whatever the registry does.
  */
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { parseProfile, serializeProfile, type Profile } from '../runtime/profile.js';
 import { fewShotFromClass, type FewShotOptions } from './class-profile.js';
+import { cachedProfileLadder } from './fleet-selector.js';
 import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
 import { currentDeviceIdentity } from './device.js';
 import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
@@ -41,6 +43,7 @@ async function fewShotProfile(client: RegistryClient, pkg: SupernetPackage, o: F
   try {
     r = await fewShotFromClass(pkg, parseProfile(cp.profile, 'class profile'), { ...o, classDevices: cp.devices });
   } catch (err) {
+    if (o.signal?.aborted) throw err;
     log.info({ path: 'full', reason: `class profile unusable: ${(err as Error).message}` }, 'profiling');
     return undefined;
   }
@@ -64,6 +67,8 @@ export interface FleetAgentOptions {
   profile?: Partial<Omit<ProfileOptions, 'device'>> | false;
   /** few-shot calibration of the registry's class profile before a full profile (`false`: always the full profile) */
   fewShot?: Partial<Omit<FewShotOptions, 'device'>> | false;
+  /** Pareto-ladder rungs once a profile of this device is cached (default 64; 0: the measured ladder always) */
+  ladderRungs?: number;
   /** monitor window (ms) */
   intervalMs?: number;
   /** give up starting when the registry cannot be reached and nothing is cached (default 10 tries) */
@@ -161,9 +166,12 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   // an acknowledged budget or pin from the registry outlives restarts (agent/fleet-state.ts)
   const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
   const budget = state.budget ?? validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
+  // decides from a Pareto ladder over this device's profile, as standalone, once one is cached
+  const selector = opts.profile === false ? undefined : await cachedProfileLadder(pkg, { dataDir: join(dataDir, 'daemon'), fingerprint: identity.fingerprint, threads: opts.threads, logger: dlog.child({ part: 'selector' }), ...(opts.ladderRungs !== undefined ? { rungs: opts.ladderRungs } : {}) });
   const daemon = await startDaemon({
     pkg,
     budget,
+    ...(selector ? { selector } : {}),
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     dataDir: join(dataDir, 'daemon'),
     logger: dlog.child({ part: 'daemon' }),
@@ -207,26 +215,31 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   };
   client.connect({ onCommand, hello: () => helloFrame(daemon) });
 
-  // Profile in the background: serving does not wait for it; the upload retries until it lands.
-  let closed = false;
+  // Profile in the background: serving does not wait for it; the upload retries until it lands. A
+  // shutdown stops both at once (within one timed visit), so stopping never waits for a profile.
+  const stopProfiling = new AbortController();
+  const signal = stopProfiling.signal;
   const profiling = (async () => {
     if (opts.profile === false) return;
     const threadsOpt = opts.threads ? { threads: opts.threads } : {};
-    const instead = () => fewShotProfile(client, pkg, { device: identity, ...threadsOpt, ...(opts.profile ? opts.profile : {}), ...opts.fewShot }, dlog);
-    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...threadsOpt, ...opts.profile, ...(opts.fewShot === false ? {} : { instead }) });
+    const instead = () => fewShotProfile(client, pkg, { device: identity, ...threadsOpt, ...(opts.profile ? opts.profile : {}), ...opts.fewShot, signal }, dlog);
+    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...threadsOpt, ...opts.profile, signal, ...(opts.fewShot === false ? {} : { instead }) });
     dlog.info({ cached: p.cached }, 'profile ready');
     const text = serializeProfile(p.profile);
-    for (let i = 0; !closed; i++) {
+    for (let i = 0; !signal.aborted; i++) {
       try {
         await client.uploadProfile(text);
         dlog.info('profile uploaded');
         return;
       } catch (err) {
         if ((err as { status?: number }).status !== undefined && (err as { status: number }).status < 500) throw err;
-        await new Promise((r) => setTimeout(r, backoffDelay(i, 1000, 30_000)));
+        await sleep(backoffDelay(i, 1000, 30_000), undefined, { signal });
       }
     }
-  })().catch((err) => dlog.error({ err: (err as Error).message }, 'profile upload failed'));
+  })().catch((err) => {
+    if (signal.aborted) dlog.info('profiling stopped: the agent is shutting down (the next start measures again)');
+    else dlog.error({ err: (err as Error).message }, 'profile upload failed');
+  });
 
   return {
     deviceId: id.deviceId,
@@ -234,7 +247,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     client,
     pkg: cached,
     async close() {
-      closed = true;
+      stopProfiling.abort(new Error('the agent is shutting down'));
       clearInterval(tufTimer);
       stopTelemetry();
       await client.close();

@@ -2,10 +2,12 @@
  * The agent's inference route, `POST /v1/infer`, on the bare node:http request: the server hands it
  * the request before express sees it (agent/server.ts), so a local call pays for node:http and the
  * model, little else. Bodies: raw little-endian float32 (`application/octet-stream`, read straight
- * into an aligned buffer and used as the input tensor without a copy), JSON `{input}` / `{inputs}`,
- * or msgpack with the JSON shapes. Answers: JSON, or with `Accept: application/octet-stream` the raw
- * float32 logits (batch × classes) and headers `x-nestswap-subnet`, `x-nestswap-batch`,
- * `x-nestswap-classes`, `x-nestswap-indices` (comma-separated argmax per sample).
+ * into an aligned buffer and used as the input tensor without a copy), a NumPy `.npy` array
+ * (`application/x-npy`, agent/npy.ts), JSON `{input}` / `{inputs}`, or msgpack with the JSON shapes.
+ * Answers: JSON, or with `Accept: application/octet-stream` the raw float32 logits (batch × classes)
+ * (`Accept: application/x-npy`: the same as a `.npy`) and headers `x-nestswap-subnet`,
+ * `x-nestswap-batch`, `x-nestswap-classes`, `x-nestswap-indices` (comma-separated argmax per sample).
+ * Every answer has `Server-Timing: compute;dur=MS`, the model's own run time for the request.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { endianness } from 'node:os';
@@ -14,16 +16,10 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { isNestswapError } from '../runtime/errors.js';
 import type { DaemonHandle } from './daemon.js';
+import { HttpError } from './http-error.js';
+import { npyBytes, parseNpy } from './npy.js';
 
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { HttpError };
 
 const NumberArray = z.array(z.number());
 
@@ -107,7 +103,7 @@ export function errorAnswer(err: unknown, limit: number): { status: number; body
 }
 
 const LITTLE_ENDIAN = endianness() === 'LE';
-const TYPES = new Set(['application/json', 'application/octet-stream', 'application/msgpack', 'application/x-msgpack']);
+const TYPES = new Set(['application/json', 'application/octet-stream', 'application/x-npy', 'application/msgpack', 'application/x-msgpack']);
 
 /** The media type of a Content-Type header, lower case, without parameters. */
 function mediaType(h: string | undefined): string {
@@ -164,6 +160,12 @@ function decode(type: string, buf: Buffer, per: number): { data: Float32Array; b
     const data = floatsOf(buf, per);
     return { data, batch: data.length / per, single: false };
   }
+  if (type === 'application/x-npy') {
+    const { data, shape } = parseNpy(buf);
+    if (data.length === 0 || data.length % per !== 0)
+      throw new HttpError(400, 'ERR_INPUT', `.npy array of shape (${shape.join(', ')}) has ${data.length} values; it must be a positive multiple of ${per} (samples of ${per} values).`);
+    return { data, batch: data.length / per, single: false };
+  }
   let body: unknown;
   if (type === 'application/json') {
     try {
@@ -181,8 +183,11 @@ function decode(type: string, buf: Buffer, per: number): { data: Float32Array; b
   return toBatch(body, per);
 }
 
-function wantsBinary(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('application/octet-stream') && !accept.includes('application/json');
+/** The answer's form from the Accept header: raw float32, .npy, or JSON (the default). */
+function answerForm(accept: string | undefined): 'raw' | 'npy' | 'json' {
+  if (accept === undefined || accept.includes('application/json')) return 'json';
+  if (accept.includes('application/octet-stream')) return 'raw';
+  return accept.includes('application/x-npy') ? 'npy' : 'json';
 }
 
 function send(res: ServerResponse, status: number, type: string, body: Buffer | string, extra?: Record<string, string>): void {
@@ -202,14 +207,23 @@ export function inferHandler(d: DaemonHandle, opts: InferHttpOptions): (req: Inc
   const run = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const type = mediaType(req.headers['content-type']);
     if (!TYPES.has(type))
-      throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', `Content-Type '${req.headers['content-type'] ?? ''}' is not supported; use application/json, application/octet-stream or application/msgpack.`);
+      throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA', `Content-Type '${req.headers['content-type'] ?? ''}' is not supported; use application/json, application/octet-stream, application/x-npy or application/msgpack.`);
     const batch = decode(type, await readBody(req, limit), per);
     checkFinite(batch.data);
     const r = await d.infer(batch.data, batch.batch);
-    if (wantsBinary(req.headers.accept)) {
+    // the model's own time for this request, for clients that separate it from the round trip
+    const timing = `compute;dur=${r.computeMs.toFixed(3)}`;
+    const form = answerForm(req.headers.accept);
+    if (form !== 'json') {
       const logits = r.logits;
-      const bytes = LITTLE_ENDIAN ? Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength) : Buffer.from(new Uint8Array(Float32Array.from(logits).buffer));
-      send(res, 200, 'application/octet-stream', bytes, {
+      const bytes =
+        form === 'npy'
+          ? npyBytes(logits, [batch.batch, r.classes])
+          : LITTLE_ENDIAN
+            ? Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength)
+            : Buffer.from(new Uint8Array(Float32Array.from(logits).buffer));
+      send(res, 200, form === 'npy' ? 'application/x-npy' : 'application/octet-stream', bytes, {
+        'server-timing': timing,
         'x-nestswap-subnet': r.subnetId,
         'x-nestswap-batch': String(batch.batch),
         'x-nestswap-classes': String(r.classes),
@@ -222,7 +236,7 @@ export function inferHandler(d: DaemonHandle, opts: InferHttpOptions): (req: Inc
     const json = batch.single
       ? { label: r.labels[0], index: r.indices[0], logits: rows[0], subnet: r.subnetId }
       : { labels: r.labels, indices: r.indices, logits: rows, subnet: r.subnetId };
-    send(res, 200, 'application/json; charset=utf-8', JSON.stringify(json));
+    send(res, 200, 'application/json; charset=utf-8', JSON.stringify(json), { 'server-timing': timing });
   };
   return (req, res) => {
     run(req, res).catch((err: unknown) => {

@@ -1,13 +1,15 @@
 /**
  * Pareto-ladder benchmark (prints JSON): fmnist-ofa with its own ONNX accuracy predictor and a
  * MACs-proportional latency model standing in for a device profile (1 ms per million MACs).
- *   node dist/bench/ladder.js [--swaps 100]
+ *   node dist/bench/ladder.js [--swaps 100] [--sessions 8]   [--gap-ms 100]
+ *   (--sessions: rung sessions kept open, 0 = none; --gap-ms: idle time between budget changes, less than a monitor window)
  * Figures, side by side in one run:
  *  - ladder build time (64 rungs: NSGA-II front + the default search at 12 budgets);
  *  - decision: the ladder selector's choose() over random budgets vs the search selector's on fresh budgets;
  *  - budget change → serving a prepared rung: an agent on the ladder prepares the rungs near the serving
- *    one at idle (BN statistics, built ONNX), then `swaps` budget changes among them; setBudget wall time
- *    and how many swaps waited for BN calibration (statsCached false) or rebuilt the ONNX.
+ *    one at idle (BN statistics, built ONNX), then `swaps` budget changes among them; setBudget wall time,
+ *    the time to the first answer of a request sent once it returns (from the new subnet), the swap's
+ *    phases, and how many swaps waited for BN calibration (statsCached false) or rebuilt the ONNX.
  */
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -20,7 +22,7 @@ import { ladderSearchSelector } from '../agent/core/ladder-selector.js';
 import { searchSelector } from '../agent/core/search-selector.js';
 import { packageSearchInputs } from '../agent/search-inputs.js';
 
-const { values } = parseArgs({ options: { swaps: { type: 'string', default: '100' } } });
+const { values } = parseArgs({ options: { swaps: { type: 'string', default: '100' }, sessions: { type: 'string', default: '8' }, 'gap-ms': { type: 'string', default: '100' } } });
 const nSwaps = Number(values.swaps);
 const dir = 'models/fmnist-ofa/package';
 if (!existsSync(`${dir}/manifest.json`)) {
@@ -72,13 +74,13 @@ for (let i = 0; i < 10; i++) {
 const mid = Math.floor(ladder.rungs.length / 2);
 const d = await startDaemon({
   pkg,
-  budget: { latencyMs: ladder.rungs[mid]!.latencyMs * 1.0001 },
+  budget: { latencyMs: ladder.rungs[mid]!.latencyMs },
   selector,
   threads: 1,
   monitor: { intervalMs: 1000, probe: false },
   // hold the policy still: the bench decides the swaps
   policy: { cooldownMs: 1e9 },
-  prepare: { rungs: 8, idleMs: 20 },
+  prepare: { rungs: 8, idleMs: 20, sessions: Number(values.sessions) },
 });
 const prepStart = performance.now();
 for (let t = 0; t < 3000; t++) {
@@ -90,20 +92,41 @@ const prepareMs = performance.now() - prepStart;
 const prepared = d.status().ladder!.prepared;
 const near = ladder.around(mid).slice(0, 8);
 const swapMs: number[] = [];
+const answerMs: number[] = [];
+const phases = { build: [] as number[], open: [] as number[], warm: [] as number[], check: [] as number[], swap: [] as number[] };
+const x = Float32Array.from({ length: pkg.manifest.input.shape.reduce((a, b) => a * b, 1) }, (_, i) => (i % 23) / 23);
+let answeredByOther = 0;
 let calibrationWaits = 0;
 let onnxRebuilds = 0;
+let openedAhead = 0;
 let outcomes = 0;
 for (let i = 0; i < nSwaps; i++) {
   // next rung: a different one among the prepared, alternating around the middle
   const target = ladder.rungs[near[(i % (near.length - 1)) + 1]!]!;
   const s = performance.now();
-  const rec = await d.setBudget({ latencyMs: target.latencyMs * 1.0001 });
+  // the budget is the rung's own latency: rungs can lie closer than any margin
+  const rec = await d.setBudget({ latencyMs: target.latencyMs });
   swapMs.push(performance.now() - s);
+  // the first request sent once the budget change returns: answered by the new subnet, timed from the change
+  const a = await d.infer(x, 1);
+  answerMs.push(performance.now() - s);
+  if (a.subnetId !== target.id) answeredByOther++;
+  const t = rec.timings;
+  if (t) {
+    phases.build.push(t.buildMs);
+    phases.open.push(t.openMs - t.buildMs);
+    phases.warm.push(t.warmMs - t.openMs);
+    phases.check.push(t.checkMs - t.warmMs);
+    phases.swap.push(t.totalMs - t.checkMs);
+  }
   if (rec.outcome === 'swapped') outcomes++;
   if (rec.statsCached === false) calibrationWaits++;
   if (!rec.onnxCached) onnxRebuilds++;
+  if (rec.openedAhead) openedAhead++;
   // the next swap back to it needs its ONNX again: let the idle preparation rebuild what the swap used
   for (let t = 0; t < 100 && d.status().ladder!.prepared.onnx < 7; t++) await new Promise((r) => setTimeout(r, 20));
+  // budget changes follow live conditions, a monitor window (1 s) apart at most: the agent is idle meanwhile
+  await new Promise((r) => setTimeout(r, Number(values['gap-ms'])));
 }
 await d.close();
 
@@ -116,9 +139,13 @@ process.stdout.write(
       supernet: 'fmnist-ofa (own ONNX predictor), latency = 1 ms per million MACs',
       ladder: { rungs: ladder.rungs.length, buildMs: Math.round(buildMs), latencyRangeMs: [lo, hi].map((v) => Math.round(v * 1000) / 1000) },
       decisionUs: { ladder: stats(ladderUs), search: stats(searchMs.map((v) => v * 1000), 0), ratio_search_over_ladder_median: Math.round(q(searchMs, 0.5) * 1000 / q(ladderUs, 0.5)) },
-      preparation: { rungs: 8, wallMs: Math.round(prepareMs), ...prepared },
+      preparation: { rungs: 8, sessionsKeptOpen: Number(values.sessions), wallMs: Math.round(prepareMs), ...prepared },
+      gapBetweenChangesMs: Number(values['gap-ms']),
       budgetChangeToServingMs: stats(swapMs),
-      swaps: { requested: nSwaps, swapped: outcomes, waitedForCalibration: calibrationWaits, rebuiltOnnx: onnxRebuilds },
+      budgetChangeToFirstAnswerMs: { ...stats(answerMs), answeredByAnotherSubnet: answeredByOther },
+      // where a swap's time goes: ONNX from the cache, session opened, warm-up run, health check (finite outputs, timed beside the serving model), the swap
+      phasesMs: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, v.length ? { median: Math.round(q(v, 0.5) * 1000) / 1000, p99: Math.round(q(v, 0.99) * 1000) / 1000 } : null])),
+      swaps: { requested: nSwaps, swapped: outcomes, waitedForCalibration: calibrationWaits, rebuiltOnnx: onnxRebuilds, sessionOpenedAhead: openedAhead },
     },
     null,
     2,

@@ -22,6 +22,7 @@ only=${1:-all}
 [[ $only == all || $only == swap ]] && run swap-inline node dist/bench/swap.js --inline-build
 [[ $only == all || $only == swap ]] && run swap-worker node dist/bench/swap.js --host worker
 [[ $only == all || $only == swap ]] && run swap-onnx-cache node dist/bench/swap.js --onnx-cache
+[[ $only == all || $only == swap ]] && run swap-decisions node dist/bench/swap.js --decisions
 [[ $only == all || $only == profile ]] && run profile node dist/bench/profile.js
 [[ $only == all || $only == registry ]] && run registry node dist/bench/registry.js
 [[ $only == all || $only == calibration ]] && run calibration node dist/bench/calibration.js

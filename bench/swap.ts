@@ -3,9 +3,12 @@
  *
  *   node dist/bench/swap.js [--supernet DIR] [--requests 10000] [--swaps 100] [--rate auto|N] [--blocks 4]
  *                           [--threads auto|N] [--host worker|main] [--inline-build] [--onnx-cache]
+ *   node dist/bench/swap.js --decisions [--swaps 100] [--requests 10000] [--rate 200] [--blocks 4]
  *
  * --host: where the agent's sessions run (its `sessionHost`): the main thread (default) or worker threads.
  * --inline-build: with --host main, build candidates on the main thread too (no builder worker).
+ * --decisions: the swaps are budget changes the agent decides, a search per decision vs the Pareto ladder
+ *   with idle preparation, side by side (bench/swap-decisions.ts; --rate auto is 200 requests/s there).
  * --onnx-cache: keep the agent's ONNX cache by subnet id (64 MB): swaps back to a subnet served before
  *   skip the build (by default every swap rebuilds its ONNX).
  * --rate auto (default): 500 requests/s, or a third of the measured capacity of the largest subnet
@@ -25,6 +28,7 @@
  *  - process RSS with the model loaded, and idle CPU (monitor running, no traffic).
  */
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
@@ -32,6 +36,7 @@ import { nodeBackend } from '../runtime/node/ort-node.js';
 import { Materializer } from '../runtime/materializer.js';
 import { defaultSessionThreads, ladderSelector, startDaemon } from '../agent/daemon.js';
 import type { SwapRecord } from '../runtime/hot-swap.js';
+import { sendWhenDue, type RequestTally } from './open-loop.js';
 import { mulberry32 } from '../runtime/random.js';
 import { nchwcSupport, verifyNchwc } from '../runtime/node/nchwc.js';
 import { SubnetWeights } from '../runtime/materialize.js';
@@ -47,6 +52,7 @@ const { values } = parseArgs({
     'onnx-cache': { type: 'boolean', default: false },
     blocks: { type: 'string', default: '4' },
     host: { type: 'string', default: 'main' },
+    decisions: { type: 'boolean', default: false },
   },
 });
 const fmnist = 'models/fmnist-ofa/package';
@@ -66,6 +72,13 @@ const q = (xs: number[], p: number) => {
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 const pkg = await loadPackageDir(dir);
+if (values.decisions) {
+  const { budgetDecisions } = await import('./swap-decisions.js');
+  const rate = values.rate === 'auto' ? 200 : Number(values.rate);
+  const r = await budgetDecisions(pkg, { swaps: nSwaps, requests: nRequests, blocks, rate, threads });
+  process.stdout.write(`${JSON.stringify({ bench: 'swap', package: dir, threads, when: new Date().toISOString(), loadavg: loadavg().map((v) => Math.round(v * 100) / 100), ...r }, null, 2)}\n`);
+  process.exit(0);
+}
 const selector = await ladderSelector(pkg, nodeBackend, { size: 4, threads });
 const d = await startDaemon({
   pkg,
@@ -107,9 +120,7 @@ const intervalMs = 1000 / rate;
 
 // --- steady rate: half steady, half across swaps ------------------------------------------------
 async function phase(n: number, swaps: number, list = cfgs): Promise<{ lat: number[]; late: number[]; errors: number; records: SwapRecord[] }> {
-  const lat: number[] = [];
-  const late: number[] = [];
-  let errors = 0;
+  const t: RequestTally = { lat: [], late: [], errors: 0 };
   const start = performance.now();
   const inflight: Promise<void>[] = [];
   const records: SwapRecord[] = [];
@@ -122,26 +133,12 @@ async function phase(n: number, swaps: number, list = cfgs): Promise<{ lat: numb
         records.push(await d.switchTo(cfg, { pin: true }));
       });
     }
-    // open loop: request i is due at start + i·interval whether or not earlier ones have finished
-    const due = start + i * intervalMs;
-    const wait = due - performance.now();
-    if (wait >= 1) await sleep(wait);
-    const t0 = performance.now();
-    inflight.push(
-      d.infer(x, 1).then(
-        () => {
-          const t1 = performance.now();
-          lat.push(t1 - t0);
-          late.push(t1 - Math.min(t0, due));
-        },
-        () => void errors++,
-      ),
-    );
+    inflight.push((await sendWhenDue(() => d.infer(x, 1), start + i * intervalMs, t)).done);
     if (inflight.length >= 64) await Promise.all(inflight.splice(0));
   }
   await Promise.all(inflight);
   await swapChain;
-  return { lat, late, errors, records };
+  return { ...t, records };
 }
 await phase(Math.min(1000, Math.floor(nRequests / 10)), 0); // warm-up (JIT, allocator), not counted
 // Steady and swapping blocks alternate, so both see the same machine (its speed drifts on shared

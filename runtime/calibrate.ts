@@ -7,7 +7,7 @@
  */
 import { crashPoint } from './crash.js';
 import { pack, unpack } from 'msgpackr';
-import { buildSubnet, type BnStats, type SubnetWeights } from './materialize.js';
+import { buildSubnet, type BnStats, type DepthwiseMatMul, type SubnetWeights } from './materialize.js';
 import type { SupernetPackage } from './package.js';
 import { ModelSession, type Backend } from './session.js';
 import type { SubnetConfig } from './space.js';
@@ -96,6 +96,8 @@ export interface CalibrateOptions {
    * blocked tensors instead of onnxruntime reordering around every BatchNorm.
    */
   nchwcBlock?: number;
+  /** Lower small depthwise convolutions to a MatMul (runtime/materialize.ts; the browser's wasm provider). */
+  depthwiseMatMul?: DepthwiseMatMul;
   /** called after each batch with the images done so far and the total (progress of long work) */
   onProgress?: (done: number, total: number) => void;
 }
@@ -106,7 +108,7 @@ export async function calibrateBn(weights: SubnetWeights, cfg: SubnetConfig, bac
   const c = pkg.manifest.calibration;
   const total = Math.min(opts.images ?? c.count, c.count);
   const batch = Math.min(opts.batch ?? c.batch, total);
-  const graph = buildSubnet(weights, cfg, { mode: 'calibrate', ...(opts.nchwcBlock ? { nchwcBlock: opts.nchwcBlock } : {}) });
+  const graph = buildSubnet(weights, cfg, { mode: 'calibrate', ...(opts.nchwcBlock ? { nchwcBlock: opts.nchwcBlock } : {}), ...(opts.depthwiseMatMul ? { depthwiseMatMul: opts.depthwiseMatMul } : {}) });
   const session = await ModelSession.create(backend, graph.bytes, {
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(opts.nchwcBlock ? { graphOptimizationLevel: 'disabled' as const } : {}),

@@ -34,6 +34,7 @@ export type ErrorCode =
   | 'ERR_REGISTRY_UNREACHABLE'
   | 'ERR_TIMEOUT'
   | 'ERR_USAGE'
+  | 'ERR_DATA_INVALID'
   | 'ERR_DATABASE'
   | 'ERR_BUS'
   | 'ERR_NAME_INVALID'

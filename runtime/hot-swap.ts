@@ -82,6 +82,8 @@ export interface HotSwapOptions {
   checkInput?: Float32Array;
   /** ONNX bytes kept by subnet id (LRU by total size; default 64 MB, 0 disables). */
   onnxCacheBytes?: number;
+  /** Sessions kept open and warmed for cached candidates (`preopen`), oldest released first (default 0). */
+  openedKeep?: number;
   /** Swap records kept (default 200). */
   historyLimit?: number;
   /** Test hook: sees (and may replace) the candidate's bytes before its session is created. */
@@ -97,6 +99,8 @@ export type SwapOutcome = 'swapped' | 'unchanged' | 'failed' | 'superseded';
 export interface SwapTimings {
   /** decision → ONNX bytes ready */
   buildMs: number;
+  /** → session created (opened from the bytes, or by the builder) */
+  openMs: number;
   /** → session created and warmed up */
   warmMs: number;
   /** → health check passed */
@@ -115,6 +119,8 @@ export interface SwapRecord {
   timings: SwapTimings | null;
   /** ONNX bytes came from the cache by subnet id */
   onnxCached: boolean;
+  /** the session was opened and run once ahead (`preopen`): the swap skipped opening it */
+  openedAhead?: boolean;
   statsCached: boolean | null;
   /** median health-check latency (ms), when the check ran */
   checkLatencyMs: number | null;
@@ -163,6 +169,8 @@ export interface InferResult {
   dims: readonly number[];
   subnetId: string;
   config: SubnetConfig;
+  /** the run's own time (ms): the backend's measure where it has one, else the wall time around the run */
+  computeMs: number;
 }
 
 interface Loaded {
@@ -194,6 +202,9 @@ export class HotSwapper {
   private worker: Promise<void> | undefined;
   private readonly cache = new Map<string, CandidateBytes>();
   private prefetching: Promise<boolean> | undefined;
+  /** sessions opened ahead from cached bytes and run once (finite outputs), by subnet id, oldest first */
+  private readonly opened = new Map<string, { session: ModelSession; dims: readonly number[] }>();
+  private opening: Promise<boolean> | undefined;
   private cacheBytes = 0;
   private seq = 0;
   private closed = false;
@@ -287,6 +298,52 @@ export class HotSwapper {
     return done;
   }
 
+  /** Ids with a session opened ahead (`preopen`). */
+  get openedIds(): string[] {
+    return [...this.opened.keys()];
+  }
+
+  /** Whether built bytes of this subnet are in the cache. */
+  isCached(cfg: SubnetConfig): boolean {
+    return this.cache.has(this.opts.idOf(cfg));
+  }
+
+  /**
+   * Opens a session for a candidate whose bytes are cached and runs it once on the check input, so a
+   * swap to it skips opening and warming (its health check still runs). Kept up to `openedKeep`, the
+   * oldest released first; nothing while a swap is being built. Resolves true when it is kept.
+   */
+  preopen(cfg: SubnetConfig): Promise<boolean> {
+    const id = this.opts.idOf(cfg);
+    const cap = this.opts.openedKeep ?? 0;
+    const built = this.cache.get(id);
+    if (cap <= 0 || this.closed || this.worker || this.opening || !built || this.opened.has(id) || this.current?.subnetId === id) return Promise.resolve(false);
+    const done = (async () => {
+      let session: ModelSession | undefined;
+      try {
+        const bytes = this.opts.candidateHook ? this.opts.candidateHook(built.bytes, id) : built.bytes;
+        session = await ModelSession.create(this.opts.backend, bytes, { ...(this.opts.session ?? {}), ...(built.sessionOptions ?? {}) });
+        const out = await session.runFirst(this.checkInput, [1, ...this.opts.sampleShape]);
+        if (!out.data.every(Number.isFinite) || this.closed || !this.cache.has(id)) return false;
+        this.opened.set(id, { session, dims: out.dims });
+        session = undefined;
+        for (const [k, v] of this.opened) {
+          if (this.opened.size <= cap) break;
+          this.opened.delete(k);
+          await v.session.release().catch(() => undefined);
+        }
+        return this.opened.has(id);
+      } catch {
+        return false;
+      } finally {
+        if (session) await session.release().catch(() => undefined);
+        this.opening = undefined;
+      }
+    })();
+    this.opening = done;
+    return done;
+  }
+
   /** Runs one batch on the serving model; in-flight runs keep their model alive across swaps. */
   async infer(input: Float32Array, batch: number): Promise<InferResult> {
     if (!Number.isInteger(batch) || batch < 1) throw new NestswapError('ERR_INPUT', `'batch' must be a positive integer (got ${batch}).`);
@@ -301,8 +358,9 @@ export class HotSwapper {
       const t0 = this.now();
       const out = await m.session.runFirst(input, [batch, ...this.opts.sampleShape]);
       // the run's own time where the backend measured it, else the wall time here
-      this.opts.onRun?.(out.computeMs ?? this.now() - t0, batch, m.subnetId);
-      return { logits: out.data, dims: out.dims, subnetId: m.subnetId, config: m.config };
+      const computeMs = out.computeMs ?? this.now() - t0;
+      this.opts.onRun?.(computeMs, batch, m.subnetId);
+      return { logits: out.data, dims: out.dims, subnetId: m.subnetId, config: m.config, computeMs };
     } finally {
       m.refs--;
       if (m.retired && m.refs === 0) this.release(m);
@@ -315,6 +373,11 @@ export class HotSwapper {
     await this.worker;
     this.closed = true;
     await this.prefetching; // its builder call finishes before the caller tears the builder down
+    await this.opening;
+    for (const [k, v] of this.opened) {
+      this.opened.delete(k);
+      await v.session.release().catch(() => undefined);
+    }
     const m = this.current;
     this.current = undefined;
     if (m) {
@@ -389,9 +452,17 @@ export class HotSwapper {
     let check: CheckTimes | null = null;
     const t0 = p.decidedAt;
     try {
-      // a prefetch in flight holds the builder: the swap waits for it (it may be this very subnet)
-      if (this.prefetching) await this.prefetching;
+      // a prefetch in flight holds the builder: a swap that must build waits for it (it may be this very
+      // subnet); one whose bytes are cached needs no builder and goes ahead
+      if (this.prefetching && !this.cache.has(id)) await this.prefetching;
+      if (this.opening) await this.opening;
       let built = this.cacheGet(id);
+      const ahead = built ? this.opened.get(id) : undefined;
+      if (ahead) {
+        // opened and run once ahead: the health check below still runs on it
+        this.opened.delete(id);
+        session = ahead.session;
+      }
       if (built) onnxCached = true;
       else {
         const b = await this.opts.build(p.cfg, this.candidateCheck());
@@ -407,6 +478,7 @@ export class HotSwapper {
         const bytes = this.opts.candidateHook ? this.opts.candidateHook(built!.bytes, id) : built!.bytes;
         session = await ModelSession.create(this.opts.backend, bytes, { ...(this.opts.session ?? {}), ...(built!.sessionOptions ?? {}) });
       }
+      const tOpen = this.now();
       const pre = built?.checked ? await built.checked : undefined;
       if (pre && !pre.output.data.every(Number.isFinite))
         throw new NestswapError('ERR_HEALTH_CHECK', `Candidate ${id} produced non-finite outputs on the check input where it was built.`, { details: { subnetId: id } });
@@ -428,6 +500,7 @@ export class HotSwapper {
       if (this.closed) throw new NestswapError('ERR_SWAP', 'Hot swapper closed during the swap.');
       const next: Loaded = { subnetId: id, config: p.cfg, session, refs: 0, retired: false, released: undefined, outputDims: out.dims };
       const rec = this.record(p, 'swapped', null, onnxCached, statsCached, check);
+      if (ahead) rec.openedAhead = true;
       // The swap itself: one reference. Runs that already hold the old model finish on it.
       const old = this.current;
       crashPoint('swap');
@@ -438,7 +511,7 @@ export class HotSwapper {
         if (old.refs === 0) this.release(old);
       }
       const tServing = this.now();
-      rec.timings = { buildMs: tBuilt - t0, warmMs: tWarm - t0, checkMs: tChecked - t0, totalMs: tServing - t0 };
+      rec.timings = { buildMs: tBuilt - t0, openMs: tOpen - t0, warmMs: tWarm - t0, checkMs: tChecked - t0, totalMs: tServing - t0 };
       return rec;
     } catch (err) {
       if (session) await session.release().catch(() => undefined);
@@ -531,6 +604,11 @@ export class HotSwapper {
   }
 
   private cacheDrop(id: string): void {
+    const o = this.opened.get(id);
+    if (o) {
+      this.opened.delete(id);
+      void o.session.release().catch(() => undefined);
+    }
     const b = this.cache.get(id);
     if (!b) return;
     this.cache.delete(id);

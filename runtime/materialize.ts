@@ -35,7 +35,28 @@ export interface BuildOptions {
    * plain one, made here, so a session loads it with optimisation 'disabled'. Folded BN only.
    */
   nchwcBlock?: number;
+  /**
+   * Write small depthwise convolutions as one batched MatMul (see `DepthwiseMatMul`); absent: never.
+   * Plain layout only.
+   */
+  depthwiseMatMul?: DepthwiseMatMul;
 }
+
+/**
+ * onnxruntime-web's wasm provider runs a depthwise Conv one channel at a time (im2col and a GEMV per
+ * channel), which on the small late feature maps of a MobileNet costs several times the arithmetic. A
+ * depthwise convolution on an H×H map is a per-channel linear map from H·H input pixels to Ho·Ho output
+ * pixels: written as a MatMul over a [C, H·H, Ho·Ho] matrix it runs as one call. The matrix is Ho·Ho/k²
+ * times the filter's size, so only maps of at most `maxPixels` pixels are lowered, and no layer whose
+ * matrix would exceed `maxLayerBytes`. docs/browser.md has the measured speed and the bytes it adds.
+ */
+export interface DepthwiseMatMul {
+  maxPixels: number;
+  maxLayerBytes: number;
+}
+
+/** The lowering the browser agent uses on wasm (docs/browser.md: measured on fmnist-ofa). */
+export const WASM_DEPTHWISE_MATMUL: DepthwiseMatMul = Object.freeze({ maxPixels: 49, maxLayerBytes: 4 << 20 });
 
 export interface BuiltGraph {
   bytes: Uint8Array;
@@ -204,6 +225,8 @@ export class SubnetGraphBuilder {
   private readonly blocked = new Map<string, number>();
   /** Clip's bounds, shared by every ReLU6 of the graph */
   private relu6Bounds?: [string, string];
+  /** the side of the main path's (square) feature map at the current point; 0 while unknown */
+  private side = 0;
 
   constructor(
     readonly w: SubnetWeights,
@@ -215,6 +238,12 @@ export class SubnetGraphBuilder {
     this.B = opts.nchwcBlock ?? 0;
     if (this.B && (this.mode === 'unfold' || !Number.isInteger(this.B) || this.B < 2))
       throw new Error(`the NCHWc layout needs folded or calibrating BatchNorm and a block size of at least 2 (got mode ${this.mode}, block ${this.B})`);
+  }
+
+  /** Declares the side of the input feature map (a part graph that does not start at the image). */
+  startAt(side: number): this {
+    this.side = side;
+    return this;
   }
 
   private pad(c: number): number {
@@ -238,6 +267,9 @@ export class SubnetGraphBuilder {
       pads: [p, p, p, p],
       dilations: [1, 1],
     };
+    const H = this.side;
+    const Ho = H ? Math.floor((H + 2 * p - k) / (c.stride ?? 1)) + 1 : 0;
+    if (k > 1 || (c.stride ?? 1) > 1) this.side = Ho; // 1×1 stride-1 convs (pointwise, SE) keep the side
     if (this.B) return this.convNchwc(x, c, prefix, bias, tail, attrs);
     let weight = c.weight;
     const scale = c.scale;
@@ -252,9 +284,44 @@ export class SubnetGraphBuilder {
         for (let i = o * inner, end = i + inner; i < end; i++) weight[i] = src[i]! * sc;
       }
     }
+    const low = this.opts.depthwiseMatMul;
+    if (low && group > 1 && group === c.dims[0] && c.dims[1] === 1 && H > 0 && H * H <= low.maxPixels && group * H * H * Ho * Ho * 4 <= low.maxLayerBytes) {
+      return this.tailOf(this.depthwiseMatMul(x, weight, bias, prefix, { C: group, k, p, stride: c.stride ?? 1, H, Ho }), tail);
+    }
     const inputs = [x, this.g.floatTensor(`${prefix}.weight`, weight, c.dims)];
     if (bias) inputs.push(this.g.floatTensor(`${prefix}.bias`, bias, [bias.length]));
     return this.tailOf(this.g.op('Conv', inputs, { ...attrs, group: { int: group } }), tail);
+  }
+
+  /**
+   * A depthwise k×k convolution (zero padding p, stride s) on an H×H map, as x[N, C, H·H] moved to
+   * [C, N, H·H], times T[C, H·H, Ho·Ho], moved back (+ bias): T holds, for each channel, which input
+   * pixel feeds which output pixel with which filter tap; padding taps are simply absent. Channels
+   * lead so that a batch (BN calibration) is one GEMM per channel, not one per image and channel.
+   */
+  private depthwiseMatMul(x: string, weight: Float32Array, bias: Float32Array | undefined, prefix: string, d: { C: number; k: number; p: number; stride: number; H: number; Ho: number }): string {
+    const { C, k, p, stride, H, Ho } = d;
+    const HW = H * H;
+    const HoWo = Ho * Ho;
+    const T = new Float32Array(C * HW * HoWo);
+    for (let ch = 0; ch < C; ch++)
+      for (let oy = 0; oy < Ho; oy++)
+        for (let ky = 0; ky < k; ky++) {
+          const iy = oy * stride - p + ky;
+          if (iy < 0 || iy >= H) continue;
+          for (let ox = 0; ox < Ho; ox++)
+            for (let kx = 0; kx < k; kx++) {
+              const ix = ox * stride - p + kx;
+              if (ix < 0 || ix >= H) continue;
+              T[(ch * HW + iy * H + ix) * HoWo + oy * Ho + ox] = weight[(ch * k + ky) * k + kx]!;
+            }
+        }
+    const flat = this.g.op('Reshape', [x, this.g.int64Tensor(`${prefix}.flat`, [0, C, HW])]);
+    const byChannel = this.g.op('Transpose', [flat], { perm: [1, 0, 2] });
+    const mm = this.g.op('MatMul', [byChannel, this.g.floatTensor(`${prefix}.weight`, T, [C, HW, HoWo])]);
+    const back = this.g.op('Transpose', [mm], { perm: [1, 0, 2] });
+    const y = this.g.op('Reshape', [back, this.g.int64Tensor(`${prefix}.map`, [0, C, Ho, Ho])]);
+    return bias ? this.g.op('Add', [y, this.g.floatTensor(`${prefix}.bias`, bias, [C, 1, 1])]) : y;
   }
 
   /**
@@ -462,6 +529,7 @@ export class SubnetGraphBuilder {
     if (r !== a.input.width) y = this.resizeAxis(y, 3, a.input.width, r);
     if (r !== a.input.height) y = this.resizeAxis(y, 2, a.input.height, r);
     const C = a.input.channels;
+    this.side = r;
     y = this.g.op('Sub', [y, this.g.floatTensor('input.mean', Float32Array.from(a.input.mean), [1, C, 1, 1])]);
     return this.g.op('Div', [y, this.g.floatTensor('input.std', Float32Array.from(a.input.std), [1, C, 1, 1])]);
   }

@@ -4,7 +4,7 @@
  */
 import { calibrateBn, MemoryStatsStore, statsKey, type BnStatsMap, type CalibrateOptions, type StatsStore } from './calibrate.js';
 import { countMacs, countParams } from './cost.js';
-import { buildSubnet, SubnetWeights, type BnMode } from './materialize.js';
+import { buildSubnet, SubnetWeights, type BnMode, type DepthwiseMatMul } from './materialize.js';
 import type { SupernetPackage } from './package.js';
 import type { Backend } from './session.js';
 import type { SubnetConfig } from './space.js';
@@ -17,6 +17,8 @@ export interface MaterializeOptions {
   calibration?: CalibrateOptions;
   /** Write onnxruntime's NCHWc layout with this block size (x86 CPU provider; see runtime/node/nchwc.ts). */
   nchwcBlock?: number;
+  /** Lower small depthwise convolutions to a MatMul (runtime/materialize.ts; onnxruntime-web's wasm). */
+  depthwiseMatMul?: DepthwiseMatMul;
 }
 
 export interface MaterializedSubnet {
@@ -94,7 +96,7 @@ export class Materializer {
     const t0 = performance.now();
     if (calibrate) ({ stats, cached } = await this.statistics(cfg, opts.calibration));
     const t1 = performance.now();
-    const built = buildSubnet(this.weights, cfg, { mode: opts.bn ?? 'fold', ...(stats ? { stats } : {}), ...(opts.nchwcBlock ? { nchwcBlock: opts.nchwcBlock } : {}) });
+    const built = buildSubnet(this.weights, cfg, { mode: opts.bn ?? 'fold', ...(stats ? { stats } : {}), ...(opts.nchwcBlock ? { nchwcBlock: opts.nchwcBlock } : {}), ...(opts.depthwiseMatMul ? { depthwiseMatMul: opts.depthwiseMatMul } : {}) });
     const t2 = performance.now();
     return {
       subnetId: this.pkg.space.id(cfg),

@@ -9,7 +9,7 @@
  */
 import { blockSlots, type Arch, type BlockSlot } from './arch.js';
 import { subnetLatencyKeys } from './latency-table.js';
-import { INPUT_NAME, SubnetGraphBuilder, SubnetWeights } from './materialize.js';
+import { INPUT_NAME, SubnetGraphBuilder, SubnetWeights, type BuildOptions } from './materialize.js';
 import { GraphBuilder } from './onnx/graph.js';
 import type { SubnetConfig } from './space.js';
 import { slotInputSizes } from './cost.js';
@@ -101,8 +101,8 @@ export function enumerateParts(arch: Arch, resolutions: readonly number[]): Spac
 }
 
 /** A one-part ONNX graph (BN folded with the stored statistics: values do not change the timing). */
-export function buildPartGraph(weights: SubnetWeights, part: PartSpec): Uint8Array {
-  const b = new SubnetGraphBuilder(weights, { mode: 'fold' }, `part:${part.key}`);
+export function buildPartGraph(weights: SubnetWeights, part: PartSpec, graph: Pick<BuildOptions, 'depthwiseMatMul'> = {}): Uint8Array {
+  const b = new SubnetGraphBuilder(weights, { mode: 'fold', ...graph }, `part:${part.key}`).startAt(part.inDims[2] ?? 0);
   const x = b.g.reserve(INPUT_NAME);
   let y: string;
   let outDims: number[];

@@ -275,9 +275,18 @@ describe('fuzz: the agent HTTP API', () => {
 
   test('infer, budget and switch bodies of any type and content: 4xx with a code, the agent keeps serving', async () => {
     const before = d.status().subnet?.id;
-    const body = fc.oneof(fc.uint8Array({ maxLength: 1024 }).map((b) => Buffer.from(b)), fc.json().map((s) => Buffer.from(s)), fc.anything().map((v) => Buffer.from(packr.pack(v))));
+    // .npy: the real preamble with any version, header length, header text and data
+    const npy = fc
+      .tuple(fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 0xffff }), fc.string({ maxLength: 120 }), fc.uint8Array({ maxLength: 1024 }))
+      .map(([ver, len, head, data]) => {
+        const pre = Buffer.from('\x93NUMPY\x00\x00\x00\x00', 'latin1');
+        pre[6] = ver;
+        pre.writeUInt16LE(len % 2 ? Buffer.byteLength(head) : len, 8);
+        return Buffer.concat([pre, Buffer.from(head), Buffer.from(data)]);
+      });
+    const body = fc.oneof(fc.uint8Array({ maxLength: 1024 }).map((b) => Buffer.from(b)), fc.json().map((s) => Buffer.from(s)), fc.anything().map((v) => Buffer.from(packr.pack(v))), npy);
     const route = fc.constantFrom(['POST', '/v1/infer'], ['PUT', '/v1/budget'], ['POST', '/v1/switch']);
-    const type = fc.constantFrom('application/json', 'application/msgpack', 'application/octet-stream', 'text/plain', '');
+    const type = fc.constantFrom('application/json', 'application/msgpack', 'application/octet-stream', 'application/x-npy', 'text/plain', '');
     await check('agent-api', fc.tuple(route, type, body), async ([[method, path], ct, b]) => {
       const res = await fetch(`${d.url}${path}`, { method, headers: ct ? { 'content-type': ct } : {}, body: b });
       const text = await res.text();

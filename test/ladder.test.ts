@@ -8,7 +8,10 @@ import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { startDaemon } from '../agent/daemon.js';
 import { ladderSearchSelector } from '../agent/core/ladder-selector.js';
 import { gapCases, randomLinearPredictor } from './search-fixtures.js';
-import { TINY } from './helpers.js';
+import { repoPath, tempDir, TINY } from './helpers.js';
+import { existsSync } from 'node:fs';
+import { cachedProfileLadder } from '../agent/fleet-selector.js';
+import { loadOrProfile } from '../agent/profiler.js';
 
 const key: LadderKey = { profile: 'p', predictor: 'a', slowdownClass: 0 };
 const rung = (latencyMs: number, accuracy: number, memoryMB: number | null = null): Rung => ({
@@ -132,4 +135,54 @@ test('an agent on a ladder decides from it, shows its position in status and pre
   } finally {
     await d.close();
   }
+});
+
+test("an agent on a ladder serves the rung a budget names: its own latency gets it, a hair under gets the one below", async () => {
+  const pkg = await loadPackageDir(TINY);
+  const encoder = new ArchEncoder(pkg.space);
+  const macs = macsModel(pkg.arch);
+  const latency: EfficiencyModel = { ...macs, unit: 'ms', fixed: macs.fixed.map((v) => v / 1e6), slot: macs.slot.map((v) => v / 1e6) };
+  const inputs = { arch: pkg.arch, encoder, predictor: randomLinearPredictor(encoder, 5), efficiency: { latency: flatLatencyPredictor(latency) } };
+  const selector = await ladderSearchSelector(pkg, inputs, { profileDigest: 'tiny', predictorDigest: 'lin', rungs: 12, generations: 20 });
+  const l = selector.ladder!;
+  assert.ok(l.rungs.length >= 4, `only ${l.rungs.length} rungs`);
+  const top = l.rungs[l.rungs.length - 1]!;
+  const d = await startDaemon({ pkg, budget: { latencyMs: top.latencyMs }, selector, threads: 1, calibration: { images: 32 }, monitor: { intervalMs: 60_000, probe: false }, policy: { cooldownMs: 1e9 } });
+  try {
+    const served: string[] = [];
+    const wanted: string[] = [];
+    for (let i = 1; i < l.rungs.length; i++) {
+      const r = l.rungs[i]!;
+      await d.setBudget({ latencyMs: r.latencyMs });
+      served.push(d.status().subnet!.id);
+      wanted.push(r.id);
+      await d.setBudget({ latencyMs: r.latencyMs * (1 - 1e-9) });
+      served.push(d.status().subnet!.id);
+      wanted.push(l.rungs[i - 1]!.id);
+      assert.ok(d.status().predicted.latencyMs! <= r.latencyMs, 'never a rung over the budget');
+    }
+    assert.deepEqual(served, wanted);
+  } finally {
+    await d.close();
+  }
+});
+
+test("a fleet agent decides from the Pareto ladder once this device's profile is cached; without one, or with another device's, from the measured ladder", { skip: !existsSync(repoPath('models/fmnist-ofa/package/manifest.json')) && 'models/fmnist-ofa absent' }, async () => {
+  const pkg = await loadPackageDir(repoPath('models/fmnist-ofa/package'));
+  using dir = tempDir();
+  const fingerprint = '1a2b3c4d5e6f7a8b';
+  assert.equal(await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint }), undefined, 'no cached profile yet');
+  const p = await loadOrProfile(pkg, { device: { fingerprint, deviceClass: 'test-x86-2c' }, dataDir: dir.path, threads: 1, runs: 20, subnetRuns: 20, memorySubnets: 0, seed: 3 });
+  assert.equal(p.cached, false);
+  assert.equal(await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint: 'ffffffffffffffff' }), undefined, "another device's profile is not used");
+  assert.equal(await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint, rungs: 0 }), undefined, '--ladder-rungs 0');
+  const s = await cachedProfileLadder(pkg, { dataDir: dir.path, fingerprint, rungs: 8 });
+  assert.ok(s, 'a ladder over the cached profile');
+  assert.equal(s.kind, 'pareto-ladder');
+  const l = s.ladder!;
+  assert.ok(l.rungs.length >= 2 && l.rungs.length <= 8);
+  // its rungs are the profile's predictions: the rung a budget names is the one served from the same profile's search inputs
+  const mid = l.rungs[Math.floor(l.rungs.length / 2)]!;
+  assert.equal((await s.choose({ latencyMs: mid.latencyMs })).subnetId, mid.id);
+  assert.ok(Math.abs(s.predict(mid.subnet).latencyMs! - mid.latencyMs) <= 1e-9 * mid.latencyMs, 'rung latencies are the profile predictor’s');
 });

@@ -42,8 +42,9 @@ test('the tarball holds the built code, bins, the bundled fmnist-ofa package, th
 test('the tarball holds nothing a device does not need: no tests, fixtures, benchmarks, sources, maps or training scratch', () => {
   const bad = [...paths()].filter((p) => /^(test|bench|dist\/test|dist\/bench)\//.test(p) || /\.(ts|map|py|sh)$/.test(p) && !p.endsWith('.d.ts') || /scratch|checkpoints|fixtures|results\//.test(p) || p.startsWith('docs/') || p === '.npmrc');
   assert.deepEqual(bad, []);
-  // the bundled package is 9.7 MB of the unpacked size: much more means something else got in
-  assert.ok(pack().unpackedSize < 12e6, `unpacked ${pack().unpackedSize} bytes`);
+  // the bundled package (9.7 MB) and the demo's image sample (1.6 MB) are most of the unpacked size: much more
+  // means something else got in
+  assert.ok(pack().unpackedSize < 14e6, `unpacked ${pack().unpackedSize} bytes`);
   // docs/install.md states the tarball's size; within 10% (code grows a little with every change)
   const stated = /tarball is ([\d.]+) MB/.exec(readFileSync(repoPath('docs', 'install.md'), 'utf8'));
   assert.ok(stated, 'docs/install.md says "The tarball is N MB"');

@@ -416,8 +416,8 @@ describe('TUF attacks against a signed registry behind a hostile mirror', { time
     const probe = spawnSync('/usr/bin/python3', ['-c', 'import securesystemslib, requests'], { encoding: 'utf8' });
     if (probe.status !== 0) return t.skip('python3-securesystemslib is not installed (apt-get install python3-securesystemslib)');
     // asynchronous: the registry runs in this process and must keep answering
-    const run = async (target: string) => {
-      const child = spawn('/usr/bin/python3', [repoPath('test', 'tuf-interop.py'), reg.url, join(keys, '1.root.json'), join(work, 'py', target.replace(/\//g, '_')), target], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const run = async (target: string, token = ADMIN) => {
+      const child = spawn('/usr/bin/python3', [repoPath('test', 'tuf-interop.py'), reg.url, join(keys, '1.root.json'), join(work, 'py', `${target.replace(/\//g, '_')}-${token.length}`), target, token], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       await new Promise((r) => child.once('close', r));
@@ -431,5 +431,10 @@ describe('TUF attacks against a signed registry behind a hostile mirror', { time
     const w = await run('tiny/3.0.0/weights.bin');
     assert.equal(w.sha256, sha(readFileSync(join(TINY, 'weights.bin'))));
     assert.equal((await run('tiny/4.0.0/manifest.json')).error, 'TargetNotFound', 'the unsigned version is not a target for python-tuf either');
+    // metadata is public, the files are not: without a token that reads the package the download is refused
+    const anon = await run('tiny/3.0.0/weights.bin', '');
+    assert.equal(anon.ok, false);
+    assert.equal(anon.root_version, undefined);
+    assert.match(`${anon.error}`, /DownloadHTTPError|DownloadError/);
   });
 });

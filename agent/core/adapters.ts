@@ -4,7 +4,7 @@
  */
 import type { CalibrateOptions, StatsStore } from '../../runtime/calibrate.js';
 import type { BuiltModel, CandidateCheck, HotSwapOptions, SwapRecord } from '../../runtime/hot-swap.js';
-import type { Materializer } from '../../runtime/materializer.js';
+import type { Materializer, MaterializeOptions } from '../../runtime/materializer.js';
 import type { Backend, SessionOptions } from '../../runtime/session.js';
 import type { SubnetConfig } from '../../runtime/space.js';
 import type { EffectiveBudget, Prediction, UserBudget } from '../policy.js';
@@ -28,6 +28,8 @@ export interface SessionAdapter {
   readonly calibrationBackend?: Backend;
   /** see Materializer's `calibrationLayout` */
   readonly calibrationLayout?: ConstructorParameters<typeof Materializer>[3];
+  /** how subnet graphs are written for this backend (e.g. the wasm provider's depthwise lowering); default plain */
+  readonly graph?: Pick<MaterializeOptions, 'depthwiseMatMul'>;
   /** hot-swap options the host implies (e.g. no ONNX cache when a worker rebuilds it) */
   readonly hotSwap?: Partial<Pick<HotSwapOptions, 'onnxCacheBytes'>>;
   /** builds a candidate; default: materialize (+ calibrate) here and return the bytes */

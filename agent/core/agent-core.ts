@@ -13,7 +13,7 @@ import type { SupernetPackage } from '../../runtime/package.js';
 import type { SessionOptions } from '../../runtime/session.js';
 import type { SubnetConfig } from '../../runtime/space.js';
 import { Policy, type Decision, type EffectiveBudget, type PolicyOptions, type Prediction, type UserBudget } from '../policy.js';
-import { isLadderSelector, prepareRungs, type PreparationOptions } from './ladder-selector.js';
+import { DEFAULT_OPEN_SESSIONS, isLadderSelector, prepareRungs, type PreparationOptions } from './ladder-selector.js';
 import { silentLogger, type CoreLogger, type MetricsSink, type SessionAdapter, type StorageAdapter, type TransportLink } from './adapters.js';
 import { systemClock, type Clock } from './clock.js';
 import { Emitter } from './emitter.js';
@@ -109,7 +109,9 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
   const events = new Emitter();
   const links: TransportLink[] = [];
 
-  const choose = memoChooser(selector, log);
+  // a ladder decides in microseconds and its rungs can lie closer than the memo's 2% steps (a rounded
+  // budget would miss the rung it names, or pick one above it): it answers every budget as given
+  const choose = isLadderSelector(selector) ? (b: UserBudget) => selector.choose(b) : memoChooser(selector, log);
   const known = new Map<string, SubnetChoice>();
   const choiceOf = (cfg: SubnetConfig): SubnetChoice => {
     const id = pkg.space.id(cfg);
@@ -131,10 +133,12 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
     idOf: (cfg) => pkg.space.id(cfg),
     build: async (cfg, check) => {
       if (sessions.build) return sessions.build(cfg, check, ctx);
-      const r = await materializer.materialize(cfg, { calibration });
+      const r = await materializer.materialize(cfg, { calibration, ...(sessions.graph ?? {}) });
       return { subnetId: r.subnetId, bytes: r.bytes, statsCached: r.statsCached };
     },
     ...(sessions.hotSwap ?? {}),
+    // on a ladder, sessions of the nearest prepared rungs are kept open (prepareRungs)
+    openedKeep: isLadderSelector(selector) ? (opts.prepare?.sessions ?? DEFAULT_OPEN_SESSIONS) : 0,
     // 1 warm-up run and the median of 2 timed runs: enough for a health check with a 4x latency slack,
     // and in the builder they run while this thread loads the candidate, so they should not outlast that
     warmupRuns: 1,

@@ -132,6 +132,8 @@ export interface PreparationOptions {
   rungs?: number;
   /** built ONNX kept for them (default 16 MB; within the hot swapper's cache) */
   onnxBytes?: number;
+  /** sessions kept open and run once for the nearest prepared rungs, so a swap to one skips opening it (default 8, as many as the rungs prepared; the hot swapper's `openedKeep`) */
+  sessions?: number;
   /** pause between idle checks (ms, default 250) */
   idleMs?: number;
 }
@@ -174,6 +176,13 @@ export async function prepareRungs(
       if (await parts.hot.prefetch(next.subnet)) sel.markPrepared(next.id, 'onnx', Math.max(0, parts.hot.cachedBytes - before));
       continue;
     }
+    // then sessions for the nearest rungs whose bytes are cached (a swap back releases one: reopened here)
+    const keep = o.sessions ?? DEFAULT_OPEN_SESSIONS;
+    const opened = new Set(parts.hot.openedIds);
+    const open = keep > 0 ? near.filter((r) => r.id !== parts.hot.active?.subnetId).slice(0, keep).find((r) => !opened.has(r.id) && parts.hot.isCached(r.subnet)) : undefined;
+    if (open && (await parts.hot.preopen(open.subnet))) continue;
     await parts.sleep(o.idleMs ?? 250);
   }
 }
+
+export const DEFAULT_OPEN_SESSIONS = 8;

@@ -11,7 +11,7 @@
  * but 'pre', which carries it for the whole network.
  */
 import { NestswapError } from '../../runtime/errors.js';
-import { buildSubnet, SubnetWeights } from '../../runtime/materialize.js';
+import { buildSubnet, SubnetWeights, type BuildOptions } from '../../runtime/materialize.js';
 import type { SupernetPackage } from '../../runtime/package.js';
 import { buildBaselineGraph, buildPartGraph, enumerateParts, type PartKind } from '../../runtime/parts.js';
 import {
@@ -59,6 +59,8 @@ export interface TimingOptions {
   runs: number;
   /** statistic of the run times reported as `ms` (0.5 = median; lower is steadier on a busy CPU) */
   quantile?: number;
+  /** stops the measurement (between visits) with the signal's reason: an agent shutting down does not wait for a profile */
+  signal?: AbortSignal | undefined;
 }
 
 export interface Timing {
@@ -80,6 +82,8 @@ export interface ProfileProgress {
 export interface ProfileOptions {
   device: DeviceIdentity;
   ep?: string;
+  /** stops the profile (within one visit of a part or subnet) with the signal's reason */
+  signal?: AbortSignal;
   /** intra-op threads (default 1: the most stable timings on a shared CPU) */
   threads?: number;
   /** resolutions whose parts are measured (default: `defaultMeasuredResolutions`); the rest are interpolated */
@@ -108,6 +112,8 @@ export interface ProfileOptions {
   /** subnets measured in child processes to fit the memory model (0 = no memory model) */
   memorySubnets?: number;
   seed?: number;
+  /** how the graphs are written (the same as the agent serves: e.g. the wasm provider's depthwise lowering) */
+  graph?: Pick<BuildOptions, 'depthwiseMatMul'>;
   backend?: Backend;
   /** measures one subnet's session memory (Node: a child process); without it no memory model is fitted */
   memory?: MemoryMeter;
@@ -155,6 +161,8 @@ export interface InterleaveOptions {
   /** seed of the visiting order, shuffled every round */
   seed?: number | undefined;
   onRound?: ((done: number, total: number) => void) | undefined;
+  /** checked before every visit */
+  signal?: AbortSignal | undefined;
 }
 
 export interface InterleavedTimings {
@@ -178,7 +186,10 @@ export async function timeInterleaved(samplers: readonly Sampler[], o: Interleav
   const q = o.quantile ?? 0.5;
   const visitWarmup = Math.max(0, Math.floor(o.visitWarmup ?? 3));
   const visitWarmupMs = o.visitWarmupMs ?? 2;
-  for (const sample of samplers) for (let i = 0; i < o.warmup; i++) await sample();
+  for (const sample of samplers) {
+    o.signal?.throwIfAborted();
+    for (let i = 0; i < o.warmup; i++) await sample();
+  }
   const rng = mulberry32(o.seed ?? 1);
   const visitQ: number[][] = samplers.map(() => []);
   const visitMed: number[][] = samplers.map(() => []);
@@ -190,6 +201,7 @@ export async function timeInterleaved(samplers: readonly Sampler[], o: Interleav
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
     for (const i of order) {
+      o.signal?.throwIfAborted();
       let warmMs = 0;
       for (let k = 0; k < visitWarmup && (k === 0 || warmMs < visitWarmupMs); k++) warmMs += Math.abs(await samplers[i]!());
       const xs: number[] = [];
@@ -262,7 +274,7 @@ export async function timeModels(
       createMs.push(performance.now() - t0);
     }
     const samplers = sessions.map((s, i) => sampleOf(runSampler(s, models[i]!.inDims), i));
-    const { timings } = await timeInterleaved(samplers, { ...interleavePlan(o.runs, o.rounds), warmup: o.warmup, quantile: o.quantile, seed: o.seed, onRound: o.onRound });
+    const { timings } = await timeInterleaved(samplers, { ...interleavePlan(o.runs, o.rounds), warmup: o.warmup, quantile: o.quantile, seed: o.seed, onRound: o.onRound, signal: o.signal });
     return timings.map((t, i) => ({ ...t, createMs: createMs[i]! }));
   } finally {
     for (const s of sessions) await s.release();
@@ -315,9 +327,10 @@ export async function measureSubnetsLatency(
   o: InterleavedTimingOptions,
   backend: Backend,
   weights = new SubnetWeights(pkg),
+  graph: ProfileOptions['graph'] = {},
 ): Promise<Timing[]> {
   const dims = subnetInputDims(pkg);
-  return timeModels(backend, cfgs.map((cfg) => ({ bytes: buildSubnet(weights, cfg, { mode: 'fold', batch: 1 }).bytes, inDims: dims })), o);
+  return timeModels(backend, cfgs.map((cfg) => ({ bytes: buildSubnet(weights, cfg, { mode: 'fold', batch: 1, ...graph }).bytes, inDims: dims })), o);
 }
 
 /** Random distinct subnets, seeded; `resolutions` restricts image sizes. */
@@ -351,7 +364,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions &
     if (!all.includes(r)) throw new NestswapError('ERR_USAGE', `Resolution ${r} is not in the space; should be among: ${all.join(', ')}.`);
   const progress = opts.onProgress ?? (() => undefined);
   const q = opts.quantile ?? 0.5;
-  const timing: TimingOptions = { ep, threads, warmup, runs, quantile: q };
+  const timing: TimingOptions = { ep, threads, warmup, runs, quantile: q, signal: opts.signal };
   const weights = new SubnetWeights(pkg);
 
   // Fail early and clearly when the EP cannot run at all.
@@ -365,7 +378,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions &
   // 'pre' (input resize + normalisation + stem) carries the per-run overhead of the whole subnet, once
   const partTimes = await timeParts(
     backend,
-    parts.map((part) => ({ bytes: buildPartGraph(weights, part), inDims: part.inDims, gross: part.kind === 'pre' })),
+    parts.map((part) => ({ bytes: buildPartGraph(weights, part, opts.graph), inDims: part.inDims, gross: part.kind === 'pre' })),
     { ...timing, seed, onRound: (done, total) => progress({ phase: 'parts', done: Math.round((done / total) * parts.length), total: parts.length }) },
   );
   for (const [i, part] of parts.entries()) {
@@ -413,7 +426,7 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions &
         ...subnetTiming,
         seed: seed + 3 + done0,
         onRound: (done, total) => progress({ phase: 'calibration', done: Math.round((done / total) * both.length), total: both.length }),
-      }, backend, weights),
+      }, backend, weights, opts.graph),
     );
     const ms = both.map((_, i) => median(passes.map((t) => t[i]!.ms)));
     calSamples = calCfgs.map((cfg, i) => ({ id: pkg.space.id(cfg), measured: ms[i]!, predicted: calRaw[i]! }));
@@ -433,7 +446,8 @@ export async function profileDevice(pkg: SupernetPackage, opts: ProfileOptions &
     const memCfgs = [pkg.space.min(), pkg.space.max(), ...sampleSubnets(pkg, Math.max(0, nMem - 2), seed + 2)].slice(0, nMem);
     const measuredMem: { cfg: SubnetConfig; mb: number }[] = [];
     for (const [i, cfg] of memCfgs.entries()) {
-      const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1 });
+      opts.signal?.throwIfAborted();
+      const built = buildSubnet(weights, cfg, { mode: 'fold', batch: 1, ...(opts.graph ?? {}) });
       const m = await opts.memory.measure(built.bytes, subnetInputDims(pkg), { ep, threads });
       measuredMem.push({ cfg, mb: m.deltaMB });
       progress({ phase: 'memory', done: i + 1, total: memCfgs.length });

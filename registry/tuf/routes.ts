@@ -1,7 +1,9 @@
 /**
- * TUF routes (standard layout, so any TUF client reads them; no token needed to read):
- *   GET /v1/tuf/metadata/<N>.root.json | timestamp.json | <N>.snapshot.json | <N>.targets.json
- *   GET /v1/tuf/targets/<name>/<version>/<sha256>.<file>      (Range supported)
+ * TUF routes (standard layout, so any TUF client reads them):
+ *   GET /v1/tuf/metadata/<N>.root.json | timestamp.json | <N>.snapshot.json | <N>.targets.json   (no token:
+ *       names, lengths and hashes only)
+ *   GET /v1/tuf/targets/<name>/<version>/<sha256>.<file>      (Range supported; the package's own files, so
+ *       the tokens that read the package: admin, or a device enrolled for that supernet)
  *   PUT /v1/tuf/targets   publisher-signed targets metadata (admin token)
  *   PUT /v1/tuf/root      a new root signed by the old root's threshold (admin token)
  */
@@ -40,7 +42,9 @@ export function tufRoutes(repo: TufRepository | undefined, maxMetadataBytes = 64
 
     api.get('/tuf/targets/*path', async (req, res) => {
       need();
+      const who = await auth.principal(req);
       const segs = (req.params as { path: string[] }).path;
+      if (segs[0]) auth.canRead(who, segs[0]);
       const m = /^([0-9a-f]{64})\.(.+)$/.exec(segs[segs.length - 1] ?? '');
       if (!m || segs.length < 3) throw new ApiError(404, 'ERR_NOT_FOUND', 'Targets are named <supernet>/<version>/<sha256>.<file>.');
       const hash = m[1]!;

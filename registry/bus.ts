@@ -4,14 +4,16 @@
  * `LocalBus` is the in-process default of a single registry; registry/bus-nats.ts is the NATS one.
  *
  * Subjects:
- *   nestswap.replica.<replica id>  - to the replica holding a device: push a command, or drop a connection superseded elsewhere
+ *   nestswap.replica.<replica id>  - to the replica holding a device: push a command (it rides along, as
+ *                                    stored, so the holder delivers without a read), or drop a connection
+ *                                    superseded elsewhere
  *   nestswap.commands.done         - to every replica: a command's outcome was recorded (answers `waitMs` waiters)
  */
 import { EventEmitter } from 'node:events';
 import type { CommandInfo } from './protocol.js';
 
 export type BusMessage =
-  | { t: 'push'; deviceId: string; commandId: string }
+  | { t: 'push'; deviceId: string; command: CommandInfo }
   | { t: 'superseded'; deviceId: string; epoch: number }
   | { t: 'done'; command: CommandInfo };
 

@@ -172,11 +172,8 @@ export class Hub extends EventEmitter {
       }
       return;
     }
-    if (m.t === 'push')
-      this.enqueue(conn, this.log, async () => {
-        const c = await this.store.command(m.commandId);
-        if (c && (c.status === 'pending' || c.status === 'sent')) this.deliver(conn, c);
-      });
+    // the command as stored a moment ago: delivering it again is harmless, the device acks by id
+    if (m.t === 'push') this.enqueue(conn, this.log, async () => this.deliver(conn, m.command));
   }
 
   private send(conn: Conn, frame: RegistryFrame): void {
@@ -256,7 +253,7 @@ export class Hub extends EventEmitter {
     }
     const p = (await this.store.presence([c.deviceId])).get(c.deviceId);
     if (!p) return false;
-    this.bus.publish(replicaSubject(p.replicaId), { t: 'push', deviceId: c.deviceId, commandId: c.id });
+    this.bus.publish(replicaSubject(p.replicaId), { t: 'push', deviceId: c.deviceId, command: c });
     return true;
   }
 

@@ -173,7 +173,8 @@ export interface RegistryStore {
 
   putProfile(deviceId: string, sha256: string, json: string, summary: ProfileSummary): Promise<void>;
   profile(deviceId: string): Promise<ProfileRow | undefined>;
-  profileSummary(deviceId: string): Promise<ProfileSummary | null>;
+  /** Profile summaries of these devices in one round trip; a device without a profile is absent. */
+  profileSummaries(deviceIds: string[]): Promise<Map<string, ProfileSummary>>;
   /** The newest profile uploaded by a device of this class. */
   profileOfClass(deviceClass: string): Promise<ProfileRow | undefined>;
   /** Every device's profile of this class, newest first. */

@@ -116,6 +116,19 @@ for (const engine of ENGINES) {
       await s.close();
     });
 
+    test('profiles: summaries of a page of devices in one call, devices without a profile absent', async () => {
+      const s = await engine.open('profiles');
+      for (const id of ['p1', 'p2', 'p3']) await s.insertDevice({ id, name: id, tokenHash: `h${id}`, deviceClass: 'c', facts: {} });
+      const summary = (sha: string) => ({ sha256: sha.repeat(64), uploadedAt: '2026-01-01T00:00:00.000Z', format: 'nestswap-profile/1', deviceClass: 'c', fingerprint: null, ep: 'cpu', threads: 1, resolutions: [32], hasLatency: true, hasMemory: false, bytes: 10 });
+      await s.putProfile('p1', 'a'.repeat(64), '{}', summary('a'));
+      await s.putProfile('p3', 'b'.repeat(64), '{}', summary('b'));
+      const got = await s.profileSummaries(['p1', 'p2', 'p3', 'unknown']);
+      assert.deepEqual([...got.keys()].sort(), ['p1', 'p3']);
+      assert.equal(got.get('p3')!.sha256, 'b'.repeat(64));
+      assert.equal((await s.profileSummaries([])).size, 0);
+      await s.close();
+    });
+
     test('telemetry: one batch over several devices, duplicates ignored, new events returned once', async () => {
       const s = await engine.open('telemetry');
       await s.insertDevice({ id: 'a', name: 'a', tokenHash: 'ha', facts: {} });

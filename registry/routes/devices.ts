@@ -33,6 +33,7 @@ function pageLimit(raw: unknown): number {
 
 async function deviceInfos(ctx: RouteContext, rows: DeviceRow[], recent: boolean): Promise<DeviceInfo[]> {
   const held = await ctx.store.presence(rows.filter((d) => !ctx.hub.isOnline(d.id)).map((d) => d.id));
+  const profiles = await ctx.store.profileSummaries(rows.map((d) => d.id));
   const fresh = (p: Presence | undefined) => p !== undefined && Date.now() - Date.parse(p.seenAt) < ctx.presenceTtlMs;
   return Promise.all(
     rows.map(async (d) => ({
@@ -48,7 +49,7 @@ async function deviceInfos(ctx: RouteContext, rows: DeviceRow[], recent: boolean
       subnet: d.subnet_json === null ? null : (JSON.parse(d.subnet_json) as unknown),
       subnetId: d.subnet_id,
       budget: d.budget_json === null ? null : (JSON.parse(d.budget_json) as unknown),
-      profile: await ctx.store.profileSummary(d.id),
+      profile: profiles.get(d.id) ?? null,
       telemetrySeq: Number(d.telemetry_seq),
       ...(recent ? { recentTelemetry: (await ctx.store.recentTelemetry(d.id, 20)) as DeviceInfo['recentTelemetry'] } : {}),
     })),

@@ -210,9 +210,12 @@ export class PostgresStore implements RegistryStore {
   async profile(deviceId: string) {
     return (await this.q<ProfileRow>('SELECT * FROM profiles WHERE device_id = $1', [deviceId]))[0];
   }
-  async profileSummary(deviceId: string) {
-    const r = (await this.q<{ summary_json: string }>('SELECT summary_json FROM profiles WHERE device_id = $1', [deviceId]))[0];
-    return r ? (JSON.parse(r.summary_json) as ProfileSummary) : null;
+  async profileSummaries(deviceIds: string[]) {
+    const out = new Map<string, ProfileSummary>();
+    if (!deviceIds.length) return out;
+    for (const r of await this.q<{ device_id: string; summary_json: string }>('SELECT device_id, summary_json FROM profiles WHERE device_id = ANY($1::text[])', [deviceIds]))
+      out.set(r.device_id, JSON.parse(r.summary_json) as ProfileSummary);
+    return out;
   }
   async profileOfClass(deviceClass: string) {
     return (await this.q<ProfileRow>('SELECT * FROM profiles WHERE device_class = $1 ORDER BY uploaded_at DESC LIMIT 1', [deviceClass]))[0];

@@ -191,9 +191,14 @@ export class SqliteStore implements RegistryStore {
   async profile(deviceId: string) {
     return this.q.profile.get(deviceId);
   }
-  async profileSummary(deviceId: string) {
-    const r = this.q.profileSummary.get(deviceId);
-    return r ? (JSON.parse(r.summary_json) as ProfileSummary) : null;
+  async profileSummaries(deviceIds: string[]) {
+    // one synchronous statement per id: in-process SQLite has no round trip to save
+    const out = new Map<string, ProfileSummary>();
+    for (const id of deviceIds) {
+      const r = this.q.profileSummary.get(id);
+      if (r) out.set(id, JSON.parse(r.summary_json) as ProfileSummary);
+    }
+    return out;
   }
   async profileOfClass(deviceClass: string) {
     return this.q.profileOfClass.get(deviceClass);

@@ -32,8 +32,10 @@ function pageLimit(raw: unknown): number {
 }
 
 async function deviceInfos(ctx: RouteContext, rows: DeviceRow[], recent: boolean): Promise<DeviceInfo[]> {
-  const held = await ctx.store.presence(rows.filter((d) => !ctx.hub.isOnline(d.id)).map((d) => d.id));
-  const profiles = await ctx.store.profileSummaries(rows.map((d) => d.id));
+  const [held, profiles] = await Promise.all([
+    ctx.store.presence(rows.filter((d) => !ctx.hub.isOnline(d.id)).map((d) => d.id)),
+    ctx.store.profileSummaries(rows.map((d) => d.id)),
+  ]);
   const fresh = (p: Presence | undefined) => p !== undefined && Date.now() - Date.parse(p.seenAt) < ctx.presenceTtlMs;
   return Promise.all(
     rows.map(async (d) => ({

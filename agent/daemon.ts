@@ -33,7 +33,7 @@ import { evaluateFlat, staticMemoryModel } from '../runtime/search/efficiency.js
 import { ModelSession, ortSessionOptions, type Backend } from '../runtime/session.js';
 import type { SubnetConfig } from '../runtime/space.js';
 import type { BuildContext, MetricsSink, SessionAdapter } from './core/adapters.js';
-import { startAgentCore } from './core/agent-core.js';
+import { startAgentCore, type AgentCore } from './core/agent-core.js';
 import { validateUserBudget, type AgentHandle, type Selector, type SubnetChoice } from './core/types.js';
 import { systemSensors, type Sensors } from './monitor.js';
 import type { PolicyOptions, Prediction, UserBudget } from './policy.js';
@@ -93,7 +93,7 @@ export interface DaemonOptions {
 }
 
 /** The Node daemon: the agent core plus its local HTTP API URL and Prometheus registry. */
-export interface DaemonHandle extends AgentHandle {
+export interface DaemonHandle extends AgentHandle, Pick<AgentCore, 'useSelector'> {
   readonly url: string | null;
   readonly metrics: Registry;
 }

@@ -1,8 +1,8 @@
 /**
  * A fleet agent's selector: the Pareto ladder over this device's profile, as the standalone agent
  * decides, when a profile of this device is already cached (an earlier start profiled it). A first
- * start serves at once from the daemon's measured ladder while it profiles in the background; the
- * ladder takes over from the next start. Undefined (the measured ladder) without an accuracy
+ * start serves at once from the daemon's measured ladder while it profiles in the background, and the
+ * ladder takes over when that profile is ready (agent/fleet.ts, AgentCore.useSelector). Undefined (the measured ladder) without an accuracy
  * predictor, without a matching cached profile, or when the ladder cannot be built.
  */
 import type { Logger } from 'pino';

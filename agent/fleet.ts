@@ -167,7 +167,8 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
   const budget = state.budget ?? validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
   // decides from a Pareto ladder over this device's profile, as standalone, once one is cached
-  const selector = opts.profile === false ? undefined : await cachedProfileLadder(pkg, { dataDir: join(dataDir, 'daemon'), fingerprint: identity.fingerprint, threads: opts.threads, logger: dlog.child({ part: 'selector' }), ...(opts.ladderRungs !== undefined ? { rungs: opts.ladderRungs } : {}) });
+  const selectorOpts = { dataDir: join(dataDir, 'daemon'), fingerprint: identity.fingerprint, threads: opts.threads, logger: dlog.child({ part: 'selector' }), ...(opts.ladderRungs !== undefined ? { rungs: opts.ladderRungs } : {}) };
+  const selector = opts.profile === false ? undefined : await cachedProfileLadder(pkg, selectorOpts);
   const daemon = await startDaemon({
     pkg,
     budget,
@@ -225,6 +226,11 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     const instead = () => fewShotProfile(client, pkg, { device: identity, ...threadsOpt, ...(opts.profile ? opts.profile : {}), ...opts.fewShot, signal }, dlog);
     const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...threadsOpt, ...opts.profile, signal, ...(opts.fewShot === false ? {} : { instead }) });
     dlog.info({ cached: p.cached }, 'profile ready');
+    // a first start served from the measured ladder meanwhile: the Pareto ladder over the new profile takes over now
+    if (!selector && !signal.aborted) {
+      const ladder = await cachedProfileLadder(pkg, selectorOpts);
+      if (ladder && !signal.aborted) await daemon.useSelector(ladder, 'selector: Pareto ladder over the new profile');
+    }
     const text = serializeProfile(p.profile);
     for (let i = 0; !signal.aborted; i++) {
       try {

@@ -298,6 +298,22 @@ export class HotSwapper {
     return done;
   }
 
+  /** `openedKeep` as changed by setOpenedKeep */
+  private openedCap: number | undefined;
+
+  /**
+   * Changes how many sessions are kept opened ahead (`openedKeep`, e.g. when the agent's selector is
+   * replaced); the oldest beyond the new count are released now.
+   */
+  async setOpenedKeep(n: number): Promise<void> {
+    this.openedCap = n;
+    for (const [k, v] of this.opened) {
+      if (this.opened.size <= Math.max(0, n)) break;
+      this.opened.delete(k);
+      await v.session.release().catch(() => undefined);
+    }
+  }
+
   /** Ids with a session opened ahead (`preopen`). */
   get openedIds(): string[] {
     return [...this.opened.keys()];
@@ -315,7 +331,7 @@ export class HotSwapper {
    */
   preopen(cfg: SubnetConfig): Promise<boolean> {
     const id = this.opts.idOf(cfg);
-    const cap = this.opts.openedKeep ?? 0;
+    const cap = this.openedCap ?? this.opts.openedKeep ?? 0;
     const built = this.cache.get(id);
     if (cap <= 0 || this.closed || this.worker || this.opening || !built || this.opened.has(id) || this.current?.subnetId === id) return Promise.resolve(false);
     const done = (async () => {

@@ -12,6 +12,11 @@ import { repoPath, tempDir, TINY } from './helpers.js';
 import { existsSync } from 'node:fs';
 import { cachedProfileLadder } from '../agent/fleet-selector.js';
 import { loadOrProfile } from '../agent/profiler.js';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { startFleetAgent } from '../agent/fleet.js';
+import { AdminClient } from '../registry/admin-client.js';
+import { startRegistry } from '../registry/server.js';
 
 const key: LadderKey = { profile: 'p', predictor: 'a', slowdownClass: 0 };
 const rung = (latencyMs: number, accuracy: number, memoryMB: number | null = null): Rung => ({
@@ -137,6 +142,54 @@ test('an agent on a ladder decides from it, shows its position in status and pre
   }
 });
 
+test('a running agent takes a new selector: a pinned one keeps its subnet, then it decides and prepares from the new ladder', async () => {
+  const pkg = await loadPackageDir(TINY);
+  const encoder = new ArchEncoder(pkg.space);
+  const macs = macsModel(pkg.arch);
+  const latency: EfficiencyModel = { ...macs, unit: 'ms', fixed: macs.fixed.map((v) => v / 1e6), slot: macs.slot.map((v) => v / 1e6) };
+  const inputs = {
+    arch: pkg.arch,
+    encoder,
+    predictor: randomLinearPredictor(encoder, 5),
+    efficiency: { latency: flatLatencyPredictor(latency), memory: flatMemoryPredictor(staticMemoryModel(pkg.arch)) },
+  };
+  const ladder = await ladderSearchSelector(pkg, inputs, { profileDigest: 'tiny', predictorDigest: 'lin', rungs: 12, generations: 20 });
+  const l = ladder.ladder!;
+  // started as a first fleet start is: on the measured ladder, no profile yet
+  const d = await startDaemon({ pkg, budget: {}, threads: 1, ladderSize: 4, calibration: { images: 64 }, monitor: { intervalMs: 200, probe: false }, prepare: { rungs: 3, idleMs: 20 } });
+  try {
+    assert.match(d.status().selector, /^measured-ladder/);
+    assert.equal(d.status().ladder, null);
+    const pin = l.rungs[1]!;
+    assert.equal((await d.switchTo(pin.subnet)).outcome, 'swapped');
+    assert.equal(await d.useSelector(ladder), null, 'pinned: no reselection');
+    let s = d.status();
+    assert.equal(s.selector, 'pareto-ladder');
+    assert.equal(s.subnet!.id, pin.id, 'the pinned subnet stays');
+    assert.ok(Math.abs(s.predicted.latencyMs! - pin.latencyMs) <= 1e-9 * pin.latencyMs, 'its prediction is the new selector’s');
+    // unpinned, the budget (none: the best) is chosen from the new ladder
+    await d.unpin();
+    const top = l.rungs[l.rungs.length - 1]!;
+    assert.equal(d.status().subnet!.id, top.id);
+    const mid = l.rungs[Math.floor(l.rungs.length / 2)]!;
+    await d.setBudget({ latencyMs: mid.latencyMs * 1.0001 });
+    s = d.status();
+    assert.equal(s.subnet!.id, mid.id);
+    assert.equal(s.ladder!.rung, Math.floor(l.rungs.length / 2));
+    // the new ladder's rungs next to it are prepared at idle
+    for (let t = 0; t < 1200 && d.status().ladder!.prepared.statistics < 2; t++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(d.status().ladder!.prepared.statistics >= 2, JSON.stringify(d.status().ladder));
+    // not pinned: a replacement reselects at once, with its reason in the swap record
+    const again = await ladderSearchSelector(pkg, { ...inputs, predictor: randomLinearPredictor(encoder, 6) }, { profileDigest: 'tiny', predictorDigest: 'lin2', rungs: 12, generations: 20 });
+    const r = await d.useSelector(again, 'selector: test');
+    assert.ok(r && (r.outcome === 'swapped' || r.outcome === 'unchanged'), JSON.stringify(r));
+    assert.equal(d.status().subnet!.id, again.ladder!.rungs[again.ladder!.rungFor({ latencyMs: mid.latencyMs * 1.0001 })]!.id);
+    if (r.outcome === 'swapped') assert.equal(r.reason, 'selector: test');
+  } finally {
+    await d.close();
+  }
+});
+
 test("an agent on a ladder serves the rung a budget names: its own latency gets it, a hair under gets the one below", async () => {
   const pkg = await loadPackageDir(TINY);
   const encoder = new ArchEncoder(pkg.space);
@@ -185,4 +238,40 @@ test("a fleet agent decides from the Pareto ladder once this device's profile is
   const mid = l.rungs[Math.floor(l.rungs.length / 2)]!;
   assert.equal((await s.choose({ latencyMs: mid.latencyMs })).subnetId, mid.id);
   assert.ok(Math.abs(s.predict(mid.subnet).latencyMs! - mid.latencyMs) <= 1e-9 * mid.latencyMs, 'rung latencies are the profile predictor’s');
+});
+
+test('a first fleet start serves from the measured ladder, and the Pareto ladder over its new profile takes over in the same run', { skip: !existsSync(repoPath('models/fmnist-ofa/package/manifest.json')) && 'models/fmnist-ofa absent' }, async () => {
+  using dir = tempDir('nestswap-first-ladder-');
+  const reg = await startRegistry({ port: 0, host: '127.0.0.1', dataDir: join(dir.path, 'reg'), adminToken: 'admin_first_ladder', enrollToken: 'enroll_first_ladder' });
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const start = () =>
+    startFleetAgent({ registry: reg.url, enrollToken: 'enroll_first_ladder', supernet: 'fmnist-ofa', dataDir: join(dir.path, 'agent'), insecureNoSignatures: true, logger, threads: 1, ladderRungs: 8, profile: { runs: 20, subnetRuns: 20, memorySubnets: 0, seed: 3 }, fewShot: false });
+  try {
+    await new AdminClient(reg.url, 'admin_first_ladder').publishDir(repoPath('models/fmnist-ofa/package'));
+    const agent = await start();
+    try {
+      assert.match(agent.daemon.status().selector, /^measured-ladder/, 'no profile yet: the measured ladder serves at once');
+      for (let t = 0; t < 1200 && agent.daemon.status().selector !== 'pareto-ladder'; t++) await new Promise((r) => setTimeout(r, 100));
+      const s = agent.daemon.status();
+      assert.equal(s.selector, 'pareto-ladder', JSON.stringify(lines.filter((l) => (l.level as number) >= 40)));
+      assert.ok(s.ladder && s.ladder.rungs >= 2 && s.ladder.rungs <= 8, JSON.stringify(s.ladder));
+      // no budget: the ladder's top rung serves, chosen by a swap that says why
+      assert.equal(s.ladder.rung, s.ladder.rungs - 1);
+      const last = s.swaps[s.swaps.length - 1]!;
+      if (last.outcome === 'swapped' && last.reason.startsWith('selector')) assert.equal(last.reason, 'selector: Pareto ladder over the new profile');
+      assert.ok(lines.some((l) => l.msg === 'selector replaced'), 'the replacement is logged');
+    } finally {
+      await agent.close();
+    }
+    // the next start decides from the cached profile's ladder from the first request
+    const again = await start();
+    try {
+      assert.equal(again.daemon.status().selector, 'pareto-ladder');
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await reg.close();
+  }
 });

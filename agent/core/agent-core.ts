@@ -48,6 +48,13 @@ export interface AgentCoreOptions {
 export interface AgentCore extends AgentHandle {
   /** closes `link` with the agent (after the monitor stops, before sessions are released) */
   attach(link: TransportLink): void;
+  /**
+   * Decides from `next` from now on (e.g. a Pareto ladder once a background profile is ready): the
+   * predictions of known subnets are redone with it, preparation starts over for it, and unless
+   * pinned the budget is chosen again (`reason` in the swap record). Resolves to that swap, or null
+   * when pinned or closed.
+   */
+  useSelector(next: Selector, reason?: string): Promise<SwapRecord | null>;
 }
 
 function macsScore(pkg: SupernetPackage, cfg: SubnetConfig, p: Prediction): number {
@@ -99,7 +106,8 @@ function memoChooser(selector: Selector, log: CoreLogger): (b: UserBudget) => Pr
 }
 
 export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore> {
-  const { pkg, selector, sessions } = opts;
+  const { pkg, sessions } = opts;
+  let selector = opts.selector;
   const log = opts.logger ?? silentLogger;
   const clock = opts.clock ?? systemClock;
   const sink: MetricsSink = opts.metrics ?? {};
@@ -111,7 +119,8 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
 
   // a ladder decides in microseconds and its rungs can lie closer than the memo's 2% steps (a rounded
   // budget would miss the rung it names, or pick one above it): it answers every budget as given
-  const choose = isLadderSelector(selector) ? (b: UserBudget) => selector.choose(b) : memoChooser(selector, log);
+  const chooserOf = (sel: Selector) => (isLadderSelector(sel) ? (b: UserBudget) => sel.choose(b) : memoChooser(sel, log));
+  let choose = chooserOf(selector);
   const known = new Map<string, SubnetChoice>();
   const choiceOf = (cfg: SubnetConfig): SubnetChoice => {
     const id = pkg.space.id(cfg);
@@ -120,6 +129,8 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
     const predicted = selector.predict(cfg);
     return { subnetId: id, config: cfg, predicted, score: macsScore(pkg, cfg, predicted), feasible: true };
   };
+
+  const openedKeepOf = (sel: Selector) => (isLadderSelector(sel) ? (opts.prepare?.sessions ?? DEFAULT_OPEN_SESSIONS) : 0);
 
   // --- runtime parts -------------------------------------------------------------------------
   const materializer = new Materializer(pkg, sessions.calibrationBackend ?? sessions.backend, opts.storage.stats, sessions.calibrationLayout);
@@ -138,7 +149,7 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
     },
     ...(sessions.hotSwap ?? {}),
     // on a ladder, sessions of the nearest prepared rungs are kept open (prepareRungs)
-    openedKeep: isLadderSelector(selector) ? (opts.prepare?.sessions ?? DEFAULT_OPEN_SESSIONS) : 0,
+    openedKeep: openedKeepOf(selector),
     // 1 warm-up run and the median of 2 timed runs: enough for a health check with a 4x latency slack,
     // and in the builder they run while this thread loads the candidate, so they should not outlast that
     warmupRuns: 1,
@@ -205,19 +216,22 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
   // Keep BN recalibration off the swap path: precompute statistics of the likely subnets, one at a
   // time, in the background (a swap that needs one meanwhile shares the same computation). A swap
   // goes first: the next subnet waits until no swap is being built (the builder is one thread).
-  const precalibration = (async () => {
-    if (isLadderSelector(selector))
-      return prepareRungs(selector, { materializer, hot, calibration, sleep: (ms) => clock.sleep(ms), closed: () => closed, log }, opts.prepare);
-    for (const c of selector.candidates ?? []) {
-      while (hot.busy && !closed) await clock.sleep(20);
-      if (closed) return;
+  // One preparation per selector: a replaced selector's stops at its next step.
+  const preparations: Promise<void>[] = [];
+  const prepare = async (sel: Selector) => {
+    const over = () => closed || sel !== selector;
+    if (isLadderSelector(sel)) return prepareRungs(sel, { materializer, hot, calibration, sleep: (ms) => clock.sleep(ms), closed: over, log }, opts.prepare);
+    for (const c of sel.candidates ?? []) {
+      while (hot.busy && !over()) await clock.sleep(20);
+      if (over()) return;
       try {
         await materializer.statistics(c.config, calibration);
       } catch (err) {
         log.warn({ err, subnet: pkg.space.id(c.config) }, 'background BN calibration failed');
       }
     }
-  })();
+  };
+  preparations.push(prepare(selector));
 
   // --- monitor + policy loop ---------------------------------------------------------------------
   const probeInput = Float32Array.from({ length: hot.sampleSize }, (_, i) => ((i * 31) % 101) / 101);
@@ -271,6 +285,22 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
     sampleShape,
     attach(link) {
       links.push(link);
+    },
+    async useSelector(next, reason = `selector ${next.kind}`) {
+      if (closed) return null;
+      const from = selector.kind;
+      selector = next;
+      choose = chooserOf(next);
+      for (const [id, c] of known) {
+        const predicted = next.predict(c.config);
+        known.set(id, { ...c, predicted, score: macsScore(pkg, c.config, predicted) });
+      }
+      await hot.setOpenedKeep(openedKeepOf(next));
+      preparations.push(prepare(next));
+      log.info({ from, to: next.kind }, 'selector replaced');
+      if (pinned) return null;
+      policy.reset();
+      return reselect(reason);
     },
     async setBudget(b) {
       const next = validateUserBudget(b);
@@ -341,7 +371,7 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
       if (closed) return;
       closed = true;
       await monitor?.stop();
-      await precalibration;
+      await Promise.all(preparations);
       for (const l of links) await l.close();
       await hot.close();
       await sessions.close?.();

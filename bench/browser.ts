@@ -13,15 +13,19 @@
  *  - profile wall time in the page (wasm, `--profile-ms` budget);
  *  - swap decision → serving in the page with cached BN statistics (target ≤ 100 ms), median of swaps
  *    alternating between two subnets;
- *  - WebGPU (software adapter here) vs wasm on the smallest subnet (reported, not a target).
+ *  - WebGPU (software adapter here) vs wasm on the smallest subnet (reported, not a target);
+ *  - on bare sessions (bench/browser-kernels.ts): onnxruntime-web's plain build vs its JSEP build on
+ *    the served largest subnet, and a GEMM-only graph browser wasm vs onnxruntime-node.
  */
 import { parseArgs } from 'node:util';
 import type { Page } from 'playwright-core';
+import { WASM_DEPTHWISE_MATMUL } from '../runtime/materialize.js';
 import { Materializer } from '../runtime/materializer.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import { nodeBackend } from '../runtime/node/ort-node.js';
 import { ModelSession } from '../runtime/session.js';
 import type { SubnetConfig } from '../runtime/space.js';
+import { kernelSections } from './browser-kernels.js';
 import { chromiumPath, ENROLL, FMNIST, launchChromium, startWebRegistry } from '../test/browser-fixtures.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '200' }, 'profile-ms': { type: 'string', default: '20000' }, 'no-webgpu': { type: 'boolean', default: false } } });
@@ -161,6 +165,14 @@ async function main(): Promise<void> {
         out.webgpu = { error: (err as Error).message.split('\n')[0] };
       }
     }
+
+    // bare sessions, with every agent page closed (their idle probes and thread pools would share the
+    // two cores): the plain vs the JSEP build of onnxruntime-web, and the GEMM-only ratio to onnxruntime-node
+    await Promise.all(browser.contexts().map((c) => c.close()));
+    const rawPage = await (await browser.newContext()).newPage();
+    await rawPage.goto(`${web.url}/v1/web/`);
+    const served = (await m.materialize(pkg.space.max(), { depthwiseMatMul: WASM_DEPTHWISE_MATMUL })).bytes;
+    Object.assign(out, await kernelSections(rawPage, { bytes: served, dims: [1, 1, 28, 28], subnet: 'largest' }, threads, RUNS, stats));
   } finally {
     await browser.close();
     await web.close();

@@ -30,7 +30,7 @@ import { encoderForPredictor, onnxAccuracyPredictor } from '../runtime/search/pr
 import type { SwapRecord } from '../runtime/hot-swap.js';
 import type { VersionInfo } from '../registry/protocol.js';
 import { probeEps, WEB_EPS, type EpReport } from './eps.js';
-import { loadOrt, webBackend, type OrtWeb } from './ort.js';
+import { webBackend, webOrt, type OrtWeb } from './ort.js';
 import { loadPackage, type PackageLoad } from './package-store.js';
 import { enroll, RegistryLink, uploadProfile, type Identity } from './registry-link.js';
 import { browserSensors } from './sensors.js';
@@ -169,14 +169,16 @@ export async function connect(o: ConnectOptions): Promise<BrowserAgent> {
   const registry = (o.registry ?? globalThis.location.origin).replace(/\/+$/, '');
   const budget = validateUserBudget(o.budget ?? {});
   const ortBase = new URL('./ort/', import.meta.url).href;
-  const ort = await loadOrt(ortBase, o.threads);
-  const threads = ort.env.wasm.numThreads ?? 1;
+  const orts = webOrt(ortBase, o.threads);
+  const threads = orts.threads;
+  const wasmOrt = await orts.forEp('wasm');
   mark('ort');
 
-  const eps = await probeEps(ort, { order: o.eps ?? WEB_EPS, ...(o.disableEps ? { disabled: o.disableEps } : {}) });
+  const eps = await probeEps(orts, { order: o.eps ?? WEB_EPS, ...(o.disableEps ? { disabled: o.disableEps } : {}) });
   const chosen = eps.find((e) => e.ok);
   if (!chosen) throw new NestswapError('ERR_SESSION', `No execution provider works in this browser: ${eps.map((e) => `[${e.ep}] ${e.reason}`).join('; ')}`);
   const ep = chosen.ep;
+  const ort = await orts.forEp(ep);
   for (const e of eps) if (!e.ok) log.info({ ep: e.ep, reason: e.reason }, 'execution provider not used');
   mark('eps');
 
@@ -210,7 +212,7 @@ export async function connect(o: ConnectOptions): Promise<BrowserAgent> {
   }
   mark('profile');
 
-  const selector = await profileSelector(pkg, ort, profile);
+  const selector = await profileSelector(pkg, wasmOrt, profile);
   const core = await startAgentCore({
     pkg,
     budget,
@@ -219,7 +221,7 @@ export async function connect(o: ConnectOptions): Promise<BrowserAgent> {
       backend: webBackend(ort, ep),
       graph: graphFor(ep, o),
       // calibration always runs on wasm, so its graphs are lowered there whatever EP serves
-      calibrationBackend: webBackend(ort, 'wasm'),
+      calibrationBackend: webBackend(wasmOrt, 'wasm'),
       calibrationLayout: async () => ({ ...graphFor('wasm', o) }),
     },
     storage: { stats: browserStatsStore(registry) },
@@ -270,9 +272,9 @@ export async function connect(o: ConnectOptions): Promise<BrowserAgent> {
 
 /** What each EP does in this browser, without connecting (the same probe connect runs). */
 export async function probe(o: { eps?: readonly string[]; disableEps?: readonly string[]; threads?: number } = {}): Promise<{ eps: EpReport[]; crossOriginIsolated: boolean; wasmThreads: number }> {
-  const ort = await loadOrt(new URL('./ort/', import.meta.url).href, o.threads);
-  const eps = await probeEps(ort, { order: o.eps ?? WEB_EPS, ...(o.disableEps ? { disabled: o.disableEps } : {}) });
-  return { eps, crossOriginIsolated: globalThis.crossOriginIsolated === true, wasmThreads: ort.env.wasm.numThreads ?? 1 };
+  const orts = webOrt(new URL('./ort/', import.meta.url).href, o.threads);
+  const eps = await probeEps(orts, { order: o.eps ?? WEB_EPS, ...(o.disableEps ? { disabled: o.disableEps } : {}) });
+  return { eps, crossOriginIsolated: globalThis.crossOriginIsolated === true, wasmThreads: orts.threads };
 }
 
 // for pages that load the bundle with a classic <script type=module> and reach it as window.nestswap

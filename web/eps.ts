@@ -6,7 +6,7 @@
  */
 import { GraphBuilder } from '../runtime/onnx/graph.js';
 import { ModelSession } from '../runtime/session.js';
-import { webBackend, type OrtWeb } from './ort.js';
+import { webBackend, type WebOrt } from './ort.js';
 
 export const WEB_EPS = ['webgpu', 'webnn', 'wasm'] as const;
 export type WebEp = (typeof WEB_EPS)[number];
@@ -38,12 +38,12 @@ function apiMissing(ep: string): string | null {
   return null;
 }
 
-async function tryEp(ort: OrtWeb, ep: string, model: Uint8Array, input: Float32Array): Promise<{ out: Float32Array } | { reason: string }> {
+async function tryEp(orts: WebOrt, ep: string, model: Uint8Array, input: Float32Array): Promise<{ out: Float32Array } | { reason: string }> {
   const missing = apiMissing(ep);
   if (missing) return { reason: missing };
   let s: ModelSession | undefined;
   try {
-    s = await ModelSession.create(webBackend(ort, ep), model, { ep });
+    s = await ModelSession.create(webBackend(await orts.forEp(ep), ep), model, { ep });
     const r = await s.runFirst(input, [1, 2, 6, 6]);
     return { out: Float32Array.from(r.data) };
   } catch (err) {
@@ -57,11 +57,11 @@ async function tryEp(ort: OrtWeb, ep: string, model: Uint8Array, input: Float32A
  * Probes every EP in `order`; `disabled` names EPs that must not be used (they are reported as such).
  * An EP whose output differs from wasm's by more than `tolerance` is refused too.
  */
-export async function probeEps(ort: OrtWeb, opts: { order?: readonly string[]; disabled?: readonly string[]; tolerance?: number } = {}): Promise<EpReport[]> {
+export async function probeEps(orts: WebOrt, opts: { order?: readonly string[]; disabled?: readonly string[]; tolerance?: number } = {}): Promise<EpReport[]> {
   const order = opts.order ?? WEB_EPS;
   const model = probeModel();
   const input = Float32Array.from({ length: 72 }, (_, i) => ((i * 13) % 17) / 17 - 0.3);
-  const ref = await tryEp(ort, 'wasm', model, input);
+  const ref = await tryEp(orts, 'wasm', model, input);
   const tolerance = opts.tolerance ?? 1e-3;
   const out: EpReport[] = [];
   for (const ep of order) {
@@ -69,7 +69,7 @@ export async function probeEps(ort: OrtWeb, opts: { order?: readonly string[]; d
       out.push({ ep, ok: false, reason: 'disabled by the page (connect option disableEps)' });
       continue;
     }
-    const r = ep === 'wasm' ? ref : await tryEp(ort, ep, model, input);
+    const r = ep === 'wasm' ? ref : await tryEp(orts, ep, model, input);
     if ('reason' in r) {
       out.push({ ep, ok: false, reason: r.reason });
       continue;

@@ -1,26 +1,53 @@
 /**
- * onnxruntime-web as the agent's session backend. The module is loaded from the registry
- * (`<agent.js>/../ort/ort.min.mjs`, with its wasm files next to it), once per page; the execution
- * provider is a property of the backend object, so one module serves several EPs side by side.
+ * onnxruntime-web as the agent's session backend. Its modules are loaded from the registry
+ * (`<agent.js>/../ort/`, with their wasm files next to them), each once per page, only when an EP
+ * needs it: wasm runs on the plain build (`ort.wasm.min.mjs`), webgpu and webnn on the JSEP build
+ * (`ort.min.mjs`). A page that asks only for wasm so never fetches the 28 MB JSEP binary, and Chromium
+ * optimises the smaller plain one sooner; at steady state the two run the wasm EP within 7% of each
+ * other (docs/benchmarks.md#browser-agent). They are separate module instances (their own wasm memory
+ * and threads) and report the same version.
  */
 import type * as OrtApi from 'onnxruntime-common';
 import type { Backend } from '../runtime/session.js';
 
 export type OrtWeb = typeof OrtApi & { env: typeof OrtApi.env & { wasm: { wasmPaths?: string; numThreads?: number; proxy?: boolean } } };
 
-let loading: Promise<OrtWeb> | undefined;
+/** The module file each EP runs on. */
+export const ORT_MODULE_FOR: Readonly<Record<string, string>> = Object.freeze({ wasm: 'ort.wasm.min.mjs', cpu: 'ort.wasm.min.mjs', webgpu: 'ort.min.mjs', webnn: 'ort.min.mjs' });
 
-/** Loads onnxruntime-web from `base` (a URL ending in /ort/); multi-threaded when the page is cross-origin isolated. */
-export function loadOrt(base: string, threads?: number): Promise<OrtWeb> {
-  loading ??= (async () => {
-    const ort = (await import(/* @vite-ignore */ `${base}ort.min.mjs`)) as OrtWeb;
-    ort.env.wasm.wasmPaths = base;
-    const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-    const cores = (globalThis.navigator as { hardwareConcurrency?: number } | undefined)?.hardwareConcurrency ?? 1;
-    ort.env.wasm.numThreads = isolated ? Math.max(1, threads ?? Math.min(4, cores)) : 1;
-    return serializeRuns(ort);
-  })();
-  return loading;
+/** onnxruntime-web modules of this page, loaded on first use; `forEp` gives the one an EP runs on. */
+export interface WebOrt {
+  /** wasm threads of every module: up to `threads` (default min(4, cores)) when cross-origin isolated, else 1 */
+  readonly threads: number;
+  forEp(ep: string): Promise<OrtWeb>;
+}
+
+const modules = new Map<string, Promise<OrtWeb>>();
+
+/** The page's onnxruntime-web modules from `base` (a URL ending in /ort/). */
+export function webOrt(base: string, threads?: number): WebOrt {
+  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+  const cores = (globalThis.navigator as { hardwareConcurrency?: number } | undefined)?.hardwareConcurrency ?? 1;
+  const n = isolated ? Math.max(1, threads ?? Math.min(4, cores)) : 1;
+  return {
+    threads: n,
+    forEp(ep) {
+      const file = ORT_MODULE_FOR[ep] ?? 'ort.min.mjs';
+      const url = `${base}${file}`;
+      let p = modules.get(url);
+      if (!p) {
+        p = (async () => {
+          const ort = (await import(/* @vite-ignore */ url)) as OrtWeb;
+          ort.env.wasm.wasmPaths = base;
+          ort.env.wasm.numThreads = n;
+          return serializeRuns(ort);
+        })();
+        modules.set(url, p);
+        p.catch(() => modules.delete(url));
+      }
+      return p;
+    },
+  };
 }
 
 /**
@@ -28,7 +55,8 @@ export function loadOrt(base: string, threads?: number): Promise<OrtWeb> {
  * page, across all its sessions: a run started while another is in flight fails with "Session already
  * started" (on WebGPU the first run compiles shaders for seconds, so the serving model, a calibration
  * and the accuracy predictor do meet). Every session made through the returned module queues its runs
- * and its release behind the one in flight, in call order; a failed run does not block the next.
+ * and its release behind the one in flight, in call order; a failed run does not block the next. Both
+ * builds go through it: the queue is per module, so a wasm run need not wait for a WebGPU one.
  */
 export function serializeRuns(ort: OrtWeb): OrtWeb {
   let tail: Promise<unknown> = Promise.resolve();

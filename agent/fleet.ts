@@ -1,55 +1,26 @@
 /**
  * Fleet mode of the agent (`nestswap agent --registry URL ...`): enroll (or reuse the saved device
  * token), get the package (download, or the verified cache when the registry is away or has
- * nothing newer), start the daemon, profile this device (or reuse the cached profile) and upload
- * it, stream telemetry (swaps, latency windows) and obey pushed commands (switch → pinned subnet,
- * budget → new budget, unpin). The daemon keeps serving from the cache whatever the registry does.
+ * nothing newer), serve it (agent/fleet-serving.ts: the daemon, this device's profile measured or
+ * reused and uploaded), stream telemetry (swaps, latency windows), obey pushed commands (switch →
+ * pinned subnet, budget → new budget, unpin), and serve a newer published version when there is one,
+ * without a restart. The daemon keeps serving from the cache whatever the registry does.
  */
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { parseProfile, serializeProfile, type Profile } from '../runtime/profile.js';
-import { fewShotFromClass, type FewShotOptions } from './class-profile.js';
-import { cachedProfileLadder } from './fleet-selector.js';
-import { startDaemon, validateUserBudget, type DaemonHandle } from './daemon.js';
+import type { FewShotOptions } from './class-profile.js';
+import { validateUserBudget, type DaemonHandle } from './daemon.js';
 import { currentDeviceIdentity } from './device.js';
-import { defaultDataDir, loadOrProfile, type ProfileOptions } from './profiler.js';
+import { startServing, type Serving, type ServingOptions } from './fleet-serving.js';
+import { LiveDaemon } from './live-daemon.js';
+import { defaultDataDir, type ProfileOptions } from './profiler.js';
 import { TufClient } from './tuf-client.js';
 import { commandRunner, helloFrame, streamTelemetry, type CommandFrame, type CommandOutcome } from './core/fleet-link.js';
 import { loadFleetState, saveFleetState } from './fleet-state.js';
 import type { SubnetConfig } from '../runtime/space.js';
-import type { SupernetPackage } from '../runtime/package.js';
 import { backoffDelay, RegistryClient, type CachedPackage } from './registry-client.js';
-
-/**
- * The registry's class profile for this device's class, scaled by a few whole subnets timed here, when
- * it fits (docs/profiler.md#class-profiles); undefined sends the caller to the full profile.
- */
-async function fewShotProfile(client: RegistryClient, pkg: SupernetPackage, o: FewShotOptions, log: Logger): Promise<Profile | undefined> {
-  let cp;
-  try {
-    cp = await client.classProfile(o.device.deviceClass);
-  } catch (err) {
-    log.info({ path: 'full', reason: `class profile unavailable: ${(err as Error).message}` }, 'profiling');
-    return undefined;
-  }
-  if (!cp) {
-    log.info({ path: 'full', reason: `no class profile for '${o.device.deviceClass}'` }, 'profiling');
-    return undefined;
-  }
-  let r;
-  try {
-    r = await fewShotFromClass(pkg, parseProfile(cp.profile, 'class profile'), { ...o, classDevices: cp.devices });
-  } catch (err) {
-    if (o.signal?.aborted) throw err;
-    log.info({ path: 'full', reason: `class profile unusable: ${(err as Error).message}` }, 'profiling');
-    return undefined;
-  }
-  log.info({ path: r.adopted ? 'few-shot' : 'full', reason: r.reason, scale: r.scale, mape: r.stats.mape, classDevices: cp.devices, wallMs: Math.round(r.wallMs) }, 'profiling');
-  return r.profile;
-}
 
 export interface FleetAgentOptions {
   registry: string;
@@ -79,6 +50,8 @@ export interface FleetAgentOptions {
   insecureNoSignatures?: boolean | undefined;
   /** how often a serving agent refreshes TUF metadata (root rotations, expiry); default 1 h, 0 = never */
   tufRefreshMs?: number;
+  /** how often a serving agent asks the registry for a newer package version and serves it (default 10 min, 0 = never) */
+  updateCheckMs?: number;
   /** when set, run until this signal aborts instead of until SIGINT/SIGTERM (programmatic use) */
   signal?: AbortSignal;
   /** progress of the package download: bytes done and in all (the CLI's progress line) */
@@ -87,11 +60,20 @@ export interface FleetAgentOptions {
   onReady?: (a: FleetAgent) => void;
 }
 
+export type UpdateOutcome =
+  | { outcome: 'current'; version: string }
+  | { outcome: 'updated'; from: string; to: string; subnetId: string | null }
+  | { outcome: 'failed'; version: string; code: string; message: string };
+
 export interface FleetAgent {
   deviceId: string;
+  /** the serving daemon; it stays the same handle across package updates */
   daemon: DaemonHandle;
   client: RegistryClient;
-  pkg: CachedPackage;
+  /** the package version serving now */
+  readonly pkg: CachedPackage;
+  /** asks the registry for a newer version now and, when there is one, serves it (what the timer does) */
+  checkForUpdate(): Promise<UpdateOutcome>;
   close(): Promise<void>;
 }
 
@@ -164,31 +146,35 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
   const pkg = await loadPackageDir(cached.dir);
 
   // an acknowledged budget or pin from the registry outlives restarts (agent/fleet-state.ts)
-  const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
-  const budget = state.budget ?? validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
-  // decides from a Pareto ladder over this device's profile, as standalone, once one is cached
-  const selectorOpts = { dataDir: join(dataDir, 'daemon'), fingerprint: identity.fingerprint, threads: opts.threads, logger: dlog.child({ part: 'selector' }), ...(opts.ladderRungs !== undefined ? { rungs: opts.ladderRungs } : {}) };
-  const selector = opts.profile === false ? undefined : await cachedProfileLadder(pkg, selectorOpts);
-  const daemon = await startDaemon({
-    pkg,
-    budget,
-    ...(selector ? { selector } : {}),
-    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-    dataDir: join(dataDir, 'daemon'),
-    logger: dlog.child({ part: 'daemon' }),
-    monitor: { intervalMs: opts.intervalMs ?? 1000 },
-    ...(opts.port !== undefined ? { listen: { port: opts.port, host: opts.host ?? '127.0.0.1' } } : {}),
-  });
-
-  if (state.pin) {
-    const r = await daemon.switchTo(state.pin, { pin: true });
-    if (r.outcome === 'failed') {
-      dlog.warn({ err: r.error }, 'the pinned subnet cannot be served any more: pin dropped');
-      saveFleetState(fleetDir, { ...state, pin: null });
-    } else dlog.info({ subnet: daemon.status().subnet?.id }, 'pinned subnet restored');
+  const initialBudget = validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
+  const servingOptions = (): ServingOptions => {
+    const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
+    return {
+      dataDir: join(dataDir, 'daemon'),
+      identity,
+      client,
+      log: dlog,
+      budget: state.budget ?? initialBudget,
+      pin: state.pin,
+      onPinLost: () => saveFleetState(fleetDir, { ...loadFleetState(fleetDir), pin: null }),
+      threads: opts.threads,
+      intervalMs: opts.intervalMs,
+      ladderRungs: opts.ladderRungs,
+      profile: opts.profile,
+      fewShot: opts.fewShot,
+    };
+  };
+  let serving = await startServing(pkg, servingOptions());
+  const live = new LiveDaemon(serving.daemon);
+  let server: { url: string; close(): Promise<void> } | undefined;
+  if (opts.port !== undefined) {
+    const { startServer } = await import('./server.js');
+    server = await startServer(live, { port: opts.port, host: opts.host ?? '127.0.0.1', logger: dlog.child({ component: 'http' }) });
+    live.url = server.url;
+    dlog.info({ url: server.url }, 'serving');
   }
 
-  const stopTelemetry = streamTelemetry(daemon, (kind, data) => client.telemetry(kind, data));
+  const stopTelemetry = streamTelemetry(live, (kind, data) => client.telemetry(kind, data));
   // A serving agent follows root rotations and notices a frozen registry (ERR_METADATA_EXPIRED): it keeps serving.
   const tufTimer = tuf && opts.tufRefreshMs !== 0
     ? setInterval(() => {
@@ -203,7 +189,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
       }, opts.tufRefreshMs ?? 3600_000)
     : undefined;
   tufTimer?.unref();
-  const runCommand = commandRunner(daemon, (kind, data) => client.telemetry(kind, data), dlog);
+  const runCommand = commandRunner(live, (kind, data) => client.telemetry(kind, data), dlog);
   // what a command leaves behind is on disk before its acknowledgement leaves
   const onCommand = async (c: CommandFrame): Promise<CommandOutcome> => {
     const outcome = await runCommand(c);
@@ -214,51 +200,75 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     }
     return outcome;
   };
-  client.connect({ onCommand, hello: () => helloFrame(daemon) });
+  client.connect({ onCommand, hello: () => helloFrame(live) });
 
-  // Profile in the background: serving does not wait for it; the upload retries until it lands. A
-  // shutdown stops both at once (within one timed visit), so stopping never waits for a profile.
-  const stopProfiling = new AbortController();
-  const signal = stopProfiling.signal;
-  const profiling = (async () => {
-    if (opts.profile === false) return;
-    const threadsOpt = opts.threads ? { threads: opts.threads } : {};
-    const instead = () => fewShotProfile(client, pkg, { device: identity, ...threadsOpt, ...(opts.profile ? opts.profile : {}), ...opts.fewShot, signal }, dlog);
-    const p = await loadOrProfile(pkg, { device: identity, dataDir: join(dataDir, 'daemon'), ...threadsOpt, ...opts.profile, signal, ...(opts.fewShot === false ? {} : { instead }) });
-    dlog.info({ cached: p.cached }, 'profile ready');
-    // a first start served from the measured ladder meanwhile: the Pareto ladder over the new profile takes over now
-    if (!selector && !signal.aborted) {
-      const ladder = await cachedProfileLadder(pkg, selectorOpts);
-      if (ladder && !signal.aborted) await daemon.useSelector(ladder, 'selector: Pareto ladder over the new profile');
+  // Package updates: a newer version is downloaded and verified while the current one serves, a
+  // second daemon starts on it (its first subnet materialized and calibrated), the handle moves over
+  // and the old daemon closes once its calls in flight are done. Any failure leaves the old one serving.
+  let closing = false;
+  let checking: Promise<UpdateOutcome> | undefined;
+  const update = async (): Promise<UpdateOutcome> => {
+    const from = cached;
+    let next: CachedPackage;
+    try {
+      next = await client.ensurePackage(opts.supernet, 'latest');
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'ERR_INTERNAL';
+      const message = (err as Error).message;
+      dlog.warn({ code, err: message, serving: from.version }, 'update check failed: serving the current package');
+      if (code !== 'ERR_METADATA_UNAVAILABLE' && code !== 'ERR_DOWNLOAD_TIMEOUT' && (err as { status?: number }).status === undefined) client.telemetry('error', { code, message: message.slice(0, 500), serving: from.version });
+      return { outcome: 'failed', version: from.version, code, message };
     }
-    const text = serializeProfile(p.profile);
-    for (let i = 0; !signal.aborted; i++) {
-      try {
-        await client.uploadProfile(text);
-        dlog.info('profile uploaded');
-        return;
-      } catch (err) {
-        if ((err as { status?: number }).status !== undefined && (err as { status: number }).status < 500) throw err;
-        await sleep(backoffDelay(i, 1000, 30_000), undefined, { signal });
-      }
+    if (next.manifestSha256 === from.manifestSha256) return { outcome: 'current', version: from.version };
+    let started: Serving | undefined;
+    try {
+      const nextPkg = await loadPackageDir(next.dir);
+      if (closing) throw new NestswapError('ERR_SHUTDOWN', 'The agent is shutting down.');
+      started = await startServing(nextPkg, servingOptions());
+      if (closing) throw new NestswapError('ERR_SHUTDOWN', 'The agent is shutting down.');
+    } catch (err) {
+      await started?.close('the update was abandoned');
+      const code = (err as { code?: string }).code ?? 'ERR_INTERNAL';
+      const message = (err as Error).message;
+      dlog.error({ code, err: message, version: next.version, serving: from.version }, 'update failed: serving the current package');
+      client.telemetry('error', { code, message: message.slice(0, 500), version: next.version, serving: from.version });
+      return { outcome: 'failed', version: next.version, code, message };
     }
-  })().catch((err) => {
-    if (signal.aborted) dlog.info('profiling stopped: the agent is shutting down (the next start measures again)');
-    else dlog.error({ err: (err as Error).message }, 'profile upload failed');
-  });
+    const old = serving;
+    serving = started;
+    cached = next;
+    await live.replace(started.daemon);
+    await old.close('the package was updated');
+    const subnetId = live.status().subnet?.id ?? null;
+    dlog.info({ from: from.version, to: next.version, subnet: subnetId }, 'package updated');
+    client.telemetry('status', { event: 'package-updated', supernet: opts.supernet, from: from.version, to: next.version, subnetId });
+    return { outcome: 'updated', from: from.version, to: next.version, subnetId };
+  };
+  const checkForUpdate = (): Promise<UpdateOutcome> => {
+    if (closing) return Promise.resolve({ outcome: 'current', version: cached.version });
+    checking ??= update().finally(() => (checking = undefined));
+    return checking;
+  };
+  const updateTimer = opts.updateCheckMs !== 0 ? setInterval(() => void checkForUpdate(), opts.updateCheckMs ?? 600_000) : undefined;
+  updateTimer?.unref();
 
   return {
     deviceId: id.deviceId,
-    daemon,
+    daemon: live,
     client,
-    pkg: cached,
+    get pkg() {
+      return cached;
+    },
+    checkForUpdate,
     async close() {
-      stopProfiling.abort(new Error('the agent is shutting down'));
+      closing = true;
+      clearInterval(updateTimer);
       clearInterval(tufTimer);
+      await checking;
       stopTelemetry();
       await client.close();
-      await daemon.close();
-      await profiling;
+      await server?.close();
+      await serving.close();
     },
   };
 }

@@ -49,7 +49,8 @@ export type ErrorCode =
   | 'ERR_CHECKPOINT_TENSOR'
   | 'ERR_CHECKPOINT_SHAPE'
   | 'ERR_IMPORT_NET'
-  | 'ERR_CALIBRATION_INPUT';
+  | 'ERR_CALIBRATION_INPUT'
+  | 'ERR_SHUTDOWN';
 
 export class NestswapError extends Error {
   readonly code: ErrorCode;

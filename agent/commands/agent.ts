@@ -12,7 +12,8 @@ const HELP = `Usage:
   nestswap agent --supernet <dir|name> --latency-ms X [--memory-mb Y] [--port P] [--host 127.0.0.1]
                  [--data DIR] [--threads N] [--interval-ms 1000] [--session-host main|worker]
                  [--socket PATH] [--ladder-rungs 64] [--log-level info]
-  nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [--ladder-rungs 64] [...]
+  nestswap agent --registry URL --enroll-token T --supernet NAME --trust-root root.json [--name NAME] [--ladder-rungs 64]
+                 [--update-interval-s 600] [...]
 
 Standalone: loads the package, measures this device (or reuses the cached measurement in --data),
 chooses the best subnet under the budget, serves the local HTTP API (POST /v1/infer, GET /v1/status,
@@ -33,7 +34,9 @@ may come from NESTSWAP_ENROLL_TOKEN instead of --enroll-token. Several URLs, com
 the usual jittered backoff when one cannot be reached. Packages are verified with TUF from the root
 given by --trust-root at install (copied into --data; root rotations are followed from then on);
 without an installed root fleet mode refuses to start unless --insecure-no-signatures is given
-(docs/signing.md).
+(docs/signing.md). Every --update-interval-s seconds (default 600; 0: never) a fleet agent asks the
+registry for a newer version of its supernet and, when there is one, serves it without a restart:
+downloaded and verified while the current version serves, the switch made once the new one serves.
 
   nestswap agent <the options above> --print-systemd-unit [--service-user USER]
 prints a systemd unit that runs nestswap-agent with these options as a service (DynamicUser, or USER;
@@ -60,6 +63,7 @@ export async function run(argv: string[]): Promise<number> {
       name: { type: 'string' },
       'trust-root': { type: 'string' },
       'insecure-no-signatures': { type: 'boolean' },
+      'update-interval-s': { type: 'string' },
       'print-systemd-unit': { type: 'boolean' },
       'service-user': { type: 'string' },
     },
@@ -67,6 +71,7 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (!a) return 0;
   const v = a.values;
+  if (v['update-interval-s'] !== undefined && !v.registry) throw new NestswapError('ERR_USAGE', '--update-interval-s is for fleet mode (--registry); a standalone agent serves the package it is given.');
   if (v['print-systemd-unit']) return (await import('../../runtime/node/service-unit.js')).printSystemdUnit('agent', argv, v['service-user']);
   const logger = pino({ level: v['log-level'] ?? 'info', redact: ['enrollToken', 'token', '*.token', 'headers.authorization'] });
 
@@ -74,6 +79,8 @@ export async function run(argv: string[]): Promise<number> {
   if (!Number.isInteger(rungs) || rungs < 0) throw new NestswapError('ERR_USAGE', `--ladder-rungs must be an integer >= 0 (got ${rungs}).`);
 
   if (v.registry) {
+    const updateS = numberOpt(v['update-interval-s'], '--update-interval-s') ?? 600;
+    if (!(updateS >= 0) || !Number.isFinite(updateS)) throw new NestswapError('ERR_USAGE', `--update-interval-s must be a number >= 0 (got ${updateS}).`);
     if (v.socket !== undefined) throw new NestswapError('ERR_USAGE', '--socket is for the standalone agent; a fleet agent listens on --host/--port.');
     // fleet mode lives in agent/fleet.ts (another module); load it only when asked for
     const fleetPath = join(fileURLToPath(new URL('..', import.meta.url)), 'fleet.js');
@@ -97,6 +104,7 @@ export async function run(argv: string[]): Promise<number> {
       trustRoot: v['trust-root'],
       insecureNoSignatures: v['insecure-no-signatures'] ?? false,
       ladderRungs: rungs,
+      updateCheckMs: Math.round(updateS * 1000),
       // as standalone (sessions on the main thread, one core left to the builder)
       threads: numberOpt(v.threads, '--threads') ?? (await import('../daemon.js')).defaultSessionThreads('main'),
       logger,

@@ -1,0 +1,135 @@
+/**
+ * A serving fleet agent takes a newer published version without a restart: the local API keeps
+ * answering through the switch, the pin and budget carry over, the registry hears of it; a version
+ * that cannot serve leaves the current one serving.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { startFleetAgent } from '../agent/fleet.js';
+import { AdminClient } from '../registry/admin-client.js';
+import { startRegistry } from '../registry/server.js';
+import { tempDir } from './helpers.js';
+import { makeQueryablePackage } from './registry-fixtures.js';
+
+const ADMIN = 'admin-token-live-update-0123456789';
+const ENROLL = 'enroll-token-live-update-0123456789';
+
+/** A copy of the queryable tiny package at `version` whose first weights are NaN: it verifies and cannot serve. */
+async function poisonedPackage(dir: string, version: string): Promise<string> {
+  await makeQueryablePackage(dir, version);
+  const file = join(dir, 'weights.bin');
+  const w = readFileSync(file);
+  const nan = new Float32Array(256).fill(Number.NaN);
+  Buffer.from(nan.buffer).copy(w, 0);
+  writeFileSync(file, w);
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { files: { path: string; sha256: string; bytes: number }[] };
+  const entry = manifest.files.find((f) => f.path === 'weights.bin')!;
+  entry.sha256 = createHash('sha256').update(w).digest('hex');
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
+  return dir;
+}
+
+/** POST /v1/infer in a loop until stopped: counts answers by status (and transport errors). */
+function load(url: string, input: number[]): { stop(): Promise<Map<string, number>> } {
+  const seen = new Map<string, number>();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      let key: string;
+      try {
+        const r = await fetch(`${url}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input }) });
+        await r.arrayBuffer();
+        key = String(r.status);
+      } catch (err) {
+        key = `error: ${(err as Error).message}`;
+      }
+      seen.set(key, (seen.get(key) ?? 0) + 1);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return seen;
+    },
+  };
+}
+
+test('a serving fleet agent serves a newer version without a restart; one that cannot serve leaves the current one serving', async () => {
+  using dir = tempDir('nestswap-live-update-');
+  const reg = await startRegistry({ port: 0, host: '127.0.0.1', dataDir: join(dir.path, 'reg'), adminToken: ADMIN, enrollToken: ENROLL });
+  const admin = new AdminClient(reg.url, ADMIN);
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  try {
+    await admin.publishDir(await makeQueryablePackage(join(dir.path, 'v1'), '1.0.0'));
+    const agent = await startFleetAgent({ registry: reg.url, enrollToken: ENROLL, supernet: 'tiny', port: 0, host: '127.0.0.1', dataDir: join(dir.path, 'agent'), insecureNoSignatures: true, logger, threads: 1, profile: false, updateCheckMs: 0 });
+    try {
+      const url = agent.daemon.url!;
+      assert.equal(agent.pkg.version, '1.0.0');
+      assert.deepEqual(await agent.checkForUpdate(), { outcome: 'current', version: '1.0.0' });
+
+      // a pin pushed by the registry, to be carried over
+      const pkg = agent.daemon.pkg;
+      const pin = pkg.space.min();
+      const cmd = await admin.command(agent.deviceId, { type: 'switch', subnet: pin });
+      for (let t = 0; t < 200 && (await admin.commandStatus(cmd.id)).status !== 'acked'; t++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(agent.daemon.status().subnet?.id, pkg.space.id(pin));
+      assert.equal(agent.daemon.status().pinned, true);
+
+      const input = Array.from({ length: 144 }, (_, i) => (i % 7) / 7);
+      const firstDaemon = (agent.daemon as unknown as { daemon: unknown }).daemon;
+      await admin.publishDir(await makeQueryablePackage(join(dir.path, 'v2'), '1.1.0'));
+      const traffic = load(url, input);
+      await new Promise((r) => setTimeout(r, 200));
+      const r = await agent.checkForUpdate();
+      await new Promise((r) => setTimeout(r, 200));
+      const seen = await traffic.stop();
+      assert.deepEqual(r, { outcome: 'updated', from: '1.0.0', to: '1.1.0', subnetId: pkg.space.id(pin) });
+      assert.deepEqual([...seen.keys()], ['200'], `every request answered 200 through the switch: ${JSON.stringify([...seen])}`);
+      assert.ok(seen.get('200')! >= 10, `requests ran during the switch (${seen.get('200')})`);
+      assert.equal(agent.pkg.version, '1.1.0');
+      assert.equal(agent.daemon.pkg.manifest.version, '1.1.0', 'the handle serves the new package');
+      assert.notEqual((agent.daemon as unknown as { daemon: unknown }).daemon, firstDaemon, 'a new daemon behind the same handle');
+      assert.equal(agent.daemon.status().pinned, true, 'the pin carried over');
+      assert.equal(agent.daemon.status().subnet?.id, pkg.space.id(pin));
+      const answer = await fetch(`${url}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input }) });
+      assert.equal(answer.status, 200, 'the same port serves the new version');
+      assert.ok(lines.some((l) => l.msg === 'package updated' && l.from === '1.0.0' && l.to === '1.1.0'));
+
+      // the registry hears of it (telemetry reaches it over the WebSocket)
+      const heard = async (pred: (e: { kind: string; data: Record<string, unknown> }) => boolean) => {
+        for (let t = 0; t < 200; t++) {
+          if ((await admin.telemetry(agent.deviceId, 500)).events.some(pred)) return true;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return false;
+      };
+      assert.ok(await heard((e) => e.kind === 'status' && e.data.event === 'package-updated' && e.data.to === '1.1.0'), 'package-updated telemetry');
+
+      // a newer version that verifies but cannot serve (NaN weights): the current one keeps serving
+      await admin.publishDir(await poisonedPackage(join(dir.path, 'v3'), '1.2.0'));
+      const traffic2 = load(url, input);
+      const bad = await agent.checkForUpdate();
+      const seen2 = await traffic2.stop();
+      assert.equal(bad.outcome, 'failed');
+      assert.equal((bad as { version: string }).version, '1.2.0');
+      assert.match((bad as { code: string }).code, /^ERR_/);
+      assert.deepEqual([...seen2.keys()], ['200'], `the current version answered throughout: ${JSON.stringify([...seen2])}`);
+      assert.equal(agent.pkg.version, '1.1.0');
+      assert.equal(agent.daemon.pkg.manifest.version, '1.1.0');
+      assert.ok(await heard((e) => e.kind === 'error' && e.data.version === '1.2.0' && e.data.serving === '1.1.0'), 'the failure is reported to the registry');
+      assert.ok(lines.some((l) => l.msg === 'update failed: serving the current package'));
+    } finally {
+      await agent.close();
+    }
+    const closed = await agent.checkForUpdate();
+    assert.equal(closed.outcome, 'current', 'a closed agent checks nothing');
+  } finally {
+    await reg.close();
+  }
+});

@@ -3,10 +3,13 @@
  * sessions in a page (no agent around them):
  *  - wasmBuilds: the served graph of a subnet on onnxruntime-web's plain build (what the agent's wasm
  *    EP runs on) and on its JSEP build (webgpu/webnn), alternating blocks, same threads;
+ *  - browserThreads: the served graph on the plain build with 1 thread and with the agent's threads
+ *    (two module instances in one page: onnxruntime-web fixes its thread count when its wasm starts);
  *  - gemmFloor: a graph of pointwise convolutions only (40 Conv 1×1 of 240↔40 channels on a 7×7 map,
- *    shaped like the largest subnet's late stages), browser wasm against onnxruntime-node, same threads.
- *    GEMM is the bulk of a subnet's work, so this ratio is about the least a whole subnet can reach
- *    with onnxruntime-web's wasm kernels on this CPU.
+ *    shaped like the largest subnet's late stages), browser wasm against onnxruntime-node at 1 thread
+ *    and at the agent's threads. GEMM is the bulk of a subnet's work, so the ratio at each side's
+ *    faster thread count is about the least a whole subnet can reach with onnxruntime-web's wasm
+ *    kernels on this CPU.
  */
 import type { Page } from 'playwright-core';
 import { GraphBuilder } from '../runtime/onnx/graph.js';
@@ -35,12 +38,15 @@ export function pointwiseChain(pairs = 20): { bytes: Uint8Array; dims: number[] 
   return { bytes: g.build([{ name: 'x', dims }], [{ name: 'y', dims }]), dims };
 }
 
-/** Opens a bare session of `bytes` on module `file` of the registry's /v1/web/ort/ in `page` (window.rawSessions[key]). */
+/**
+ * Opens a bare session of `bytes` on module `file` of the registry's /v1/web/ort/ in `page`
+ * (window.rawSessions[key]); one module instance per thread count (the query string keeps them apart).
+ */
 async function openRaw(page: Page, key: string, file: string, bytes: Uint8Array, threads: number): Promise<void> {
   await page.evaluate(
     async ({ key, file, b64, threads }) => {
       const w = window as unknown as { rawSessions?: Record<string, unknown> };
-      const ort = await import(`/v1/web/ort/${file}`);
+      const ort = await import(`/v1/web/ort/${file}?threads=${threads}`);
       ort.env.wasm.wasmPaths = `${location.origin}/v1/web/ort/`;
       ort.env.wasm.numThreads = threads;
       const model = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -87,36 +93,67 @@ async function nodeTimes(s: ModelSession, dims: number[], runs: number): Promise
   return ts;
 }
 
-/** Both measurements; `served` is the subnet graph as the agent serves it on wasm. */
+async function releaseRaw(page: Page, key: string): Promise<void> {
+  await page.evaluate(async (key) => {
+    const raw = (window as unknown as { rawSessions: Record<string, { s: { release(): Promise<void> } }> }).rawSessions;
+    await raw[key]!.s.release();
+    delete raw[key];
+  }, key);
+}
+
+/** Two keys' sessions timed in alternating blocks after 400 warm-up runs each. */
+async function alternate(page: Page, a: string, b: string, dims: number[], runs: number): Promise<[number[], number[]]> {
+  await rawTimes(page, a, dims, 0, 400);
+  await rawTimes(page, b, dims, 0, 400);
+  const xa: number[] = [];
+  const xb: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    xa.push(...(await rawTimes(page, a, dims, runs / 4)));
+    xb.push(...(await rawTimes(page, b, dims, runs / 4)));
+  }
+  return [xa, xb];
+}
+
+/** The measurements above; `served` is the subnet graph as the agent serves it on wasm with `threads`. */
 export async function kernelSections(page: Page, served: { bytes: Uint8Array; dims: number[]; subnet: string }, threads: number, runs: number, stats: (xs: number[]) => Stats): Promise<Record<string, unknown>> {
   await openRaw(page, 'plain', 'ort.wasm.min.mjs', served.bytes, threads);
   await openRaw(page, 'jsep', 'ort.min.mjs', served.bytes, threads);
-  await rawTimes(page, 'plain', served.dims, 0, 400);
-  await rawTimes(page, 'jsep', served.dims, 0, 400);
-  const plain: number[] = [];
-  const jsep: number[] = [];
-  for (let b = 0; b < 4; b++) {
-    plain.push(...(await rawTimes(page, 'plain', served.dims, runs / 4)));
-    jsep.push(...(await rawTimes(page, 'jsep', served.dims, runs / 4)));
-  }
+  const [plain, jsep] = await alternate(page, 'plain', 'jsep', served.dims, runs);
+  await releaseRaw(page, 'jsep');
   const p = stats(plain);
   const j = stats(jsep);
-  const wasmBuilds = { subnet: served.subnet, plainBuild: p, jsepBuild: j, jsepOverPlain: +(j.medianMs / p.medianMs).toFixed(2), note: 'bare sessions, wasm EP, both modules in one page, each warmed 400 runs; the agent runs wasm on the plain build' };
+  const wasmBuilds = { subnet: served.subnet, threads, plainBuild: p, jsepBuild: j, jsepOverPlain: +(j.medianMs / p.medianMs).toFixed(2), note: 'bare sessions, wasm EP, both modules in one page, each warmed 400 runs; the agent runs wasm on the plain build' };
+
+  let browserThreads: Record<string, unknown> | undefined;
+  if (threads !== 1) {
+    await openRaw(page, 'plain1', 'ort.wasm.min.mjs', served.bytes, 1);
+    const [one, many] = await alternate(page, 'plain1', 'plain', served.dims, runs);
+    await releaseRaw(page, 'plain1');
+    const o = stats(one);
+    const m = stats(many);
+    browserThreads = { subnet: served.subnet, oneThread: o, [`threads${threads}`]: m, speedup: +(o.medianMs / m.medianMs).toFixed(2) };
+  }
+  await releaseRaw(page, 'plain');
 
   const chain = pointwiseChain();
-  await openRaw(page, 'gemm', 'ort.wasm.min.mjs', chain.bytes, threads);
-  const s = await ModelSession.create(nodeBackend, chain.bytes, { threads, allowSpinning: false });
-  await nodeTimes(s, chain.dims, 10);
-  await rawTimes(page, 'gemm', chain.dims, 0, 400);
-  const web: number[] = [];
-  const node: number[] = [];
-  for (let b = 0; b < 4; b++) {
-    web.push(...(await rawTimes(page, 'gemm', chain.dims, runs / 4)));
-    node.push(...(await nodeTimes(s, chain.dims, runs / 4)));
+  const gemmFloor: Record<string, unknown>[] = [];
+  for (const t of threads === 1 ? [1] : [1, threads]) {
+    const key = `gemm${t}`;
+    await openRaw(page, key, 'ort.wasm.min.mjs', chain.bytes, t);
+    const s = await ModelSession.create(nodeBackend, chain.bytes, { threads: t, allowSpinning: false });
+    await nodeTimes(s, chain.dims, 10);
+    await rawTimes(page, key, chain.dims, 0, 400);
+    const web: number[] = [];
+    const node: number[] = [];
+    for (let b = 0; b < 4; b++) {
+      web.push(...(await rawTimes(page, key, chain.dims, runs / 4)));
+      node.push(...(await nodeTimes(s, chain.dims, runs / 4)));
+    }
+    await s.release();
+    await releaseRaw(page, key);
+    const w = stats(web);
+    const n = stats(node);
+    gemmFloor.push({ threads: t, browserWasm: w, onnxruntimeNode: n, ratio: +(w.medianMs / n.medianMs).toFixed(2) });
   }
-  await s.release();
-  const w = stats(web);
-  const n = stats(node);
-  const gemmFloor = { graph: '40 × Conv 1×1 (240↔40 channels) + Relu on 7×7', macs: 40 * 240 * 40 * 49, browserWasm: w, onnxruntimeNode: n, ratio: +(w.medianMs / n.medianMs).toFixed(2) };
-  return { wasmBuilds, gemmFloor };
+  return { wasmBuilds, ...(browserThreads ? { browserThreads } : {}), gemmFloor: { graph: '40 × Conv 1×1 (240↔40 channels) + Relu on 7×7', macs: 40 * 240 * 40 * 49, byThreads: gemmFloor } };
 }

@@ -142,8 +142,6 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
       cached = fallback;
     }
   }
-  // Loading verifies every digest again: a damaged cache never serves.
-  const pkg = await loadPackageDir(cached.dir);
 
   // an acknowledged budget or pin from the registry outlives restarts (agent/fleet-state.ts)
   const initialBudget = validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
@@ -164,7 +162,24 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
       fewShot: opts.fewShot,
     };
   };
-  let serving = await startServing(pkg, servingOptions());
+  // Loading verifies every digest again: a damaged cache never serves. A version that cannot serve
+  // (it verified, then failed its first subnet) gives way to the last one that served here.
+  const unservable = new Map<string, { code: string; message: string }>();
+  let serving: Serving;
+  try {
+    serving = await startServing(await loadPackageDir(cached.dir), servingOptions());
+  } catch (err) {
+    const served = client.servedPackage(opts.supernet);
+    if (!served || served.manifestSha256 === cached.manifestSha256) throw err;
+    const code = (err as { code?: string }).code ?? 'ERR_INTERNAL';
+    const message = (err as Error).message;
+    dlog.error({ code, err: message, version: cached.version, serving: served.version }, 'this version cannot serve: serving the last version that served');
+    client.telemetry('error', { code, message: message.slice(0, 500), version: cached.version, serving: served.version });
+    unservable.set(cached.manifestSha256, { code, message });
+    cached = served;
+    serving = await startServing(await loadPackageDir(served.dir), servingOptions());
+  }
+  client.markServed(cached);
   const live = new LiveDaemon(serving.daemon);
   let server: { url: string; close(): Promise<void> } | undefined;
   if (opts.port !== undefined) {
@@ -220,6 +235,9 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
       return { outcome: 'failed', version: from.version, code, message };
     }
     if (next.manifestSha256 === from.manifestSha256) return { outcome: 'current', version: from.version };
+    // a version that failed to serve is not tried again by this process (a restart tries it once more)
+    const known = unservable.get(next.manifestSha256);
+    if (known) return { outcome: 'failed', version: next.version, ...known };
     let started: Serving | undefined;
     try {
       const nextPkg = await loadPackageDir(next.dir);
@@ -231,6 +249,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
       const code = (err as { code?: string }).code ?? 'ERR_INTERNAL';
       const message = (err as Error).message;
       dlog.error({ code, err: message, version: next.version, serving: from.version }, 'update failed: serving the current package');
+      if (code !== 'ERR_SHUTDOWN') unservable.set(next.manifestSha256, { code, message });
       client.telemetry('error', { code, message: message.slice(0, 500), version: next.version, serving: from.version });
       return { outcome: 'failed', version: next.version, code, message };
     }
@@ -239,6 +258,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     cached = next;
     await live.replace(started.daemon);
     await old.close('the package was updated');
+    client.markServed(next);
     const subnetId = live.status().subnet?.id ?? null;
     dlog.info({ from: from.version, to: next.version, subnet: subnetId }, 'package updated');
     client.telemetry('status', { event: 'package-updated', supernet: opts.supernet, from: from.version, to: next.version, subnetId });

@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { chmodSync, closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Packr } from 'msgpackr';
@@ -105,7 +105,7 @@ export const DEFAULT_LIMITS: DownloadLimits = {
 };
 
 /** names a version may not take because the cache layout uses them */
-const RESERVED = new Set(['current.json']);
+const RESERVED = new Set(['current.json', 'served.json']);
 const STAGING = '.staging';
 
 const writeAtomic = writeDurable;
@@ -276,8 +276,33 @@ export class RegistryClient extends EventEmitter {
 
   /** The package last completed for `name`, without asking the registry. */
   cachedPackage(name: string): CachedPackage | undefined {
+    return this.pointedPackage(name, 'current.json');
+  }
+
+  /** The package of `name` that last served here (`markServed`); undefined before one has. */
+  servedPackage(name: string): CachedPackage | undefined {
+    return this.pointedPackage(name, 'served.json');
+  }
+
+  /**
+   * Records `p` as the version of its supernet that serves here, and deletes every other cached
+   * version but the current one (so the cache holds at most two: what serves and what is newest).
+   */
+  markServed(p: CachedPackage): void {
+    const nameDir = resolveInside(this.packagesDir(), p.name);
+    writeDurable(join(nameDir, 'served.json'), JSON.stringify({ version: p.version, manifestSha256: p.manifestSha256, ...(p.seq !== undefined ? { seq: p.seq } : {}) }));
+    const keep = new Set([p.version, this.cachedPackage(p.name)?.version]);
+    for (const e of readdirSync(nameDir, { withFileTypes: true })) {
+      if (!e.isDirectory() || keep.has(e.name) || !checkSegment(e.name).ok || !existsSync(join(nameDir, e.name, 'manifest.json'))) continue;
+      // deletes happen only inside packages/<name>/, checked again through links
+      rmSync(assertInside(nameDir, join(nameDir, e.name)), { recursive: true, force: true });
+      this.log.info({ supernet: p.name, version: e.name }, 'old package version removed from the cache');
+    }
+  }
+
+  private pointedPackage(name: string, pointer: string): CachedPackage | undefined {
     if (!checkSegment(name).ok) return undefined;
-    const f = this.path('packages', name, 'current.json');
+    const f = this.path('packages', name, pointer);
     if (!existsSync(f)) return undefined;
     try {
       const c = JSON.parse(readFileSync(f, 'utf8')) as { version: string; manifestSha256: string; seq?: number };

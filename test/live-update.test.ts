@@ -1,11 +1,11 @@
 /**
  * A serving fleet agent takes a newer published version without a restart: the local API keeps
  * answering through the switch, the pin and budget carry over, the registry hears of it; a version
- * that cannot serve leaves the current one serving.
+ * that cannot serve leaves the current one serving, and after a restart the last one that served.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
@@ -124,11 +124,34 @@ test('a serving fleet agent serves a newer version without a restart; one that c
       assert.equal(agent.daemon.pkg.manifest.version, '1.1.0');
       assert.ok(await heard((e) => e.kind === 'error' && e.data.version === '1.2.0' && e.data.serving === '1.1.0'), 'the failure is reported to the registry');
       assert.ok(lines.some((l) => l.msg === 'update failed: serving the current package'));
+      // not tried again by this process
+      const failures = () => lines.filter((l) => l.msg === 'update failed: serving the current package').length;
+      assert.deepEqual(await agent.checkForUpdate(), bad);
+      assert.equal(failures(), 1, 'the second check did not start the version again');
+      // the cache keeps what serves and what is newest; 1.0.0 went once 1.1.0 served
+      assert.deepEqual(readdirSync(join(dir.path, 'agent', 'fleet', 'packages', 'tiny'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort(), ['1.1.0', '1.2.0']);
     } finally {
       await agent.close();
     }
     const closed = await agent.checkForUpdate();
     assert.equal(closed.outcome, 'current', 'a closed agent checks nothing');
+
+    // a restart while the registry's latest cannot serve: the last version that served serves
+    lines.length = 0;
+    const again = await startFleetAgent({ registry: reg.url, enrollToken: ENROLL, supernet: 'tiny', port: 0, host: '127.0.0.1', dataDir: join(dir.path, 'agent'), insecureNoSignatures: true, logger, threads: 1, profile: false, updateCheckMs: 0 });
+    try {
+      assert.equal(again.pkg.version, '1.1.0');
+      assert.equal(again.daemon.pkg.manifest.version, '1.1.0');
+      assert.ok(lines.some((l) => l.msg === 'this version cannot serve: serving the last version that served' && l.version === '1.2.0' && l.serving === '1.1.0'));
+      assert.equal(again.daemon.status().pinned, true, 'with its pin');
+      const r = await fetch(`${again.daemon.url!}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: Array.from({ length: 144 }, () => 0.5) }) });
+      assert.equal(r.status, 200);
+      const c = await again.checkForUpdate();
+      assert.equal(c.outcome, 'failed', 'the unservable version is not started again');
+      assert.ok(!lines.some((l) => l.msg === 'update failed: serving the current package'));
+    } finally {
+      await again.close();
+    }
   } finally {
     await reg.close();
   }

@@ -110,7 +110,8 @@ test('the keeper rebuilds in the background on a new key; the old ladder answers
   assert.equal(keeper.builds, 2, 'the same key does not rebuild');
 });
 
-test('an agent on a ladder decides from it, shows its position in status and prepares nearby rungs at idle', async () => {
+/** The tiny package with search inputs for a ladder: a seeded linear predictor, latency from MACs (1 ms per M). */
+async function tinyLadderInputs(seed: number) {
   const pkg = await loadPackageDir(TINY);
   const encoder = new ArchEncoder(pkg.space);
   const macs = macsModel(pkg.arch);
@@ -118,9 +119,14 @@ test('an agent on a ladder decides from it, shows its position in status and pre
   const inputs = {
     arch: pkg.arch,
     encoder,
-    predictor: randomLinearPredictor(encoder, 4),
+    predictor: randomLinearPredictor(encoder, seed),
     efficiency: { latency: flatLatencyPredictor(latency), memory: flatMemoryPredictor(staticMemoryModel(pkg.arch)) },
   };
+  return { pkg, inputs };
+}
+
+test('an agent on a ladder decides from it, shows its position in status and prepares nearby rungs at idle', async () => {
+  const { pkg, inputs } = await tinyLadderInputs(4);
   const selector = await ladderSearchSelector(pkg, inputs, { profileDigest: 'tiny', predictorDigest: 'lin', rungs: 16, generations: 20 });
   const l = selector.ladder!;
   const top = l.rungs[l.rungs.length - 1]!;
@@ -143,16 +149,7 @@ test('an agent on a ladder decides from it, shows its position in status and pre
 });
 
 test('a running agent takes a new selector: a pinned one keeps its subnet, then it decides and prepares from the new ladder', async () => {
-  const pkg = await loadPackageDir(TINY);
-  const encoder = new ArchEncoder(pkg.space);
-  const macs = macsModel(pkg.arch);
-  const latency: EfficiencyModel = { ...macs, unit: 'ms', fixed: macs.fixed.map((v) => v / 1e6), slot: macs.slot.map((v) => v / 1e6) };
-  const inputs = {
-    arch: pkg.arch,
-    encoder,
-    predictor: randomLinearPredictor(encoder, 5),
-    efficiency: { latency: flatLatencyPredictor(latency), memory: flatMemoryPredictor(staticMemoryModel(pkg.arch)) },
-  };
+  const { pkg, inputs } = await tinyLadderInputs(5);
   const ladder = await ladderSearchSelector(pkg, inputs, { profileDigest: 'tiny', predictorDigest: 'lin', rungs: 12, generations: 20 });
   const l = ladder.ladder!;
   // started as a first fleet start is: on the measured ladder, no profile yet
@@ -180,7 +177,7 @@ test('a running agent takes a new selector: a pinned one keeps its subnet, then 
     for (let t = 0; t < 1200 && d.status().ladder!.prepared.statistics < 2; t++) await new Promise((r) => setTimeout(r, 50));
     assert.ok(d.status().ladder!.prepared.statistics >= 2, JSON.stringify(d.status().ladder));
     // not pinned: a replacement reselects at once, with its reason in the swap record
-    const again = await ladderSearchSelector(pkg, { ...inputs, predictor: randomLinearPredictor(encoder, 6) }, { profileDigest: 'tiny', predictorDigest: 'lin2', rungs: 12, generations: 20 });
+    const again = await ladderSearchSelector(pkg, { ...inputs, predictor: randomLinearPredictor(inputs.encoder, 6) }, { profileDigest: 'tiny', predictorDigest: 'lin2', rungs: 12, generations: 20 });
     const r = await d.useSelector(again, 'selector: test');
     assert.ok(r && (r.outcome === 'swapped' || r.outcome === 'unchanged'), JSON.stringify(r));
     assert.equal(d.status().subnet!.id, again.ladder!.rungs[again.ladder!.rungFor({ latencyMs: mid.latencyMs * 1.0001 })]!.id);

@@ -71,6 +71,7 @@ test('a serving fleet agent serves a newer version without a restart; one that c
     try {
       const url = agent.daemon.url!;
       assert.equal(agent.pkg.version, '1.0.0');
+      assert.equal(((await (await fetch(`${url}/v1/status`)).json()) as { packageVersion: string }).packageVersion, '1.0.0');
       assert.deepEqual(await agent.checkForUpdate(), { outcome: 'current', version: '1.0.0' });
 
       // a pin pushed by the registry, to be carried over
@@ -94,6 +95,7 @@ test('a serving fleet agent serves a newer version without a restart; one that c
       assert.ok(seen.get('200')! >= 10, `requests ran during the switch (${seen.get('200')})`);
       assert.equal(agent.pkg.version, '1.1.0');
       assert.equal(agent.daemon.pkg.manifest.version, '1.1.0', 'the handle serves the new package');
+      assert.equal(agent.daemon.status().packageVersion, '1.1.0', 'GET /v1/status names the version serving');
       assert.notEqual((agent.daemon as unknown as { daemon: unknown }).daemon, firstDaemon, 'a new daemon behind the same handle');
       assert.equal(agent.daemon.status().pinned, true, 'the pin carried over');
       assert.equal(agent.daemon.status().subnet?.id, pkg.space.id(pin));

@@ -332,6 +332,7 @@ export async function startAgentCore(opts: AgentCoreOptions): Promise<AgentCore>
       return {
         version: opts.version ?? null,
         supernet: pkg.name,
+        packageVersion: pkg.manifest.version,
         subnet: a ? { id: a.subnetId, config: a.config } : null,
         predicted: { latencyMs: p.latencyMs, accuracy: p.accuracy, memoryMB: p.memoryMB },
         observed: { p50Ms: w?.p50Ms ?? null, p99Ms: w?.p99Ms ?? null, slowdown: w?.slowdown ?? null, samples: w?.samples ?? 0, at: w?.at ?? null },

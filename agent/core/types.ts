@@ -22,6 +22,8 @@ export interface DaemonStatus {
   /** the software version serving (nestswap's package.json version in Node; null when the host gives none) */
   version: string | null;
   supernet: string;
+  /** the version of the supernet's package serving (a fleet agent moves to a newer one without a restart) */
+  packageVersion: string;
   subnet: { id: string; config: SubnetConfig } | null;
   predicted: { latencyMs: number | null; accuracy: number | null; memoryMB: number | null };
   observed: { p50Ms: number | null; p99Ms: number | null; slowdown: number | null; samples: number; at: string | null };

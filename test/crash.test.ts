@@ -17,7 +17,7 @@ import { loadFleetState } from '../agent/fleet-state.js';
 import { readProfileFile } from '../agent/profiler.js';
 import { decodeStats } from '../runtime/calibrate.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { tempDir } from './helpers.js';
+import { cachedVersionDirs, tempDir } from './helpers.js';
 import { sleep, start, stop, until, type Proc } from './processes.js';
 import { registryProcess, type RegistryProcess } from './registry-process.js';
 
@@ -35,7 +35,8 @@ async function assertNoHalfFiles(root: string): Promise<void> {
     if (/\/profiles\/[^/]+\.json$/.test(f)) await readProfileFile(f);
   }
   const pkgs = join(root, 'fleet', 'packages', 'tiny');
-  if (existsSync(pkgs)) for (const v of readdirSync(pkgs)) if (v !== 'current.json' && !v.startsWith('.')) await loadPackageDir(join(pkgs, v)); // verifies every digest
+  for (const pointer of ['current.json', 'served.json']) if (existsSync(join(pkgs, pointer))) JSON.parse(readFileSync(join(pkgs, pointer), 'utf8'));
+  for (const v of cachedVersionDirs(pkgs)) await loadPackageDir(join(pkgs, v)); // verifies every digest
 }
 
 /** Inference requests until the process exits (latency windows, hence telemetry, need traffic). */
@@ -90,7 +91,7 @@ describe('kill -9 at every step', { timeout: 900_000 }, () => {
     assert.equal(how, 'SIGKILL', `the agent should have died at ${point}:\n${p.out.slice(-2000)}`);
     await assertNoHalfFiles(agentData);
   };
-  const finalDirs = () => (existsSync(join(agentData, 'fleet', 'packages', 'tiny')) ? readdirSync(join(agentData, 'fleet', 'packages', 'tiny')).filter((v) => v !== 'current.json' && !v.startsWith('.')) : []);
+  const finalDirs = () => cachedVersionDirs(join(agentData, 'fleet', 'packages', 'tiny'));
 
   before(async () => {
     reg = await registryProcess(dir.path, { admin: ADMIN, enroll: ENROLL });

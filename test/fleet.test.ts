@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
-import { repoPath, tempDir } from './helpers.js';
+import { cachedVersionDirs, repoPath, tempDir } from './helpers.js';
 import { midBudgetMs } from './registry-fixtures.js';
 import { registryProcess, type RegistryProcess } from './registry-process.js';
 import { cli, sleep, start, stop, until, type Proc } from './processes.js';
@@ -129,13 +129,13 @@ describe('fleet end to end', { timeout: 600_000 }, () => {
         writeFileSync(part, b);
       }
     }
-    assert.equal(existsSync(join(dir.path, 'a3', 'fleet', 'packages', 'ofa-mbv3-w1.0')) && readdirSync(join(dir.path, 'a3', 'fleet', 'packages', 'ofa-mbv3-w1.0')).some((f) => f !== 'current.json'), false, 'no package dir before completion');
+    assert.equal(cachedVersionDirs(join(dir.path, 'a3', 'fleet', 'packages', 'ofa-mbv3-w1.0')).length > 0, false, 'no package dir before completion');
     startAgent('a3', 'ofa-mbv3-w1.0');
     const p = await until('package complete', () => agents.a3!.lines.find((l) => l.msg === 'package downloaded'), 120_000);
     assert.ok(p);
     await stop(agents.a3, 'SIGKILL');
     const pkgRoot = join(dir.path, 'a3', 'fleet', 'packages', 'ofa-mbv3-w1.0');
-    const versions = readdirSync(pkgRoot).filter((f) => f !== 'current.json');
+    const versions = cachedVersionDirs(pkgRoot);
     assert.equal(versions.length, 1);
     const pkg = await loadPackageDir(join(pkgRoot, versions[0]!)); // verifies every digest
     assert.equal(pkg.name, 'ofa-mbv3-w1.0');

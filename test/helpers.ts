@@ -1,7 +1,7 @@
 /** Shared test helpers: repository paths and numeric comparison. */
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 /** Absolute path inside the repository (tests run from dist/test/). */
@@ -14,6 +14,15 @@ export const TINY = repoPath('test', 'fixtures', 'tiny', 'package');
 
 /** Materializer options that calibrate BN on 64 images instead of all: enough for tests of behaviour. */
 export const FAST = { calibration: { images: 64 } };
+
+/**
+ * The version directories in an agent's `packages/<name>/` cache: what is neither a pointer file
+ * (current.json, served.json) nor hidden (.staging). Empty when the directory does not exist.
+ */
+export function cachedVersionDirs(nameDir: string): string[] {
+  if (!existsSync(nameDir)) return [];
+  return readdirSync(nameDir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+}
 
 export function tempDir(prefix = 'nestswap-test-'): { path: string; [Symbol.dispose](): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));

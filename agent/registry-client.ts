@@ -104,8 +104,6 @@ export const DEFAULT_LIMITS: DownloadLimits = {
   maxFileBytes: 4 * 1024 * 1024 * 1024,
 };
 
-/** names a version may not take because the cache layout uses them */
-const RESERVED = new Set(['current.json', 'served.json']);
 const STAGING = '.staging';
 
 const writeAtomic = writeDurable;
@@ -330,7 +328,6 @@ export class RegistryClient extends EventEmitter {
     const info = parsed.data;
     if (info.name !== name) throw new NestswapError('ERR_METADATA_INVALID', `${what}: the registry answered for '${String(info.name).slice(0, 80)}'.`);
     assertVersion(info.version, 'the registry');
-    if (RESERVED.has(info.version)) throw new NestswapError('ERR_VERSION_INVALID', `Invalid version from the registry: '${info.version}' is reserved.`);
     if (version !== 'latest' && info.version !== version) throw new NestswapError('ERR_METADATA_INVALID', `${what}: the registry answered with version '${info.version}'.`);
     const seen = new Set<string>();
     for (const f of info.files) {
@@ -400,7 +397,6 @@ export class RegistryClient extends EventEmitter {
     const pick = version === 'latest' ? signed[signed.length - 1] : signed.find((p) => p.version === version);
     if (!pick) throw new NestswapError('ERR_TARGET_UNKNOWN', `The registry's signed targets name no ${version === 'latest' ? 'version' : `version '${version}'`} of '${name}'.`);
     assertVersion(pick.version, 'the signed targets');
-    if (RESERVED.has(pick.version)) throw new NestswapError('ERR_VERSION_INVALID', `Invalid version in the signed targets: '${pick.version}' is reserved.`);
     const manifestSha256 = String(pick.manifest.hashes.sha256 ?? '');
     if (!/^[0-9a-f]{64}$/.test(manifestSha256)) throw new NestswapError('ERR_METADATA_INVALID', `The signed manifest of ${name}@${pick.version} has no sha256.`);
     const current = this.cachedPackage(name);

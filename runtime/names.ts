@@ -47,8 +47,22 @@ function assertWith(code: ErrorCode, what: string, c: Check, where?: string): st
 
 /** A package (supernet) name. */
 export const assertName = (v: unknown, where?: string): string => assertWith('ERR_NAME_INVALID', 'name', checkSegment(v), where);
+/**
+ * Names a version may not take, though each is a valid segment: `latest` is the registry's alias
+ * for the newest version (a version of that name could never be asked for), and `current.json` /
+ * `served.json` are the pointer files beside the versions in an agent's package cache.
+ */
+export const RESERVED_VERSIONS: ReadonlySet<string> = new Set(['latest', 'current.json', 'served.json']);
+
+/** A package version: one segment, and not a reserved name. */
+export function checkVersion(value: unknown): Check {
+  const c = checkSegment(value);
+  if (c.ok && RESERVED_VERSIONS.has(c.value)) return { ok: false, reason: `'${c.value}' is reserved` };
+  return c;
+}
+
 /** A package version. */
-export const assertVersion = (v: unknown, where?: string): string => assertWith('ERR_VERSION_INVALID', 'version', checkSegment(v), where);
+export const assertVersion = (v: unknown, where?: string): string => assertWith('ERR_VERSION_INVALID', 'version', checkVersion(v), where);
 /** A file path inside a package. */
 export const assertRelativePath = (v: unknown, where?: string): string => assertWith('ERR_PATH_INVALID', 'path', checkRelativePath(v), where);
 

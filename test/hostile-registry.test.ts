@@ -142,7 +142,7 @@ describe('hostile registry against RegistryClient.ensurePackage', () => {
   test('version = "../../../victim" is refused: ERR_VERSION_INVALID, the sibling directory survives', async () => {
     host.serve(versionInfo('../../../victim', []), { 'manifest.json': MANIFEST });
     assert.equal(await codeOf(client.ensurePackage('victim-net')), 'ERR_VERSION_INVALID');
-    for (const v of ['..', '.', '/abs', 'a/b', 'current.json']) {
+    for (const v of ['..', '.', '/abs', 'a/b', 'current.json', 'served.json', 'latest']) {
       host.serve(versionInfo(v, []), { 'manifest.json': MANIFEST });
       assert.equal(await codeOf(client.ensurePackage('victim-net')), 'ERR_VERSION_INVALID', v);
     }
@@ -261,6 +261,10 @@ describe('the registry refuses hostile names on publish', () => {
 
   test('a version such as "../../../victim" is refused: 400 ERR_VERSION_INVALID', async () => {
     for (const v of ['../../../victim', '..', '', 'a/b', ' 1.0', 'x'.repeat(200)]) assert.equal(await publishWith((m) => (m.version = v)), '400 ERR_VERSION_INVALID', v);
+  });
+
+  test('a reserved version is refused at publish: latest (the alias for the newest), current.json and served.json (an agent cache\'s pointers)', async () => {
+    for (const v of ['latest', 'current.json', 'served.json']) assert.equal(await publishWith((m) => (m.version = v)), '400 ERR_VERSION_INVALID', v);
   });
 
   test('a manifest file path or a body key with ".." is refused: 400 ERR_PATH_INVALID', async () => {

@@ -13,6 +13,7 @@
  * dropped. Last-seen updates are batched into one store call per heartbeat.
  */
 import { crashPoint } from '../runtime/crash.js';
+import { isSegment } from '../runtime/names.js';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -207,7 +208,7 @@ export class Hub extends EventEmitter {
         // claimed at hello, not at the upgrade: a connection its client gave up on during a slow
         // handshake (a ghost) never says hello, so it never takes the device from the live one
         if (!conn.presence) await this.claim(conn);
-        await this.store.setDeviceState(conn.deviceId, { subnet: f.subnet, subnetId: f.subnetId ?? null, budget: f.budget });
+        await this.store.setDeviceState(conn.deviceId, { subnet: f.subnet, subnetId: f.subnetId ?? null, budget: f.budget, packageVersion: f.packageVersion ?? null });
         const dev = await this.store.device(conn.deviceId);
         this.send(conn, { t: 'welcome', deviceId: conn.deviceId, telemetryAck: dev?.telemetry_seq ?? 0 });
         // resume: everything not yet acknowledged goes again, oldest first
@@ -230,8 +231,12 @@ export class Hub extends EventEmitter {
     }
   }
 
-  /** Device state follows its own reports: swaps carry the new subnet, budget events the new budget. */
+  /**
+   * Device state follows its own reports: swaps carry the new subnet, budget events the new budget,
+   * a package-updated status event the version it serves now.
+   */
   private async applyEvent(deviceId: string, e: TelemetryEvent): Promise<void> {
+    if (e.kind === 'status' && e.data.event === 'package-updated' && typeof e.data.to === 'string' && isSegment(e.data.to)) await this.store.setDeviceState(deviceId, { packageVersion: e.data.to });
     if (e.kind === 'swap' && e.data.subnet) await this.store.setDeviceState(deviceId, { subnet: e.data.subnet, subnetId: typeof e.data.subnetId === 'string' ? e.data.subnetId : null });
     if (e.kind === 'budget' && e.data.budget) await this.store.setDeviceState(deviceId, { budget: e.data.budget });
   }

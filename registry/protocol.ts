@@ -4,6 +4,7 @@
  * same contract. Documented for people in registry/openapi.yaml.
  */
 import { z } from 'zod';
+import { MAX_SEGMENT, SEGMENT_RE } from '../runtime/names.js';
 
 export const API_PREFIX = '/v1';
 export const WS_PATH = '/v1/ws';
@@ -170,6 +171,8 @@ export const DeviceInfo = z.object({
   subnet: z.unknown().nullable(),
   subnetId: z.string().nullable(),
   budget: z.unknown().nullable(),
+  /** the version of its supernet's package the device last said it serves (null: not said yet, or an older agent) */
+  packageVersion: z.string().nullable(),
   profile: ProfileSummary.nullable(),
   telemetrySeq: z.number(),
   recentTelemetry: z.array(StoredTelemetry).optional(),
@@ -242,7 +245,10 @@ export type CommandInfo = z.infer<typeof CommandInfo>;
 
 // ---------- WebSocket frames (msgpack) ----------
 
-/** Agent → registry. */
+/**
+ * Agent → registry. `hello` drops keys it does not know instead of refusing the frame, so an agent
+ * newer than its registry (one that says more in its hello) still connects; the other frames are strict.
+ */
 export const AgentFrame = z.discriminatedUnion('t', [
   z
     .object({
@@ -251,8 +257,10 @@ export const AgentFrame = z.discriminatedUnion('t', [
       subnet: SubnetConfigSchema.nullable().optional(),
       subnetId: z.string().max(500).nullable().optional(),
       budget: BudgetSchema.nullable().optional(),
+      /** the version of its supernet's package the agent serves */
+      packageVersion: z.string().regex(SEGMENT_RE).max(MAX_SEGMENT).optional(),
     })
-    .strict(),
+    .strip(),
   z.object({ t: z.literal('telemetry'), events: z.array(TelemetryEvent).min(1).max(1000) }).strict(),
   z
     .object({

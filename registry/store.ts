@@ -55,6 +55,8 @@ export interface DeviceRow {
   subnet_json: string | null;
   subnet_id: string | null;
   budget_json: string | null;
+  /** the version of its supernet's package the device last said it serves */
+  package_version: string | null;
   telemetry_seq: number;
 }
 export interface ProfileRow {
@@ -114,6 +116,7 @@ export interface DeviceState {
   subnet?: unknown;
   subnetId?: string | null;
   budget?: unknown;
+  packageVersion?: string | null;
 }
 
 /** Telemetry frames of one device, as received. */

@@ -156,6 +156,7 @@ describe('browser agent in chromium', { skip, timeout: 1_800_000 }, () => {
     assert.equal(await row.locator('[data-col=ep]').textContent(), 'wasm');
     assert.match((await row.locator('[data-col=profile]').textContent()) ?? '', /^wasm · /);
     assert.equal(await row.locator('[data-col=budget]').textContent(), '50 ms');
+    assert.equal(await row.locator('[data-col=package]').textContent(), `fmnist-ofa@${pkg.manifest.version}`, 'the version its hello said it serves');
     assert.ok(!dash.url().includes(ADMIN), 'the admin token never appears in a URL');
     await row.click();
     await dash.locator('#device-page').waitFor();

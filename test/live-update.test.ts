@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { startFleetAgent } from '../agent/fleet.js';
 import { AdminClient } from '../registry/admin-client.js';
 import { startRegistry } from '../registry/server.js';
-import { tempDir } from './helpers.js';
+import { cachedVersionDirs, tempDir } from './helpers.js';
 import { makeQueryablePackage } from './registry-fixtures.js';
 
 const ADMIN = 'admin-token-live-update-0123456789';
@@ -73,6 +73,13 @@ test('a serving fleet agent serves a newer version without a restart; one that c
       assert.equal(agent.pkg.version, '1.0.0');
       assert.equal(((await (await fetch(`${url}/v1/status`)).json()) as { packageVersion: string }).packageVersion, '1.0.0');
       assert.deepEqual(await agent.checkForUpdate(), { outcome: 'current', version: '1.0.0' });
+      // the registry knows which version the device serves: from its hello, then from its reports
+      const registryVersion = async (want: string) => {
+        let got: string | null = null;
+        for (let t = 0; t < 200 && (got = (await admin.device(agent.deviceId)).packageVersion) !== want; t++) await new Promise((r) => setTimeout(r, 50));
+        return got;
+      };
+      assert.equal(await registryVersion('1.0.0'), '1.0.0', 'the hello named the version');
 
       // a pin pushed by the registry, to be carried over
       const pkg = agent.daemon.pkg;
@@ -112,6 +119,7 @@ test('a serving fleet agent serves a newer version without a restart; one that c
         return false;
       };
       assert.ok(await heard((e) => e.kind === 'status' && e.data.event === 'package-updated' && e.data.to === '1.1.0'), 'package-updated telemetry');
+      assert.equal(await registryVersion('1.1.0'), '1.1.0', 'the registry follows the update without a reconnect');
 
       // a newer version that verifies but cannot serve (NaN weights): the current one keeps serving
       await admin.publishDir(await poisonedPackage(join(dir.path, 'v3'), '1.2.0'));
@@ -126,12 +134,13 @@ test('a serving fleet agent serves a newer version without a restart; one that c
       assert.equal(agent.daemon.pkg.manifest.version, '1.1.0');
       assert.ok(await heard((e) => e.kind === 'error' && e.data.version === '1.2.0' && e.data.serving === '1.1.0'), 'the failure is reported to the registry');
       assert.ok(lines.some((l) => l.msg === 'update failed: serving the current package'));
+      assert.equal((await admin.device(agent.deviceId)).packageVersion, '1.1.0', 'a version that failed is not the one the registry shows');
       // not tried again by this process
       const failures = () => lines.filter((l) => l.msg === 'update failed: serving the current package').length;
       assert.deepEqual(await agent.checkForUpdate(), bad);
       assert.equal(failures(), 1, 'the second check did not start the version again');
       // the cache keeps what serves and what is newest; 1.0.0 went once 1.1.0 served
-      assert.deepEqual(readdirSync(join(dir.path, 'agent', 'fleet', 'packages', 'tiny'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort(), ['1.1.0', '1.2.0']);
+      assert.deepEqual(cachedVersionDirs(join(dir.path, 'agent', 'fleet', 'packages', 'tiny')), ['1.1.0', '1.2.0']);
     } finally {
       await agent.close();
     }

@@ -267,8 +267,13 @@ describe('registry', () => {
     assert.deepEqual(await c.next('telemetry-ack'), { t: 'telemetry-ack', seq: 3 });
     c.ws.close();
     c = await wsClient(reg.url, d.token);
-    c.send({ t: 'hello' });
+    // a hello with a key this registry does not know (a newer agent's) is answered, the key dropped
+    c.send({ t: 'hello', packageVersion: '2.0.0', futureField: { any: 1 } });
     assert.equal(((await c.next('welcome')) as { telemetryAck: number }).telemetryAck, 3);
+    assert.equal((await admin.device(d.deviceId)).packageVersion, '2.0.0', 'the hello named the version it serves');
+    c.send({ t: 'hello', packageVersion: '../x' });
+    assert.equal(((await c.next('error')) as { code: string }).code, 'ERR_VALIDATION', 'a version that is no path segment is refused');
+    assert.equal((await admin.device(d.deviceId)).packageVersion, '2.0.0');
     c.send({ t: 'telemetry', events: [...events, { seq: 4, at: Date.now(), kind: 'swap', data: { subnetId: 'x', subnet: { ks: [3], e: [3], d: [2], image_size: 12 } } }] });
     assert.deepEqual(await c.next('telemetry-ack'), { t: 'telemetry-ack', seq: 4 });
     assert.equal(await reg.store.telemetryCount(d.deviceId), 4);

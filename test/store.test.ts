@@ -113,6 +113,12 @@ for (const engine of ENGINES) {
       const d = (await s.device('dev_1'))!;
       assert.equal(d.subnet_id, 'x');
       assert.equal(d.budget_json, JSON.stringify({ latencyMs: 3 }));
+      assert.equal(d.package_version, null, 'no version before the device says one');
+      await s.setDeviceState('dev_1', { packageVersion: '1.2.0' });
+      await s.setDeviceState('dev_1', { subnetId: 'y' });
+      const e = (await s.device('dev_1'))!;
+      assert.equal(e.package_version, '1.2.0', 'a state update without a version keeps it');
+      assert.equal(e.subnet_id, 'y');
       await s.close();
     });
 

@@ -47,5 +47,5 @@ export function streamTelemetry(agent: AgentHandle, telemetry: SendTelemetry): (
 /** The `hello` frame: what the agent serves now. */
 export function helloFrame(agent: AgentHandle, name = 'nestswap/0.1.0'): Extract<AgentFrame, { t: 'hello' }> {
   const s = agent.status();
-  return { t: 'hello', agent: name, subnet: s.subnet?.config ?? null, subnetId: s.subnet?.id ?? null, budget: s.budget };
+  return { t: 'hello', agent: name, subnet: s.subnet?.config ?? null, subnetId: s.subnet?.id ?? null, budget: s.budget, packageVersion: s.packageVersion };
 }

@@ -51,6 +51,7 @@ async function deviceInfos(ctx: RouteContext, rows: DeviceRow[], recent: boolean
       subnet: d.subnet_json === null ? null : (JSON.parse(d.subnet_json) as unknown),
       subnetId: d.subnet_id,
       budget: d.budget_json === null ? null : (JSON.parse(d.budget_json) as unknown),
+      packageVersion: d.package_version ?? null,
       profile: profiles.get(d.id) ?? null,
       telemetrySeq: Number(d.telemetry_seq),
       ...(recent ? { recentTelemetry: (await ctx.store.recentTelemetry(d.id, 20)) as DeviceInfo['recentTelemetry'] } : {}),

@@ -85,6 +85,8 @@ CREATE TABLE class_profiles (
   ),
   // step 1 of the PostgreSQL text carried this index and SQLite's did not; now both have it
   step(4, 'profiles by device class', `CREATE INDEX IF NOT EXISTS profiles_class ON profiles (device_class, uploaded_at);`),
+  // the version of its supernet's package a device serves (hello frames, package-updated telemetry)
+  step(5, 'device package version', `ALTER TABLE devices ADD COLUMN package_version TEXT;`),
 ]);
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

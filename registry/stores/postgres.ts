@@ -192,12 +192,10 @@ export class PostgresStore implements RegistryStore {
     );
   }
   async setDeviceState(id: string, s: DeviceState) {
-    await this.q('UPDATE devices SET subnet_json = coalesce($1, subnet_json), subnet_id = coalesce($2, subnet_id), budget_json = coalesce($3, budget_json) WHERE id = $4', [
-      jsonOrNull(s.subnet),
-      s.subnetId ?? null,
-      jsonOrNull(s.budget),
-      id,
-    ]);
+    await this.q(
+      'UPDATE devices SET subnet_json = coalesce($1, subnet_json), subnet_id = coalesce($2, subnet_id), budget_json = coalesce($3, budget_json), package_version = coalesce($4, package_version) WHERE id = $5',
+      [jsonOrNull(s.subnet), s.subnetId ?? null, jsonOrNull(s.budget), s.packageVersion ?? null, id],
+    );
   }
 
   async putProfile(deviceId: string, sha256: string, json: string, summary: ProfileSummary) {

@@ -62,7 +62,7 @@ function prepare(db: Database.Database) {
     devicesAfter: db.prepare<[string, string, number], DeviceRow>('SELECT * FROM devices WHERE (enrolled_at, id) > (?, ?) ORDER BY enrolled_at, id LIMIT ?'),
     touch: db.prepare('UPDATE devices SET last_seen = ? WHERE id = ?'),
     touchPresence: db.prepare('UPDATE presence SET seen_at = ? WHERE device_id = ? AND replica_id = ?'),
-    setState: db.prepare('UPDATE devices SET subnet_json = coalesce(?, subnet_json), subnet_id = coalesce(?, subnet_id), budget_json = coalesce(?, budget_json) WHERE id = ?'),
+    setState: db.prepare('UPDATE devices SET subnet_json = coalesce(?, subnet_json), subnet_id = coalesce(?, subnet_id), budget_json = coalesce(?, budget_json), package_version = coalesce(?, package_version) WHERE id = ?'),
     setSeq: db.prepare('UPDATE devices SET telemetry_seq = max(telemetry_seq, ?), last_seen = ? WHERE id = ? RETURNING telemetry_seq'),
     upsertProfile: db.prepare(
       'INSERT INTO profiles (device_id, sha256, json, summary_json, uploaded_at, device_class) VALUES (?, ?, ?, ?, ?, ?) ' +
@@ -182,7 +182,7 @@ export class SqliteStore implements RegistryStore {
     })();
   }
   async setDeviceState(id: string, s: DeviceState) {
-    this.q.setState.run(jsonOrNull(s.subnet), s.subnetId ?? null, jsonOrNull(s.budget), id);
+    this.q.setState.run(jsonOrNull(s.subnet), s.subnetId ?? null, jsonOrNull(s.budget), s.packageVersion ?? null, id);
   }
 
   async putProfile(deviceId: string, sha256: string, json: string, summary: ProfileSummary) {

@@ -9,6 +9,7 @@ export interface DeviceInfo {
   online: boolean;
   subnetId: string | null;
   budget: unknown;
+  packageVersion: string | null;
   profile: { sha256: string; ep: string | null; threads: number | null } | null;
 }
 

@@ -33,13 +33,14 @@ function renderFleet(devices: DeviceInfo[]): void {
       el('td', { class: d.online ? 'online' : 'offline', 'data-col': 'state' }, [d.online ? 'online' : 'offline']),
       el('td', { 'data-col': 'class' }, [d.deviceClass ?? '—']),
       el('td', { 'data-col': 'ep' }, [deviceEp(d)]),
+      el('td', { 'data-col': 'package' }, [d.supernet ? `${d.supernet}@${d.packageVersion ?? '?'}` : '—']),
       el('td', { 'data-col': 'subnet' }, [el('code', {}, [d.subnetId ?? '—'])]),
       el('td', { 'data-col': 'budget' }, [fmtBudget(d.budget)]),
       el('td', { 'data-col': 'last-seen' }, [d.lastSeen ? new Date(d.lastSeen).toLocaleTimeString() : '—']),
       el('td', { 'data-col': 'profile' }, [d.profile ? `${d.profile.ep ?? '?'} · ${d.profile.threads ?? '?'} thr · ${d.profile.sha256.slice(0, 8)}` : 'none']),
     ]),
   );
-  const head = ['device', 'state', 'class', 'EP', 'subnet', 'budget', 'last seen', 'profile'].map((h) => el('th', {}, [h]));
+  const head = ['device', 'state', 'class', 'EP', 'package', 'subnet', 'budget', 'last seen', 'profile'].map((h) => el('th', {}, [h]));
   $('fleet').replaceChildren(el('h2', {}, [`Devices (${devices.length})`]), el('table', { id: 'devices' }, [el('thead', {}, [el('tr', {}, head)]), el('tbody', {}, rows)]));
 }
 

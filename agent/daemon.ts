@@ -37,6 +37,7 @@ import { startAgentCore, type AgentCore } from './core/agent-core.js';
 import { validateUserBudget, type AgentHandle, type Selector, type SubnetChoice } from './core/types.js';
 import { systemSensors, type Sensors } from './monitor.js';
 import type { PolicyOptions, Prediction, UserBudget } from './policy.js';
+import { ladderCachePath } from './daemon-cache.js';
 import { diskStatsStore } from './stats-store.js';
 import { VERSION } from '../runtime/node/version.js';
 
@@ -287,7 +288,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   else {
     const t0 = performance.now();
     const ladderOpts: LadderOptions = { size: opts.ladderSize ?? 8, threads };
-    if (opts.dataDir) ladderOpts.cacheFile = join(opts.dataDir, `ladder-${pkg.weightsDigest.slice(0, 16)}.json`);
+    if (opts.dataDir) ladderOpts.cacheFile = ladderCachePath(opts.dataDir, pkg.weightsDigest);
     selector = await ladderSelector(pkg, measuring, ladderOpts);
     log.info({ selector: selector.kind, ms: Math.round(performance.now() - t0) }, 'selector ready');
   }

@@ -11,6 +11,7 @@ import { pino, type Logger } from 'pino';
 import { isNestswapError, NestswapError } from '../runtime/errors.js';
 import { loadPackageDir } from '../runtime/node/fs-source.js';
 import type { FewShotOptions } from './class-profile.js';
+import { pruneDaemonCache } from './daemon-cache.js';
 import { validateUserBudget, type DaemonHandle } from './daemon.js';
 import { currentDeviceIdentity } from './device.js';
 import { startServing, type Serving, type ServingOptions } from './fleet-serving.js';
@@ -145,6 +146,12 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
 
   // an acknowledged budget or pin from the registry outlives restarts (agent/fleet-state.ts)
   const initialBudget = validateUserBudget({ latencyMs: opts.latencyMs, memoryMB: opts.memoryMB });
+  // the package cache keeps two versions; the daemon's caches of the weights it drops go with them
+  const served = (p: CachedPackage) => {
+    const { droppedWeights, keptWeights } = client.markServed(p);
+    const pruned = pruneDaemonCache(join(dataDir, 'daemon'), opts.supernet, droppedWeights, keptWeights);
+    if (pruned.files > 0) dlog.info({ files: pruned.files, bytes: pruned.bytes }, 'caches of removed package versions deleted');
+  };
   const servingOptions = (): ServingOptions => {
     const state = loadFleetState(fleetDir, (why) => dlog.warn({ why }, 'fleet state damaged: ignored'));
     return {
@@ -179,7 +186,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     cached = served;
     serving = await startServing(await loadPackageDir(served.dir), servingOptions());
   }
-  client.markServed(cached);
+  served(cached);
   const live = new LiveDaemon(serving.daemon);
   let server: { url: string; close(): Promise<void> } | undefined;
   if (opts.port !== undefined) {
@@ -258,7 +265,7 @@ export async function startFleetAgent(opts: FleetAgentOptions): Promise<FleetAge
     cached = next;
     await live.replace(started.daemon);
     await old.close('the package was updated');
-    client.markServed(next);
+    served(next);
     const subnetId = live.status().subnet?.id ?? null;
     dlog.info({ from: from.version, to: next.version, subnet: subnetId }, 'package updated');
     client.telemetry('status', { event: 'package-updated', supernet: opts.supernet, from: from.version, to: next.version, subnetId });

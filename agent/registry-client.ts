@@ -106,6 +106,17 @@ export const DEFAULT_LIMITS: DownloadLimits = {
 
 const STAGING = '.staging';
 
+/** The sha256 of the weights file a cached manifest names; undefined when it cannot be read. */
+function weightsDigestOf(manifestFile: string): string | undefined {
+  try {
+    const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as { files?: { role?: unknown; sha256?: unknown }[] };
+    const w = m.files?.find((f) => f.role === 'weights')?.sha256;
+    return typeof w === 'string' && /^[0-9a-f]{64}$/.test(w) ? w : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const writeAtomic = writeDurable;
 
 async function sha256File(path: string): Promise<string> {
@@ -285,17 +296,27 @@ export class RegistryClient extends EventEmitter {
   /**
    * Records `p` as the version of its supernet that serves here, and deletes every other cached
    * version but the current one (so the cache holds at most two: what serves and what is newest).
+   * Answers the weights digests of the versions deleted and of those kept (for the daemon's caches
+   * keyed by weights, agent/daemon-cache.ts).
    */
-  markServed(p: CachedPackage): void {
+  markServed(p: CachedPackage): { droppedWeights: string[]; keptWeights: string[] } {
     const nameDir = resolveInside(this.packagesDir(), p.name);
     writeDurable(join(nameDir, 'served.json'), JSON.stringify({ version: p.version, manifestSha256: p.manifestSha256, ...(p.seq !== undefined ? { seq: p.seq } : {}) }));
     const keep = new Set([p.version, this.cachedPackage(p.name)?.version]);
+    const out = { droppedWeights: [] as string[], keptWeights: [] as string[] };
     for (const e of readdirSync(nameDir, { withFileTypes: true })) {
-      if (!e.isDirectory() || keep.has(e.name) || !checkSegment(e.name).ok || !existsSync(join(nameDir, e.name, 'manifest.json'))) continue;
+      if (!e.isDirectory() || !checkSegment(e.name).ok || !existsSync(join(nameDir, e.name, 'manifest.json'))) continue;
+      const weights = weightsDigestOf(join(nameDir, e.name, 'manifest.json'));
+      if (keep.has(e.name)) {
+        if (weights) out.keptWeights.push(weights);
+        continue;
+      }
       // deletes happen only inside packages/<name>/, checked again through links
       rmSync(assertInside(nameDir, join(nameDir, e.name)), { recursive: true, force: true });
+      if (weights) out.droppedWeights.push(weights);
       this.log.info({ supernet: p.name, version: e.name }, 'old package version removed from the cache');
     }
+    return out;
   }
 
   private pointedPackage(name: string, pointer: string): CachedPackage | undefined {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
@@ -19,12 +19,12 @@ const ADMIN = 'admin-token-live-update-0123456789';
 const ENROLL = 'enroll-token-live-update-0123456789';
 
 /** A copy of the queryable tiny package at `version` whose first weights are NaN: it verifies and cannot serve. */
-async function poisonedPackage(dir: string, version: string): Promise<string> {
+async function poisonedPackage(dir: string, version: string, value = Number.NaN): Promise<string> {
   await makeQueryablePackage(dir, version);
   const file = join(dir, 'weights.bin');
   const w = readFileSync(file);
-  const nan = new Float32Array(256).fill(Number.NaN);
-  Buffer.from(nan.buffer).copy(w, 0);
+  const first = new Float32Array(256).fill(value);
+  Buffer.from(first.buffer).copy(w, 0);
   writeFileSync(file, w);
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { files: { path: string; sha256: string; bytes: number }[] };
   const entry = manifest.files.find((f) => f.path === 'weights.bin')!;
@@ -160,6 +160,20 @@ test('a serving fleet agent serves a newer version without a restart; one that c
       const c = await again.checkForUpdate();
       assert.equal(c.outcome, 'failed', 'the unservable version is not started again');
       assert.ok(!lines.some((l) => l.msg === 'update failed: serving the current package'));
+
+      // a version with other (servable) weights: once it serves, the daemon's caches of the weights
+      // the package cache dropped go too; those of the serving weights stay
+      const statsDir = join(dir.path, 'agent', 'daemon', 'bn-stats');
+      const oldWeights = again.daemon.pkg.weightsDigest.slice(0, 16);
+      assert.ok(readdirSync(statsDir).some((f) => f.startsWith(oldWeights)), 'BN statistics of the serving weights are cached');
+      await admin.publishDir(await poisonedPackage(join(dir.path, 'v4'), '1.3.0', 0.01));
+      assert.equal((await again.checkForUpdate()).outcome, 'updated');
+      const newWeights = again.daemon.pkg.weightsDigest.slice(0, 16);
+      assert.notEqual(newWeights, oldWeights);
+      assert.deepEqual(cachedVersionDirs(join(dir.path, 'agent', 'fleet', 'packages', 'tiny')), ['1.3.0']);
+      const left = readdirSync(statsDir);
+      assert.ok(left.length > 0 && left.every((f) => f.startsWith(newWeights)), `only the serving weights' statistics are left: ${left.join(', ')}`);
+      assert.ok(lines.some((l) => l.msg === 'caches of removed package versions deleted' && (l.files as number) > 0));
     } finally {
       await again.close();
     }
